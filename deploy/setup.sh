@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Creates/refreshes the virtualenv with everything pairsift needs, system packages included.
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+VENV="${1:-.venv}"
+DEBS="tuxpaint-stamps-default apertium apertium-eng-spa dataset-fashion-mnist libcairo2"
+
+missing=""
+for pkg in $DEBS; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages:$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+  else
+    echo "setup: apt-get not found; datasets/backends needing:$missing will report how to install them" >&2
+  fi
+fi
+
+PYTHON="${PYTHON:-python3}"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip"
+# torch first, pinned, so no other resolver step can pull a different build.
+$PIP install -q "torch==2.14.1" "torchvision==0.29.1"
+$PIP install -q -e ".[offline,dev]"
+echo "setup: done ($VENV)"

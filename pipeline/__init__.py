@@ -1,0 +1,1 @@
+"""pairsift.pipeline: Beam graph, options, CLI, IO and run orchestration."""

@@ -1,0 +1,1 @@
+"""pairsift.transforms: Beam PTransforms and DoFns, one file per stage."""
