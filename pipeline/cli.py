@@ -1,2 +1,70 @@
-def main() -> None:
-    raise SystemExit("cli under construction")
+"""The `pairsift` console script.
+
+Each command lives in its own module exposing ``register(subparsers)``, which adds a
+subparser and sets ``func``; this file only wires them together. ``bench`` commands register
+under the ``bench`` group the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# module path -> where it registers ("top" = `pairsift X`, "bench" = `pairsift bench X`)
+COMMAND_MODULES: tuple[tuple[str, str], ...] = (
+    ("pairsift.pipeline.run_cli", "top"),  # run
+    ("pairsift.pipeline.demo", "top"),  # demo
+    ("pairsift.pipeline.datasets.cli", "top"),  # data
+    ("pairsift.pipeline.train_cli", "top"),  # train, eval
+    ("pairsift.pipeline.bench.embed", "bench"),
+    ("pairsift.pipeline.bench.quality", "bench"),
+    ("pairsift.pipeline.bench.translate", "bench"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pairsift",
+        description="Clean web-scraped image–caption pairs: find mismatched pairs, "
+        "write curated WebDataset shards with per-pair scores.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    bench = commands.add_parser("bench", help="benchmarks that print measured figures")
+    bench_commands = bench.add_subparsers(dest="bench_command", metavar="BENCH")
+    bench.set_defaults(func=lambda args: bench.print_help() or 2)
+    groups = {"top": commands, "bench": bench_commands}
+    for module_name, group in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("pairsift"):
+                continue  # command not part of this build
+            raise
+        module.register(groups[group])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = list(extra)
+    result = args.func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
