@@ -1,0 +1,163 @@
+"""The fit step: one process, on vectors only (DESIGN §2).
+
+Loads every embedded pair from OUT/embeddings, marks exact duplicates, trains the projection
+heads with the robust trainer on (a deterministic sample of) the pairs, and freezes a scoring
+state (heads + fixed negative bank) that the score pass applies to every pair in parallel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.models.records import Status
+from pairsift.pipeline.io.atomic import exists, list_files, write_json
+from pairsift.pipeline.io.tables import embedding_matrix, read_table, write_rows
+from pairsift.pipeline.layout import RunLayout
+
+log = logging.getLogger(__name__)
+
+FIT_DONE = "_fit_done.json"
+ID_COLUMNS = ["key", "source_shard", "index", "status", "sha256", "caption_sha256"]
+
+
+@dataclass
+class EmbeddedPairs:
+    """All ok pairs of a run: ids plus one float32 matrix per embedding column."""
+
+    ids: pa.Table
+    matrices: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return self.ids.num_rows
+
+
+def embedding_columns(schema_names: list[str]) -> list[str]:
+    return [n for n in schema_names if n.startswith(("image_emb", "text_emb"))]
+
+
+def load_embedded(layout: RunLayout) -> EmbeddedPairs:
+    tables = []
+    for path in list_files(layout.embeddings, ".parquet"):
+        table = read_table(path)
+        if "status" not in table.column_names or table.num_rows == 0:
+            continue
+        mask = pa.compute.equal(table.column("status"), Status.OK.value)
+        tables.append(table.filter(mask))
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        raise RuntimeError(
+            f"no embedded pairs under {layout.embeddings}: every pair failed before embedding; "
+            "see the audit rows in the embeddings parquet for the reasons"
+        )
+    table = pa.concat_tables(tables, promote_options="default")
+    table = table.sort_by([("source_shard", "ascending"), ("index", "ascending")])
+    columns = embedding_columns(table.column_names)
+    matrices = {c: embedding_matrix(table, c) for c in columns if table.column(c).null_count == 0}
+    ids = table.select([c for c in ID_COLUMNS if c in table.column_names])
+    return EmbeddedPairs(ids, matrices)
+
+
+def find_duplicates(ids: pa.Table) -> np.ndarray:
+    """Boolean mask: same image bytes and caption as an earlier pair (rows are in input order)."""
+    seen: set[tuple[str, str]] = set()
+    images = ids.column("sha256").to_pylist()
+    captions = ids.column("caption_sha256").to_pylist()
+    mask = np.zeros(len(images), dtype=bool)
+    for i, fingerprint in enumerate(zip(images, captions, strict=True)):
+        if fingerprint in seen:
+            mask[i] = True
+        else:
+            seen.add(fingerprint)
+    return mask
+
+
+def fit_sample(keys: list[str], limit: int, seed: int) -> np.ndarray:
+    """Indices of a deterministic, order-independent sample of at most ``limit`` pairs."""
+    if len(keys) <= limit:
+        return np.arange(len(keys))
+    ranks = [hashlib.sha1(f"{seed}:{k}".encode()).digest() for k in keys]
+    chosen = sorted(range(len(keys)), key=ranks.__getitem__)[:limit]
+    return np.sort(np.asarray(chosen))
+
+
+def encoder_aligned(spec: str, image_dim: int, text_dim: int) -> bool:
+    """CLIP-style towers share a space, so the heads start as identity."""
+    return spec.startswith(("open_clip:", "hf:")) and image_dim == text_dim
+
+
+def to_pair_embeddings(pairs: EmbeddedPairs, rows: np.ndarray, langs: list[str]):
+    from pairsift.models.trainer import PairEmbeddings
+
+    m = pairs.matrices
+    keys = pairs.ids.column("key").to_pylist()
+    return PairEmbeddings(
+        image=m["image_emb"][rows],
+        text=m["text_emb"][rows],
+        text_tgt={lang: m[f"text_emb_{lang}"][rows] for lang in langs if f"text_emb_{lang}" in m},
+        text_src_ml=m["text_emb_ml"][rows] if "text_emb_ml" in m and langs else None,
+        keys=[keys[i] for i in rows],
+    )
+
+
+def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
+    """Train heads and freeze the scoring state. Skipped when its completion marker exists."""
+    from pairsift.models.heads import save_heads
+    from pairsift.models.scoring import build_scoring_state
+    from pairsift.models.trainer import train
+
+    done_path = layout.fit_file(FIT_DONE)
+    if exists(done_path):
+        log.info("fit: already complete, skipping")
+        from pairsift.pipeline.io.atomic import read_json
+
+        return read_json(done_path)
+    pairs = load_embedded(layout)
+    duplicate = find_duplicates(pairs.ids) if cfg.dedup else np.zeros(len(pairs), dtype=bool)
+    dup_rows = [
+        {"key": k, "source_shard": s}
+        for k, s, d in zip(
+            pairs.ids.column("key").to_pylist(),
+            pairs.ids.column("source_shard").to_pylist(),
+            duplicate,
+            strict=True,
+        )
+        if d
+    ]
+    write_rows(layout.fit_file("duplicates.parquet"), dup_rows, columns=["key", "source_shard"])
+    unique_rows = np.flatnonzero(~duplicate)
+    keys = pairs.ids.column("key").to_pylist()
+    sample = unique_rows[fit_sample([keys[i] for i in unique_rows], cfg.train.max_fit_pairs, cfg.seed)]
+    langs = list(cfg.translate.target_langs)
+    data = to_pair_embeddings(pairs, sample, langs)
+    aligned = encoder_aligned(cfg.encoder.spec, data.image.shape[1], data.text.shape[1])
+    log.info(
+        "fit: %d embedded pairs, %d duplicates, training heads on %d (identity init: %s)",
+        len(pairs), int(duplicate.sum()), len(sample), aligned,
+    )
+    result = train(data, cfg, identity_init=aligned, progress=_log_epoch)
+    save_heads(result.heads, layout.fit_file("heads"))
+    state = build_scoring_state(result.heads, data, cfg.train, cfg.seed)
+    state.save(layout.fit_file("scoring"))
+    info = {
+        "embedded_pairs": len(pairs),
+        "duplicates": int(duplicate.sum()),
+        "fit_pairs": int(len(sample)),
+        "identity_init": aligned,
+        "history": result.history,
+        "image_dim": int(data.image.shape[1]),
+        "text_dim": int(data.text.shape[1]),
+    }
+    write_json(layout.fit_file("train.json"), info)
+    write_json(done_path, info)
+    return info
+
+
+def _log_epoch(entry: dict) -> None:
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}
+    log.info("fit: %s", shown)

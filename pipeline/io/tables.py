@@ -1,0 +1,87 @@
+"""Row dicts → parquet with a stable column order, embeddings as fixed-size float16 lists.
+
+Rows of one shard differ in which keys they hold (an error row has no embedding, a pair
+without a translation has no ``caption_pt``), so the schema is the union of all keys, with
+the audit columns first and the rest sorted: the same rows always give the same file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pairsift.models.records import AUDIT_COLUMNS
+from pairsift.pipeline.io.atomic import atomic_open
+
+EMBEDDING_PREFIXES = ("image_emb", "text_emb")
+
+
+def is_embedding_column(name: str) -> bool:
+    return name.startswith(EMBEDDING_PREFIXES)
+
+
+def ordered_columns(rows: Sequence[dict[str, Any]], leading: Sequence[str] = AUDIT_COLUMNS) -> list[str]:
+    present: set[str] = set()
+    for row in rows:
+        present.update(row)
+    head = [c for c in leading if c in present]
+    rest = sorted(present - set(head))
+    return head + rest
+
+
+def _embedding_array(values: list[Any]) -> pa.Array:
+    dim = next((len(v) for v in values if v is not None), 0)
+    for v in values:
+        if v is not None and len(v) != dim:
+            raise ValueError(f"embedding dims differ within a column: {len(v)} vs {dim}")
+    cells = [None if v is None else np.asarray(v, dtype=np.float16) for v in values]
+    return pa.array(cells, type=pa.list_(pa.float16(), dim))
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> pa.Table:
+    names = list(columns) if columns is not None else ordered_columns(rows)
+    arrays = []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        if is_embedding_column(name):
+            arrays.append(_embedding_array(values))
+        else:
+            arrays.append(pa.array([_plain(v) for v in values]))
+    return pa.table(dict(zip(names, arrays, strict=True))) if names else pa.table({})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_rows(path: str, rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> None:
+    table = rows_to_table(rows, columns)
+    with atomic_open(path, "wb") as handle:
+        pq.write_table(table, handle)
+
+
+def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
+    from pairsift.pipeline.io.atomic import filesystem
+
+    fs, p = filesystem(path)
+    with fs.open(p, "rb") as handle:
+        schema = pq.read_schema(handle)
+        wanted = None if columns is None else [c for c in columns if c in schema.names]
+        handle.seek(0)
+        return pq.read_table(handle, columns=wanted)
+
+
+def embedding_matrix(table: pa.Table, column: str) -> np.ndarray:
+    """A fixed-size-list column → [n, dim] float32 (null rows are not allowed here)."""
+    col = table.column(column).combine_chunks()
+    if col.null_count:
+        raise ValueError(f"column {column} has {col.null_count} null embeddings")
+    dim = col.type.list_size
+    flat = col.values.to_numpy(zero_copy_only=False)
+    return flat.reshape(len(col), dim).astype(np.float32)

@@ -1,0 +1,138 @@
+"""Pass 2 (Beam, parallel over input shards): label every pair, write curated shards + audit.
+
+Each worker re-reads its input shard (one sequential read, no shuffle of image bytes), joins
+it by key with the shard's pass-1 rows and scores, and writes OUT/audit/NNNNN.parquet (one
+row per input pair) and OUT/shards/NNNNN.{tar,parquet,_stats.json} (kept pairs, original
+bytes). The stats file is written last: it marks the shard complete for a resumed run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.pipeline.io.atomic import exists, read_json
+from pairsift.pipeline.io.readers import InputShard, read_shard
+from pairsift.pipeline.io.shard_writer import ShardSample, shard_complete, write_shard
+from pairsift.pipeline.io.tables import read_table, write_rows
+from pairsift.pipeline.layout import RunLayout
+from pairsift.pipeline.options import new_pipeline, run_pipeline
+from pairsift.pipeline.score_pass import MIXTURE_FILE
+from pairsift.transforms.curate import FitState, finish_audit_row, label_scores, sample_json
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
+
+
+def output_name(index: int) -> str:
+    return f"{index:05d}"
+
+
+def _rows_by_key(path: str, drop_embeddings: bool) -> dict[str, dict[str, Any]]:
+    if not exists(path):
+        return {}
+    table = read_table(path)
+    if drop_embeddings:
+        table = table.select([c for c in table.column_names if not c.startswith(("image_emb", "text_emb"))])
+    return {row["key"]: row for row in table.to_pylist()}
+
+
+class CurateShard(beam.DoFn):
+    def __init__(self, layout: RunLayout, cfg: PairsiftConfig) -> None:
+        self.layout = layout
+        self.cfg = cfg
+        self.state: FitState | None = None
+
+    def setup(self) -> None:
+        self.state = FitState.from_params(read_json(self.layout.fit_file(MIXTURE_FILE)))
+
+    def process(self, element: tuple[int, InputShard]) -> Iterator[str]:
+        index, shard = element
+        name = output_name(index)
+        if shard_complete(self.layout.shards, name) and exists(self.layout.audit_file(name)):
+            yield name
+            return
+        assert self.state is not None
+        pass1 = _rows_by_key(self.layout.embeddings_file(shard.name), drop_embeddings=True)
+        scored_rows = _rows_by_key(self.layout.scores_file(shard.name), drop_embeddings=False)
+        unique_keys = [k for k, r in scored_rows.items() if not r["duplicate"]]
+        score_names = [n for n in next(iter(scored_rows.values()), {}) if n not in ("key", "duplicate")]
+        scores = {n: np.array([scored_rows[k][n] for k in unique_keys], dtype=np.float64) for n in score_names}
+        labels = label_scores(scores, self.state, self.cfg)
+        per_key: dict[str, dict[str, Any]] = {}
+        for i, key in enumerate(unique_keys):
+            values: dict[str, Any] = {n: scores[n][i] for n in ("loss", "similarity") if n in scores}
+            values.update({n: scores[n][i] for n in score_names if n.endswith(tuple(f"_{lang}" for lang in self.cfg.translate.target_langs)) or n == "translation_consistency"})
+            values.update({n: labels[n][i] for n in labels})
+            per_key[key] = values
+
+        audit: list[dict[str, Any]] = []
+        kept: list[ShardSample] = []
+        keep_labels = set(self.cfg.output.keep_labels)
+        langs = list(self.cfg.translate.target_langs)
+        for sample in read_shard(shard):
+            dup = bool(scored_rows.get(sample.key, {}).get("duplicate", False))
+            row = finish_audit_row(pass1.get(sample.key), sample.key, shard.name, dup, per_key.get(sample.key))
+            audit.append(row)
+            count_outcome(row["status"], row.get("label"))
+            if row.get("label") in keep_labels and sample.image_bytes is not None:
+                kept.append(self._shard_sample(sample.image_bytes, sample.image_format, row, langs))
+        write_rows(self.layout.audit_file(name), audit)
+        counts = Counter(r.get("label") or r["status"] for r in audit)
+        write_shard(
+            self.layout.shards,
+            name,
+            kept,
+            stats={"input_shard": shard.name, "input_pairs": len(audit), "by_outcome": dict(sorted(counts.items()))},
+            count_by="label",
+        )
+        yield name
+
+    def _shard_sample(self, image: bytes, fmt: str | None, row: dict[str, Any], langs: list[str]) -> ShardSample:
+        ext = IMAGE_EXT_ALIASES.get((fmt or "jpg").lower(), (fmt or "jpg").lower())
+        files = {ext: image, "txt": (row.get("caption") or "").encode("utf-8"), "json": sample_json(row, langs)}
+        if self.cfg.output.write_translations:
+            for lang in langs:
+                text = row.get(f"caption_{lang}")
+                if isinstance(text, str):
+                    files[f"{lang}.txt"] = text.encode("utf-8")
+        parquet_row = {k: v for k, v in row.items() if k != "index"}
+        return ShardSample(row["key"], files, parquet_row)
+
+
+def count_outcome(status: str, label: str | None) -> None:
+    """Beam counters per status and label (shown by the runner and in summary.json)."""
+    beam.metrics.Metrics.counter("pairsift", f"status_{status}").inc()
+    if label:
+        beam.metrics.Metrics.counter("pairsift", f"label_{label}").inc()
+
+
+def run_pass2(
+    shards: list[InputShard], cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions
+) -> dict[str, int]:
+    todo = [
+        (i, s) for i, s in enumerate(shards)
+        if not (shard_complete(layout.shards, output_name(i)) and exists(layout.audit_file(output_name(i))))
+    ]
+    if len(todo) < len(shards):
+        log.info("pass 2: %d of %d shards already curated, skipping them", len(shards) - len(todo), len(shards))
+    if not todo:
+        return {}
+    pipeline = new_pipeline(options)
+    (
+        pipeline
+        | "InputShards" >> beam.Create(todo)
+        | "Spread" >> beam.Reshuffle()
+        | "Curate" >> beam.ParDo(CurateShard(layout, cfg))
+    )
+    return run_pipeline(pipeline)
+
+

@@ -1,0 +1,136 @@
+"""Score pass (Beam, parallel over embedding shards) and the global mixture fit.
+
+Each shard's scores land in OUT/scores/<shard>.parquet (its completion marker); the losses
+of all unique pairs meet in one histogram (CombineGlobally), on which the driver fits the
+beta mixture: exact up to binning and independent of the number of pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.models.records import Status
+from pairsift.pipeline.io.atomic import exists, list_files, read_json, write_json
+from pairsift.pipeline.io.tables import read_table, write_rows
+from pairsift.pipeline.layout import RunLayout
+from pairsift.pipeline.options import new_pipeline, run_pipeline
+from pairsift.transforms.score import LossHistogram, score_in_chunks
+
+log = logging.getLogger(__name__)
+
+HISTOGRAM_FILE = "loss_histogram.json"
+MIXTURE_FILE = "mixture.json"
+
+
+def shard_matrices(table: pa.Table, langs: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Embedding matrices of a shard's ok rows; target-language rows may be missing (masked)."""
+    matrices: dict[str, np.ndarray] = {}
+    present: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        if not name.startswith(("image_emb", "text_emb")):
+            continue
+        column = table.column(name).combine_chunks()
+        dim = column.type.list_size
+        valid = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        filled = column.fill_null(pa.scalar([0.0] * dim, type=column.type)) if column.null_count else column
+        matrices[name] = filled.values.to_numpy(zero_copy_only=False).reshape(len(column), dim).astype(np.float32)
+        present[name] = valid
+    return matrices, present
+
+
+class ScoreShard(beam.DoFn):
+    """Scores one embedding shard with the frozen scoring state; yields its unique losses."""
+
+    def __init__(self, layout: RunLayout, langs: list[str]) -> None:
+        self.layout = layout
+        self.langs = langs
+        self.state: Any = None
+        self.duplicates: set[tuple[str, str]] = set()
+
+    def setup(self) -> None:
+        from pairsift.models.scoring import ScoringState
+
+        self.state = ScoringState.load(self.layout.fit_file("scoring"))
+        dups = read_table(self.layout.fit_file("duplicates.parquet"))
+        self.duplicates = set(
+            zip(dups.column("source_shard").to_pylist(), dups.column("key").to_pylist(), strict=True)
+        )
+
+    def process(self, shard_name: str) -> Iterator[np.ndarray]:
+        out_path = self.layout.scores_file(shard_name)
+        if exists(out_path):  # resumed run: reuse the scores, still feed the histogram
+            done = read_table(out_path, columns=["loss", "duplicate"])
+            keep = ~np.asarray(done.column("duplicate").to_numpy(zero_copy_only=False), dtype=bool)
+            yield np.asarray(done.column("loss").to_numpy(zero_copy_only=False))[keep]
+            return
+        table = read_table(self.layout.embeddings_file(shard_name))
+        table = table.filter(pc.equal(table.column("status"), Status.OK.value)) if table.num_rows else table
+        keys = table.column("key").to_pylist() if table.num_rows else []
+        duplicate = np.array([(shard_name, k) in self.duplicates for k in keys], dtype=bool)
+        scores: dict[str, np.ndarray] = {}
+        if keys:
+            matrices, present = shard_matrices(table, self.langs)
+            scores = score_in_chunks(self.state, matrices, self.langs)
+            for lang in self.langs:  # a pair without a translation has no target-language view
+                mask = present.get(f"text_emb_{lang}")
+                if mask is None:
+                    continue
+                for name in scores:
+                    if name.endswith(f"_{lang}") or name == "translation_consistency":
+                        scores[name] = np.where(mask, scores[name], np.nan)
+        rows = []
+        for i, key in enumerate(keys):
+            row: dict[str, Any] = {"key": key, "duplicate": bool(duplicate[i])}
+            row.update({name: float(values[i]) for name, values in scores.items()})
+            rows.append(row)
+        write_rows(out_path, rows, columns=["key", "duplicate", *sorted(scores)] if rows else ["key", "duplicate", "loss"])
+        beam.metrics.Metrics.counter("pairsift", "scored").inc(len(rows))
+        yield scores["loss"][~duplicate] if keys else np.zeros(0)
+
+
+class WriteHistogram(beam.DoFn):
+    def __init__(self, path: str, lo: float, hi: float) -> None:
+        self.path, self.lo, self.hi = path, lo, hi
+
+    def process(self, counts: np.ndarray) -> Iterator[int]:
+        write_json(self.path, {"lo": self.lo, "hi": self.hi, "counts": counts.tolist()})
+        yield int(counts.sum())
+
+
+def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> dict[str, int]:
+    from pairsift.models.scoring import loss_range
+
+    shard_names = [p.rsplit("/", 1)[-1][: -len(".parquet")] for p in list_files(layout.embeddings, ".parquet")]
+    lo, hi = loss_range(cfg.train)
+    pipeline = new_pipeline(options)
+    (
+        pipeline
+        | "EmbeddingShards" >> beam.Create(shard_names)
+        | "Spread" >> beam.Reshuffle()
+        | "Score" >> beam.ParDo(ScoreShard(layout, list(cfg.translate.target_langs)))
+        | "Histogram" >> beam.CombineGlobally(LossHistogram(lo, hi, cfg.mixture.bins))
+        | "SaveHistogram" >> beam.ParDo(WriteHistogram(layout.fit_file(HISTOGRAM_FILE), lo, hi))
+    )
+    return run_pipeline(pipeline)
+
+
+def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
+    """Beta mixture on the global loss histogram → OUT/fit/mixture.json."""
+    from pairsift.models.mixture import BetaMixture
+
+    hist = read_json(layout.fit_file(HISTOGRAM_FILE))
+    counts = np.asarray(hist["counts"], dtype=np.int64)
+    mixture = BetaMixture.fit_histogram(counts, hist["lo"], hist["hi"], cfg.mixture)
+    params = mixture.to_dict()
+    write_json(layout.fit_file(MIXTURE_FILE), params)
+    log.info("mixture: estimated noise ratio %.3f over %d pairs", mixture.noise_ratio, int(counts.sum()))
+    return params

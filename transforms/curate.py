@@ -1,0 +1,104 @@
+"""Labelling and the per-sample payload of pass 2 (pure functions; the IO lives in pipeline/).
+
+Given a shard's pass-1 rows, its scores and the fitted global state, decide each pair's label
+and build its audit row and, for kept pairs, the ``KEY.json`` written beside the image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.models.records import Status
+
+SCORE_FIELDS = ("p_clean", "uncertainty", "soft_label", "loss", "similarity")
+
+
+@dataclass
+class FitState:
+    """Global results of the fit that every pass-2 worker needs (small, JSON-able)."""
+
+    mixture: Any  # models.mixture.BetaMixture
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> FitState:
+        from pairsift.models.mixture import BetaMixture
+
+        return cls(mixture=BetaMixture.from_dict(params))
+
+
+def label_scores(
+    scores: dict[str, np.ndarray], state: FitState, cfg: PairsiftConfig
+) -> dict[str, np.ndarray]:
+    """Division of the scored pairs: label, p_clean, soft_label, uncertainty, noise_kind_pred."""
+    from pairsift.models.division import divide
+
+    if not scores or len(next(iter(scores.values()))) == 0:
+        return {}
+    division = divide(scores, state.mixture, cfg.division)
+    out = {
+        "label": np.asarray(division.label).astype(str),
+        "p_clean": np.asarray(division.p_clean, dtype=np.float64),
+        "soft_label": np.asarray(division.soft_label, dtype=np.float64),
+        "uncertainty": np.asarray(division.uncertainty, dtype=np.float64),
+        "noise_kind_pred": np.asarray(state.mixture.noise_kind(scores["loss"])).astype(str),
+    }
+    return out
+
+
+def clean_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+
+
+def sample_json(row: dict[str, Any], langs: list[str]) -> bytes:
+    """``KEY.json`` of a kept sample: its label and every score, auditable on its own."""
+    payload: dict[str, Any] = {}
+    for name in sorted(row):
+        if name.startswith(("caption_",)) or name in ("caption", "index"):
+            continue
+        value = row[name]
+        if isinstance(value, float):
+            value = clean_float(value)
+        payload[name] = value
+    return json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
+def finish_audit_row(
+    base: dict[str, Any] | None,
+    key: str,
+    source_shard: str,
+    duplicate: bool,
+    scored: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The audit row of one input pair from its pass-1 row (or its absence) and its scores."""
+    if base is None:
+        return {
+            "key": key,
+            "source_shard": source_shard,
+            "status": Status.READ_ERROR.value,
+            "error": "pair missing from pass-1 output (input changed after pass 1?)",
+            "label": None,
+        }
+    row = {k: v for k, v in base.items() if not k.startswith(("image_emb", "text_emb"))}
+    row.setdefault("label", None)
+    if row["status"] != Status.OK.value:
+        return row
+    if duplicate:
+        row["status"] = Status.DUPLICATE.value
+        row["error"] = "same image bytes and caption as an earlier pair"
+        return row
+    if scored is None:
+        row["status"] = Status.EMBED_ERROR.value
+        row["error"] = "no score for an embedded pair"
+        return row
+    for name, value in scored.items():
+        row[name] = value if isinstance(value, str) else clean_float(value)
+    return row

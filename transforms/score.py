@@ -1,0 +1,70 @@
+"""Scoring stage pieces: per-pair scores from a frozen scoring state, and the loss histogram.
+
+The histogram is a CombineGlobally of integer counts on a fixed, fine grid: the beta mixture
+fits on it exactly up to binning, in O(bins) per EM step, for any number of pairs; integer
+counts also make the merge order irrelevant, so the fit is deterministic on any runner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+
+from pairsift.models.mixture import histogram
+
+
+class LossHistogram(beam.CombineFn):
+    """Sums fixed-range histograms of the per-pair loss."""
+
+    def __init__(self, lo: float, hi: float, bins: int) -> None:
+        self.lo, self.hi, self.bins = lo, hi, bins
+
+    def create_accumulator(self) -> np.ndarray:
+        return np.zeros(self.bins, dtype=np.int64)
+
+    def add_input(self, acc: np.ndarray, losses: np.ndarray) -> np.ndarray:
+        return acc + histogram(np.asarray(losses, dtype=np.float64), self.lo, self.hi, self.bins)
+
+    def merge_accumulators(self, accumulators: Any) -> np.ndarray:
+        total = self.create_accumulator()
+        for acc in accumulators:
+            total = total + acc
+        return total
+
+    def extract_output(self, acc: np.ndarray) -> np.ndarray:
+        return acc
+
+
+def score_in_chunks(
+    state: Any,
+    matrices: dict[str, np.ndarray],
+    langs: list[str],
+    chunk: int = 4096,
+) -> dict[str, np.ndarray]:
+    """Score every row, ``chunk`` rows at a time (bounded memory; results are row-wise)."""
+    from pairsift.models.scoring import score_batch
+
+    n = len(matrices["image_emb"])
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, n, chunk):
+        window = slice(start, start + chunk)
+        text_tgt = {
+            lang: matrices[f"text_emb_{lang}"][window]
+            for lang in langs
+            if f"text_emb_{lang}" in matrices
+        }
+        ml = matrices.get("text_emb_ml")
+        parts.append(
+            score_batch(
+                state,
+                matrices["image_emb"][window],
+                matrices["text_emb"][window],
+                text_tgt or None,
+                ml[window] if ml is not None and text_tgt else None,
+            )
+        )
+    if not parts:
+        return {}
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}

@@ -1,0 +1,91 @@
+"""Caption and structure checks before any model runs.
+
+Each check returns ``(keep, status, reason)``; the first failing check decides the pair's
+audit status. Pixels are not touched here: the embed stage decodes each image exactly once.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+
+from pairsift.models.records import PairSample, Status, audit_row
+
+AUDIT_TAG = "audit"
+
+Verdict = tuple[bool, Status | None, str | None]
+PASS: Verdict = (True, None, None)
+
+
+@dataclass(frozen=True)
+class CaptionLimits:
+    max_chars: int = 2000
+    max_control_ratio: float = 0.1  # share of control/unassigned chars that marks binary junk
+
+
+def check_reader(sample: PairSample, _: CaptionLimits) -> Verdict:
+    if sample.error_status is not None:
+        return False, Status(sample.error_status), sample.error
+    return PASS
+
+
+def check_image_present(sample: PairSample, _: CaptionLimits) -> Verdict:
+    if not sample.image_bytes:
+        return False, Status.MISSING_IMAGE, "image is empty or absent"
+    return PASS
+
+
+def check_caption(sample: PairSample, limits: CaptionLimits) -> Verdict:
+    caption = sample.caption
+    if caption is None:
+        return False, Status.MISSING_CAPTION, "no caption"
+    stripped = caption.strip()
+    if not stripped:
+        return False, Status.EMPTY_CAPTION, "caption is empty or whitespace"
+    if len(caption) > limits.max_chars:
+        return False, Status.BAD_CAPTION, f"caption has {len(caption)} chars > {limits.max_chars}"
+    bad = sum(
+        1 for ch in stripped
+        if unicodedata.category(ch) in ("Cc", "Cn", "Cs", "Co") and ch not in "\n\t"
+    )
+    if bad / len(stripped) > limits.max_control_ratio:
+        return False, Status.BAD_CAPTION, f"caption looks binary ({bad} control/unassigned chars)"
+    return PASS
+
+
+CHECKS: tuple[Callable[[PairSample, CaptionLimits], Verdict], ...] = (
+    check_reader,
+    check_image_present,
+    check_caption,
+)
+
+
+def validate(sample: PairSample, limits: CaptionLimits) -> Verdict:
+    for check in CHECKS:
+        verdict = check(sample, limits)
+        if not verdict[0]:
+            return verdict
+    return PASS
+
+
+class ValidatePairs(beam.DoFn):
+    """Main output: pairs fit to embed. Tagged ``audit`` output: rows for pairs that stop here."""
+
+    def __init__(self, limits: CaptionLimits) -> None:
+        self.limits = limits
+        self.passed = Metrics.counter("pairsift", "validate_ok")
+
+    def process(self, sample: PairSample) -> Iterator[PairSample | pvalue.TaggedOutput]:
+        keep, status, reason = validate(sample, self.limits)
+        if keep:
+            sample.caption = sample.caption.strip() if sample.caption else sample.caption
+            self.passed.inc()
+            yield sample
+            return
+        Metrics.counter("pairsift", f"status_{status.value}").inc()
+        yield pvalue.TaggedOutput(AUDIT_TAG, audit_row(sample, status, reason))
