@@ -1,0 +1,125 @@
+"""Readers: every input kind, and bad input that must become rows with reasons."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pairsift.models.records import Status
+from pairsift.pipeline.io.readers import discover_shards, expand_braces, read_shard
+from pairsift.pipeline.io.shard_writer import ShardSample, add_tar_member, write_shard
+
+
+def png_bytes(color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_expand_braces() -> None:
+    assert expand_braces("d/{00..02}.tar") == ["d/00.tar", "d/01.tar", "d/02.tar"]
+    assert expand_braces("plain.tar") == ["plain.tar"]
+
+
+def test_webdataset_tars_roundtrip(tmp_path: Path) -> None:
+    samples = [
+        ShardSample(f"k{i}", {"png": png_bytes(), "txt": f"caption {i}".encode(), "json": json.dumps({"is_noisy": i == 1}).encode()})
+        for i in range(3)
+    ]
+    write_shard(str(tmp_path), "00000", samples)
+    shards = discover_shards(str(tmp_path))
+    assert [s.name for s in shards] == ["00000"]
+    read = list(read_shard(shards[0]))
+    assert [s.key for s in read] == ["k0", "k1", "k2"]
+    assert [s.index for s in read] == [0, 1, 2]
+    assert read[1].caption == "caption 1" and read[1].meta == {"is_noisy": True}
+    assert all(s.error_status is None and s.image_bytes for s in read)
+
+
+def _raw_tar(path: Path, members: list[tuple[str, bytes]]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            add_tar_member(tar, name, data)
+
+
+def test_bad_members_become_error_samples(tmp_path: Path) -> None:
+    _raw_tar(
+        tmp_path / "00000.tar",
+        [
+            ("ok.png", png_bytes()), ("ok.txt", b"a red square"),
+            ("noimg.txt", b"caption without image"),
+            ("nocap.png", png_bytes()),
+            ("../evil.png", png_bytes()),
+            ("bin.png", png_bytes()), ("bin.txt", b"\xff\xfe\x00bad"),
+            ("ok.png", png_bytes()), ("ok.txt", b"the same key twice"),
+        ],
+    )
+    read = list(read_shard(discover_shards(str(tmp_path))[0]))
+    by_key = {s.key: s for s in read}
+    assert by_key["ok"].error_status is None
+    assert by_key["noimg"].error_status == Status.MISSING_IMAGE.value
+    assert by_key["nocap"].error_status == Status.MISSING_CAPTION.value
+    assert by_key["bin"].error_status == Status.BAD_CAPTION.value
+    unsafe = [s for s in read if s.error_status == Status.READ_ERROR.value]
+    assert len(unsafe) == 1 and "unsafe" in unsafe[0].error
+    assert by_key["ok_dup1"].caption == "the same key twice"  # kept, under a unique key
+    assert len({s.key for s in read}) == len(read) == 6
+
+
+def test_truncated_tar_keeps_read_samples_and_reports(tmp_path: Path) -> None:
+    write_shard(str(tmp_path), "00000", [ShardSample(f"k{i}", {"png": png_bytes(), "txt": b"x" * 3000}) for i in range(5)])
+    tar_path = tmp_path / "00000.tar"
+    data = tar_path.read_bytes()
+    tar_path.write_bytes(data[: len(data) // 2])
+    read = list(read_shard(discover_shards(str(tmp_path))[0]))
+    assert read[-1].error_status == Status.READ_ERROR.value
+    assert "unreadable" in read[-1].error
+    assert all(s.error_status is None for s in read[:-2])
+
+
+def test_table_inputs(tmp_path: Path) -> None:
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(png_bytes())
+    table = pa.table({"path": ["imgs/a.png", "imgs/missing.png"], "caption": ["a red square", "gone"], "is_noisy": [False, True]})
+    pq.write_table(table, tmp_path / "pairs.parquet")
+    shards = discover_shards(str(tmp_path / "pairs.parquet"))
+    read = list(read_shard(shards[0]))
+    assert read[0].image_bytes and read[0].caption == "a red square" and read[0].meta["is_noisy"] is False
+    assert read[1].error_status == Status.READ_ERROR.value
+    csv_path = tmp_path / "pairs.csv"
+    csv_path.write_text("path,caption\nimgs/a.png,hello\n")
+    assert [s.caption for s in read_shard(discover_shards(str(csv_path))[0])] == ["hello"]
+
+
+def test_folder_input(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    (tmp_path / "a.txt").write_text("a red square")
+    (tmp_path / "b.png").write_bytes(png_bytes())
+    read = list(read_shard(discover_shards(str(tmp_path))[0]))
+    assert read[0].caption == "a red square" and read[0].error_status is None
+    assert read[1].error_status == Status.MISSING_CAPTION.value
+
+
+def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        discover_shards(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no input found"):
+        discover_shards(str(tmp_path / "empty"))
+
+
+def test_shard_writer_is_deterministic(tmp_path: Path) -> None:
+    samples = [ShardSample("k0", {"png": png_bytes(), "txt": b"x"}, {"key": "k0", "status": "ok"})]
+    write_shard(str(tmp_path / "a"), "00000", samples)
+    write_shard(str(tmp_path / "b"), "00000", samples)
+    for name in ("00000.tar", "00000.parquet", "00000_stats.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    with pytest.raises(ValueError, match="must not contain"):
+        write_shard(str(tmp_path / "c"), "00000", [ShardSample("a.b", {"txt": b"x"})])
