@@ -108,6 +108,7 @@ def to_pair_embeddings(pairs: EmbeddedPairs, rows: np.ndarray, langs: list[str])
 def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     """Train heads and freeze the scoring state. Skipped when its completion marker exists."""
     from pairsift.models.heads import save_heads
+    from pairsift.models.retrieval import RetrievalConfig, save_retrieval_model
     from pairsift.models.scoring import build_scoring_state
     from pairsift.models.trainer import train
 
@@ -144,6 +145,18 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     save_heads(result.heads, layout.fit_file("heads"))
     state = build_scoring_state(result.heads, data, cfg.train, cfg.seed)
     state.save(layout.fit_file("scoring"))
+    save_retrieval_model(
+        layout.model,
+        result.heads,
+        RetrievalConfig(
+            encoder_spec=cfg.encoder.spec,
+            heads=dict(result.heads.config),
+            image_size=cfg.encoder.image_size,
+            multilingual_spec=cfg.encoder.multilingual_spec,
+            languages=langs,
+            trained_with={"method": cfg.train.loss, "fit_pairs": int(len(sample)), "seed": cfg.seed},
+        ),
+    )
     info = {
         "embedded_pairs": len(pairs),
         "duplicates": int(duplicate.sum()),

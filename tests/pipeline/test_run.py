@@ -1,0 +1,159 @@
+"""End to end: `pairsift run` on a noisy synth set with bad samples mixed in.
+
+Uses a tiny random-init open_clip model (the real open_clip code path) so the suite stays fast;
+detection quality is measured by the benchmarks, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import webdataset as wds
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.pipeline.datasets.synth import SynthSource
+from pairsift.pipeline.datasets.writer import build_dataset
+from pairsift.pipeline.io.readers import discover_shards, read_shard
+from pairsift.pipeline.io.shard_writer import ShardSample, write_shard
+
+pytestmark = pytest.mark.slow
+
+TINY_ENCODER = "open_clip:pairsift-tiny"
+
+
+def tiny_config() -> PairsiftConfig:
+    cfg = PairsiftConfig(seed=0)
+    cfg.encoder.spec = TINY_ENCODER
+    cfg.encoder.batch_size = 16
+    cfg.train.warmup_epochs = 1
+    cfg.train.epochs = 2
+    cfg.train.batch_size = 32
+    cfg.train.num_negatives = 16
+    cfg.mixture.bins = 256
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def noisy_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("input")
+    build_dataset(SynthSource(60, seed=1, image_size=48), str(root), noise=0.5, mode="caption", seed=1, shard_size=20)
+    first = next(read_shard(discover_shards(str(root))[0]))
+    bad = [
+        ShardSample("corrupt_image", {"png": b"\x89PNG not really", "txt": b"a red circle"}),
+        ShardSample("empty_caption", {"png": first.image_bytes, "txt": b"   "}),
+        ShardSample("dup_of_first", {"png": first.image_bytes, "txt": first.caption.encode()}),
+        ShardSample("no_caption", {"png": first.image_bytes}),
+    ]
+    write_shard(str(root), "00099", bad)
+    return root
+
+
+def input_keys(root: Path) -> list[str]:
+    return [s.key for shard in discover_shards(str(root)) for s in read_shard(shard)]
+
+
+@pytest.fixture(scope="module")
+def finished_run(noisy_input: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pairsift.pipeline.run import run
+
+    out = tmp_path_factory.mktemp("run") / "out"
+    run(str(noisy_input), str(out), tiny_config(), wave_size=2)
+    return out
+
+
+def audit_frame(out: Path) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(p) for p in sorted((out / "audit").glob("*.parquet"))], how="diagonal_relaxed")
+
+
+def test_audit_has_every_input_pair_exactly_once(noisy_input: Path, finished_run: Path) -> None:
+    audit = audit_frame(finished_run)
+    keys = input_keys(noisy_input)
+    assert audit.height == len(keys) == 64
+    assert sorted(audit["key"].to_list()) == sorted(keys)
+    status = dict(zip(audit["key"], audit["status"], strict=True))
+    assert status["corrupt_image"] == "decode_error"
+    assert status["empty_caption"] == "empty_caption"
+    assert status["no_caption"] == "missing_caption"
+    assert status["dup_of_first"] == "duplicate"
+    ok = audit.filter(pl.col("status") == "ok")
+    assert ok.height == 60
+    assert set(ok["label"].to_list()) <= {"clean", "hard", "noisy"}
+    assert ok["p_clean"].is_not_null().all() and ok["loss"].is_not_null().all()
+    errors = audit.filter(pl.col("status") != "ok")
+    assert errors["error"].is_not_null().all() and errors["label"].is_null().all()
+
+
+def test_curated_shards_load_with_webdataset(finished_run: Path) -> None:
+    urls = sorted(str(p) for p in (finished_run / "shards").glob("*.tar"))
+    samples = list(wds.WebDataset(urls, shardshuffle=False).decode("pil").to_tuple("png", "txt", "json"))
+    audit = audit_frame(finished_run)
+    kept = audit.filter(pl.col("label").is_in(["clean", "hard"]))
+    assert len(samples) == kept.height > 0
+    for image, caption, meta in samples:
+        assert image.size[0] > 0 and caption
+        assert meta["label"] in ("clean", "hard")
+        assert 0.0 <= meta["p_clean"] <= 1.0 and "uncertainty" in meta and "loss" in meta
+
+
+def test_summary_reports_noise_ratio_and_auc(finished_run: Path) -> None:
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert 0.0 <= summary["estimated_noise_ratio"] <= 1.0
+    assert summary["detection"]["true_noise_ratio"] == pytest.approx(0.5, abs=0.1)
+    assert 0.0 <= summary["detection"]["detection_roc_auc"] <= 1.0
+    assert summary["pairs"]["input"] == 64
+    assert summary["beam_counters"]["status_ok"] == 60
+    assert (finished_run / "report.html").read_text().startswith("<!doctype html>")
+
+
+def output_bytes(out: Path) -> dict[str, bytes]:
+    files = sorted(p for d in ("shards", "audit") for p in (out / d).iterdir())
+    return {f"{p.parent.name}/{p.name}": p.read_bytes() for p in files}
+
+
+def test_same_input_and_seed_give_identical_bytes(noisy_input: Path, finished_run: Path, tmp_path: Path) -> None:
+    from pairsift.pipeline.run import run
+
+    run(str(noisy_input), str(tmp_path / "again"), tiny_config(), wave_size=3)
+    assert output_bytes(tmp_path / "again") == output_bytes(finished_run)
+
+
+def test_killed_run_resumes_to_identical_output(noisy_input: Path, finished_run: Path, tmp_path: Path) -> None:
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps(tiny_config().to_dict()))
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "pairsift.pipeline.cli", "run", "--input", str(noisy_input),
+           "--output", str(out), "--config", str(config), "--wave-size", "1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list((out / "embeddings").glob("*.parquet"))) >= 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    embedded_before = len(list((out / "embeddings").glob("*.parquet")))
+    assert 1 <= embedded_before < 4 and not (out / "summary.json").exists()
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "already embedded, skipping" in resumed.stderr
+    assert output_bytes(out) == output_bytes(finished_run)
+
+
+def test_changed_config_on_existing_output_is_refused(noisy_input: Path, finished_run: Path) -> None:
+    from pairsift.pipeline.run import run
+
+    cfg = tiny_config()
+    cfg.seed = 99
+    with pytest.raises(SystemExit, match="different input or config"):
+        run(str(noisy_input), str(finished_run), cfg)
+
