@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
 from pairsift.pipeline.datasets.common import PairSource, Texts
 from pairsift.pipeline.datasets.noise import (
     NoisePlan,
@@ -203,13 +202,17 @@ def build_dataset(
         name = f"{number:05d}"
         if shard_complete(out_dir, name):
             continue
-        samples = [
-            make_sample(source, plan, i, ship_langs, noise_langs, ground_truth)
-            for i in range(start, stop)
-        ]
-        noisy = int(plan.noisy[start:stop].sum())
-        write_shard(out_dir, name, samples, stats={"noisy": noisy}, schema=schema,
-                    count_by="noise_kind")
+        samples: list[ShardSample] = []
+        skipped: list[dict[str, str]] = []
+        for i in range(start, stop):
+            try:
+                samples.append(make_sample(source, plan, i, ship_langs, noise_langs, ground_truth))
+            except (ValueError, OSError) as exc:  # an unreadable source file skips one pair
+                skipped.append({"original_key": source.key(i), "error": str(exc)})
+                log.warning("skipping pair %d: %s", i, exc)
+        noisy = sum(1 for s in samples if s.row.get("is_noisy"))
+        write_shard(out_dir, name, samples, stats={"noisy": noisy, "skipped": skipped},
+                    schema=schema, count_by="noise_kind")
         if progress is not None:
             rate = stop / max(time.perf_counter() - started, 1e-9)
             progress(f"shard {number + 1}/{shard_count}: {stop}/{len(source)} pairs ({rate:.0f}/s)")
