@@ -30,7 +30,11 @@ class TranslateConfig:
     model: str | None = None  # transformers model id/path for marian/nllb
     batch_size: int = 16
     back_translate: bool = False
-    cache_dir: str | None = None
+    cache_dir: str | None = None  # local dir of a sqlite translation cache (reruns reuse it)
+    device: str = "auto"  # marian backend: auto | cpu | cuda
+    source_lang: str | None = "en"  # assumed language of captions langid is unsure about
+    langid_languages: list[str] | None = None  # candidate set; None = langid.DEFAULT_LANGUAGES
+    langid_min_confidence: float = 0.5  # below this, a caption's language is source_lang
 
 
 @dataclass
