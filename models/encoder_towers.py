@@ -160,6 +160,7 @@ class HFTextEncoder(TextEncoder):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         config = self.model.config
         self._projected = hasattr(self.model, "get_text_features")
+        self._pad_to_max = str(config.model_type).startswith("siglip")  # as SigLIP was trained
         text_config = getattr(config, "text_config", config)
         positions = getattr(text_config, "max_position_embeddings", max_length)
         self.max_length = min(max_length, positions, int(self.tokenizer.model_max_length or positions))
@@ -170,12 +171,18 @@ class HFTextEncoder(TextEncoder):
         if not texts:
             return torch.zeros((0, self.dim))
         batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length,
+            list(texts),
+            padding="max_length" if self._pad_to_max else True,
+            truncation=True,
+            max_length=self.max_length,
             return_tensors="pt",
         ).to(self.device)
         with inference_context(self.device, self._dtype):
             if self._projected:
-                out = self.model.get_text_features(**batch)
+                inputs = {"input_ids": batch["input_ids"]}
+                if not self._pad_to_max:
+                    inputs["attention_mask"] = batch["attention_mask"]
+                out = self.model.get_text_features(**inputs)
                 feats = out if isinstance(out, torch.Tensor) else out.pooler_output
             else:
                 hidden = self.model(**batch).last_hidden_state
