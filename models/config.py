@@ -44,6 +44,12 @@ class MixtureConfig:
     max_iter: int = 200
     tol: float = 1e-6
     partial_noise: bool = True  # split the noisy component into partial / complete noise
+    # "moments": EM with the weighted method-of-moments M-step only; "moments_mle": then refine
+    # with weighted maximum-likelihood M-steps (MoM alone can stall with a heavy-tailed clean
+    # component that absorbs a share of the noise).
+    m_step: str = "moments_mle"
+    partial_min_weight: float = 0.05  # each noisy sub-component must hold this share of noise
+    partial_min_separation: float = 0.15  # and their means differ by this (normalised loss)
 
 
 @dataclass
@@ -55,6 +61,13 @@ class DivisionConfig:
     self_correction: bool = True
     dual_view: bool = True  # combine image–English and image–target opinions (UML)
     keep_hard: bool = True
+    keep_fraction: float = 0.7  # clip_score baseline: share of pairs kept by similarity
+    refurbish: bool = True  # soft labels: RCAR refurbished targets (AND-ed with train flag)
+    fisher_soften: bool = True  # soft labels: UML Fisher softening (AND-ed with train flag)
+    mixture_agrees: bool = True  # a determined pair is clean only if the mixture agrees
+    noisy_posterior: float = 0.1  # an undetermined pair with p_clean below this is noisy
+    memory_window: int = 3  # epochs of uncertainty kept per pair (self-correction)
+    fluctuation_threshold: float = 0.1  # u range over the window that marks a pair unstable
 
 
 @dataclass
@@ -80,6 +93,12 @@ class TrainConfig:
     max_fit_pairs: int = 500_000  # larger inputs fit the heads on a deterministic sample
     patience: int = 3
     device: str = "auto"
+    warmup_topk: int = 8  # hinge averages the top-k negatives in warm-up, hardest after
+    trusted_margin_power: float = 1.0  # hard-pair margin shrink ((1-u)/(1-u_thr))**p
+    kl_weight: float = 0.1  # evidential KL term (annealed over warm-up)
+    mutual_weight: float = 0.5  # weight of the UML mutual-learning term
+    complementary_weight: float = 0.5  # RCL term on pairs judged noisy
+    push_margin: float = 0.2  # mutual learning: noisy target caption kept below this cosine
 
 
 @dataclass

@@ -1,0 +1,210 @@
+"""Clean / hard / noisy division with soft labels (UCPM + RCAR + UML, DESIGN §5).
+
+``divide`` works on the scalar per-pair scores of :func:`pairsift.models.scoring.score_batch`
+(so the pipeline can divide without the embeddings). Methods (``cfg.method``):
+
+- ``pairsift``: Uncertainty Guided Division. u < threshold → determined: clean when the own
+  caption holds the largest belief *and* the beta mixture agrees (p_clean ≥ clean_threshold;
+  a determined pair the mixture doubts becomes hard rather than clean), noisy when another
+  caption holds more belief. u ≥ threshold → hard with soft label b_self, unless the mixture
+  is sure it is noise (p_clean < ``noisy_posterior``): with vacuous evidence and a loss deep
+  in the noisy component both signals agree, and keeping it would put noise in the shards.
+  The opinion is the
+  dual-view (Dempster–Shafer) one when ``*_dual`` scores exist and ``dual_view`` is on.
+- ``bmm``: the beta mixture alone (clean when p_clean ≥ clean_threshold).
+- ``gmm``: NCR-style two-component Gaussian mixture on the per-pair loss.
+- ``clip_score``: keep the top ``keep_fraction`` by similarity (DataComp-style filter).
+- ``none``: every pair clean.
+
+Soft labels (clean and noisy pairs): RCAR refurbishment y = p_clean·1 + (1 − p_clean)·p_model
+with p_model = α_self/S, then (UML) Fisher softening ỹ = ½ + w·(y − ½). Hard pairs keep
+ỹ = b_self (UCPM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pairsift.models.config import DivisionConfig
+from pairsift.models.evidential import fisher_soften
+from pairsift.models.mixture import BetaMixture
+from sklearn.mixture import GaussianMixture
+
+LABELS = ("clean", "hard", "noisy")
+
+
+@dataclass
+class Division:
+    """Per-pair outcome: ``label`` (clean/hard/noisy), ``p_clean``, ``soft_label``, ``uncertainty``."""
+
+    label: np.ndarray
+    p_clean: np.ndarray
+    soft_label: np.ndarray
+    uncertainty: np.ndarray
+
+    def counts(self) -> dict[str, int]:
+        return {name: int((self.label == name).sum()) for name in LABELS}
+
+    @property
+    def kept(self) -> np.ndarray:
+        return self.label != "noisy"
+
+
+class UncertaintyMemory:
+    """Per-pair uncertainty across epochs (UCPM Uncertainty Self-Correction).
+
+    A pair whose u moved by more than ``fluctuation_threshold`` over the last ``window``
+    epochs is unstable: its u is replaced by the window mean before division, so one noisy
+    epoch cannot flip it across the threshold. Stable pairs keep their current u.
+    """
+
+    def __init__(self, size: int, window: int = 3, fluctuation_threshold: float = 0.1) -> None:
+        if window < 2:
+            raise ValueError("self-correction needs a window of at least 2 epochs")
+        self.size = int(size)
+        self.window = int(window)
+        self.fluctuation_threshold = float(fluctuation_threshold)
+        self.history: list[np.ndarray] = []
+
+    def update(self, uncertainty: np.ndarray) -> np.ndarray:
+        """Record this epoch's u and return the corrected u."""
+        u = np.asarray(uncertainty, dtype=np.float64)
+        if u.shape != (self.size,):
+            raise ValueError(f"memory holds {self.size} pairs, got u of shape {u.shape}")
+        self.history.append(u.copy())
+        self.history = self.history[-self.window :]
+        return self.corrected()
+
+    def fluctuating(self) -> np.ndarray:
+        if len(self.history) < 2:
+            return np.zeros(self.size, dtype=bool)
+        stack = np.stack(self.history)
+        return (stack.max(axis=0) - stack.min(axis=0)) > self.fluctuation_threshold
+
+    def corrected(self) -> np.ndarray:
+        if not self.history:
+            raise ValueError("memory is empty")
+        current = self.history[-1]
+        if len(self.history) < 2:
+            return current.copy()
+        smooth = np.stack(self.history).mean(axis=0)
+        return np.where(self.fluctuating(), smooth, current)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "size": self.size,
+            "window": self.window,
+            "fluctuation_threshold": self.fluctuation_threshold,
+            "history": [h.tolist() for h in self.history],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> UncertaintyMemory:
+        mem = cls(int(data["size"]), int(data["window"]), float(data["fluctuation_threshold"]))
+        mem.history = [np.asarray(h, dtype=np.float64) for h in data["history"]]
+        return mem
+
+
+def _get(scores: dict[str, np.ndarray], key: str) -> np.ndarray:
+    if key not in scores:
+        raise KeyError(f"division needs score {key!r}; have {sorted(scores)}")
+    return np.asarray(scores[key], dtype=np.float64)
+
+
+def _view_suffix(scores: dict[str, np.ndarray], cfg: DivisionConfig) -> str:
+    return "_dual" if cfg.dual_view and "belief_dual" in scores else ""
+
+
+def _p_clean(scores: dict[str, np.ndarray], mixture: BetaMixture | None, sfx: str) -> np.ndarray:
+    if mixture is not None:
+        return mixture.posterior_clean(_get(scores, "loss"))
+    # Without a mixture the opinion itself estimates the match: expected probability relative
+    # to an even split between the own caption and its strongest rival.
+    own, rival = _get(scores, "belief" + sfx), _get(scores, "belief_neg_max" + sfx)
+    unc = _get(scores, "uncertainty" + sfx)
+    return np.clip((own + 0.5 * unc) / np.maximum(own + rival + unc, 1e-12), 0.0, 1.0)
+
+
+def _soft_labels(
+    scores: dict[str, np.ndarray], p_clean: np.ndarray, sfx: str, cfg: DivisionConfig
+) -> np.ndarray:
+    target = p_clean.copy()
+    if cfg.refurbish and "match_prob" + sfx in scores:
+        p_model = _get(scores, "match_prob" + sfx)
+        target = p_clean + (1.0 - p_clean) * p_model
+    if cfg.fisher_soften and "alpha_self" + sfx in scores:
+        a_self = _get(scores, "alpha_self" + sfx)
+        a_total = _get(scores, "alpha_total" + sfx)
+        classes = int(round(float(np.median(_get(scores, "uncertainty" + sfx) * a_total))))
+        target = fisher_soften(
+            torch.from_numpy(target),
+            torch.from_numpy(a_self),
+            torch.from_numpy(a_total),
+            classes,
+        ).numpy()
+    return np.clip(target, 0.0, 1.0)
+
+
+def _gmm_posterior(loss: np.ndarray, seed: int = 0) -> np.ndarray:
+    """NCR: 2-component GMM on min–max normalised losses; clean = lower-mean component."""
+    x = loss.reshape(-1, 1)
+    span = float(x.max() - x.min())
+    x = (x - x.min()) / span if span > 0 else np.zeros_like(x)
+    gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=seed)
+    gmm.fit(x)
+    return gmm.predict_proba(x)[:, int(np.argmin(gmm.means_.ravel()))]
+
+
+def divide(
+    scores: dict[str, np.ndarray],
+    mixture: BetaMixture | None,
+    cfg: DivisionConfig,
+    memory: UncertaintyMemory | None = None,
+) -> Division:
+    """Label every pair clean / hard / noisy and give it a soft label (see module doc)."""
+    sfx = _view_suffix(scores, cfg)
+    unc = _get(scores, "uncertainty" + sfx)
+    n = unc.shape[0]
+    method = cfg.method
+    if method == "none":
+        ones = np.ones(n)
+        return Division(np.full(n, "clean"), ones, ones.copy(), unc)
+    if method == "clip_score":
+        sim = _get(scores, "similarity")
+        if not 0.0 < cfg.keep_fraction <= 1.0:
+            raise ValueError("keep_fraction must be in (0, 1]")
+        order = np.argsort(-sim, kind="stable")
+        kept = np.zeros(n, dtype=bool)
+        kept[order[: int(round(cfg.keep_fraction * n))]] = True
+        rank = np.empty(n)
+        rank[order] = np.arange(n)
+        p_clean = 1.0 - rank / max(n - 1, 1)
+        return Division(np.where(kept, "clean", "noisy"), p_clean, kept.astype(float), unc)
+    if method == "gmm":
+        p_clean = _gmm_posterior(_get(scores, "loss"))
+        label = np.where(p_clean > cfg.clean_threshold, "clean", "noisy")
+        return Division(label, p_clean, p_clean.copy(), unc)
+    if method not in ("bmm", "pairsift"):
+        raise ValueError(f"unknown division method {method!r}")
+
+    p_clean = _p_clean(scores, mixture, sfx)
+    soft = _soft_labels(scores, p_clean, sfx, cfg)
+    if method == "bmm" or not cfg.use_uncertainty:
+        label = np.where(p_clean >= cfg.clean_threshold, "clean", "noisy")
+        return Division(label, p_clean, soft, unc)
+
+    if cfg.self_correction and memory is not None:
+        unc = memory.update(unc)
+    top = _get(scores, "top" + sfx) > 0.5
+    determined = unc < cfg.uncertainty_threshold
+    agrees = p_clean >= cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
+    label = np.full(n, "hard", dtype=object)
+    label[determined & top & agrees] = "clean"
+    label[determined & ~top] = "noisy"
+    label[~determined & (p_clean < cfg.noisy_posterior)] = "noisy"
+    label = label.astype(str)
+    hard = label == "hard"
+    soft = np.where(hard, _get(scores, "belief" + sfx), soft)
+    return Division(label, p_clean, np.clip(soft, 0.0, 1.0), unc)

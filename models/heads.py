@@ -1,0 +1,113 @@
+"""Learned projection heads on top of frozen towers (DESIGN §2).
+
+One linear head per tower: image, English text, and one per target language fed by the
+multilingual text tower. Linear keeps the heads identity-initialisable, so when the towers
+are already aligned (a pretrained CLIP) training starts from the towers' own geometry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+HEADS_JSON = "heads.json"
+HEADS_WEIGHTS = "heads.safetensors"
+
+
+def _linear(in_dim: int, out_dim: int, identity: bool) -> nn.Linear:
+    layer = nn.Linear(in_dim, out_dim)
+    if identity:
+        if in_dim != out_dim:
+            raise ValueError(
+                f"identity heads need matching dims, got {in_dim} -> {out_dim}; "
+                "use identity=False for towers of another width"
+            )
+        with torch.no_grad():
+            layer.weight.copy_(torch.eye(out_dim))
+            layer.bias.zero_()
+    return layer
+
+
+class ProjectionHeads(nn.Module):
+    """Maps raw tower embeddings into one shared, L2-normalised space.
+
+    ``identity`` starts the image and English heads as the identity (their dims must equal
+    ``out_dim``); a target-language head starts as the identity only where its dim matches,
+    since a separate multilingual tower is rarely aligned with the image tower anyway.
+    """
+
+    def __init__(
+        self,
+        image_dim: int,
+        text_dim: int,
+        out_dim: int,
+        identity: bool = False,
+        target_text_dims: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {
+            "image_dim": int(image_dim),
+            "text_dim": int(text_dim),
+            "out_dim": int(out_dim),
+            "identity": bool(identity),
+            "target_text_dims": {k: int(v) for k, v in sorted((target_text_dims or {}).items())},
+        }
+        self.image_head = _linear(image_dim, out_dim, identity)
+        self.text_head = _linear(text_dim, out_dim, identity)
+        self.target_heads = nn.ModuleDict(
+            {
+                lang: _linear(dim, out_dim, identity and dim == out_dim)
+                for lang, dim in self.config["target_text_dims"].items()
+            }
+        )
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.target_heads.keys())
+
+    def image(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image_head(x.float()), dim=-1)
+
+    def text(self, x: torch.Tensor, lang: str | None = None) -> torch.Tensor:
+        """English head when ``lang`` is None, else the target-language head."""
+        if lang is None:
+            return F.normalize(self.text_head(x.float()), dim=-1)
+        if lang not in self.target_heads:
+            raise KeyError(f"no head for language {lang!r}; have {self.languages}")
+        return F.normalize(self.target_heads[lang](x.float()), dim=-1)
+
+
+def save_heads(heads: ProjectionHeads, directory: str) -> None:
+    """Write heads.safetensors + heads.json (the constructor arguments)."""
+    os.makedirs(directory, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
+    tmp_w = os.path.join(directory, HEADS_WEIGHTS + ".tmp")
+    save_file(state, tmp_w)
+    os.replace(tmp_w, os.path.join(directory, HEADS_WEIGHTS))
+    tmp_j = os.path.join(directory, HEADS_JSON + ".tmp")
+    with open(tmp_j, "w", encoding="utf-8") as fh:
+        json.dump(heads.config, fh, indent=2, sort_keys=True)
+    os.replace(tmp_j, os.path.join(directory, HEADS_JSON))
+
+
+def load_heads(directory: str) -> ProjectionHeads:
+    """Rebuild heads from a directory written by :func:`save_heads`."""
+    with open(os.path.join(directory, HEADS_JSON), encoding="utf-8") as fh:
+        config = json.load(fh)
+    heads = ProjectionHeads(
+        config["image_dim"],
+        config["text_dim"],
+        config["out_dim"],
+        identity=False,
+        target_text_dims=config.get("target_text_dims") or None,
+    )
+    heads.config["identity"] = bool(config.get("identity", False))
+    heads.load_state_dict(load_file(os.path.join(directory, HEADS_WEIGHTS)))
+    heads.eval()
+    return heads
