@@ -1,0 +1,109 @@
+"""The langid/translate stage: a thin Beam wrapper over ``models.translate_captions``.
+
+Pairs are batched with ``beam.BatchElements`` (fixed size ``cfg.batch_size``; bundles end with
+a smaller batch) so each backend call translates many captions; the translator and the
+language identifier are built once per DoFn instance in ``setup``. Every input pair comes
+out exactly once: translation failures are recorded on the pair, never raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from pairsift.models.config import TranslateConfig
+from pairsift.models.langid import DEFAULT_LANGUAGES, LanguageIdentifier, normalize_lang
+from pairsift.models.records import PairSample
+from pairsift.models.translate import Translator, build_translator
+from pairsift.models.translate_captions import RoutingCounts, translate_samples
+
+NAMESPACE = "translate"
+
+
+def identifier_languages(cfg: TranslateConfig) -> list[str]:
+    """The langid candidate set: the configured (or default) set plus every language the
+    stage routes on, so "already in the target language" can be recognised."""
+    base = list(cfg.langid_languages) if cfg.langid_languages else list(DEFAULT_LANGUAGES)
+    if base == ["all"]:
+        return base
+    extra = [*cfg.target_langs, *([cfg.source_lang] if cfg.source_lang else [])]
+    return sorted({normalize_lang(code) for code in [*base, *extra]})
+
+
+class _TranslateBatch(beam.DoFn):
+    def __init__(self, cfg: TranslateConfig) -> None:
+        self.cfg = cfg
+        self.translator: Translator | None = None
+        self.identifier: LanguageIdentifier | None = None
+        self._counters = {
+            name: Metrics.counter(NAMESPACE, name) for name in RoutingCounts.__dataclass_fields__
+        }
+
+    def setup(self) -> None:
+        self.identifier = LanguageIdentifier(identifier_languages(self.cfg))
+        if self.cfg.target_langs:
+            self.translator = build_translator(
+                self.cfg.backend,
+                self.cfg.model,
+                self.cfg.device,
+                cache_dir=self.cfg.cache_dir,
+                batch_size=self.cfg.batch_size,
+            )
+
+    def process(self, batch: Iterable[PairSample]) -> Iterator[PairSample]:
+        assert self.identifier is not None
+        samples = list(batch)
+        counts = translate_samples(
+            samples,
+            self.translator or _NoTranslator(),
+            self.identifier,
+            self.cfg.target_langs,
+            back_translate=self.cfg.back_translate,
+            min_confidence=self.cfg.langid_min_confidence,
+            fallback_language=self.cfg.source_lang,
+        )
+        for name, counter in self._counters.items():
+            value = getattr(counts, name)
+            if value:
+                counter.inc(value)
+        yield from samples
+
+    def teardown(self) -> None:
+        if self.translator is not None:
+            self.translator.close()
+            self.translator = None
+
+
+class _NoTranslator(Translator):
+    """Stands in when no target language is configured (langid only)."""
+
+    name = "none"
+
+    def supports(self, source: str, target: str) -> bool:
+        return False
+
+    def _translate(self, texts: list[str], source: str, target: str) -> list[str]:
+        raise AssertionError("no target languages configured")
+
+
+class TranslateCaptions(beam.PTransform):
+    """PCollection[PairSample] -> PCollection[PairSample] with ``language`` set and
+    ``captions[<lang>]`` filled for ``cfg.target_langs`` (see ``models.translate_captions``).
+    """
+
+    def __init__(self, cfg: TranslateConfig) -> None:
+        super().__init__()
+        if cfg.batch_size < 1:
+            raise ValueError(f"translate batch_size must be positive, got {cfg.batch_size}")
+        for lang in cfg.target_langs:
+            normalize_lang(lang)  # a typo fails at construction, not on the workers
+        self.cfg = cfg
+
+    def expand(self, samples: beam.PCollection) -> beam.PCollection:
+        size = self.cfg.batch_size
+        return (
+            samples
+            | "Batch" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
+            | "LangidTranslate" >> beam.ParDo(_TranslateBatch(self.cfg))
+        )
