@@ -80,6 +80,13 @@ def _matrix(column: object, name: str) -> np.ndarray:
     return values.reshape(len(col), dim)
 
 
+def _read_parquet(path: str) -> object:
+    """Through polars: pyarrow's parquet reader rejects null fixed-size-list entries (error rows)."""
+    import polars as pl
+
+    return pl.read_parquet(path).to_arrow(compat_level=pl.CompatLevel.oldest())
+
+
 def load_embeddings_parquet(paths: list[str]) -> PairEmbeddings:
     """Rows with status == "ok" of OUT/embeddings/*.parquet, in the order given.
 
@@ -89,13 +96,11 @@ def load_embeddings_parquet(paths: list[str]) -> PairEmbeddings:
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     if not paths:
         raise ValueError("no embeddings parquet files given")
     tables = []
     for path in paths:
-        table = pq.read_table(path)
+        table = _read_parquet(path)
         missing = {"key", "status", "image_emb", "text_emb"} - set(table.column_names)
         if missing:
             raise ValueError(f"{path}: missing column(s) {sorted(missing)}")

@@ -67,14 +67,22 @@ def write_rows(path: str, rows: Sequence[dict[str, Any]], columns: Iterable[str]
 
 
 def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
+    """Read a parquet file as Arrow.
+
+    Goes through polars: pyarrow's own parquet reader rejects null entries in fixed-size
+    list columns ("Expected all lists to be of size=N"), which our error rows have.
+    """
+    import polars as pl
+
     from pairsift.pipeline.io.atomic import filesystem
 
     fs, p = filesystem(path)
     with fs.open(p, "rb") as handle:
-        schema = pq.read_schema(handle)
-        wanted = None if columns is None else [c for c in columns if c in schema.names]
-        handle.seek(0)
-        return pq.read_table(handle, columns=wanted)
+        data = handle.read()
+    names = pq.read_schema(pa.BufferReader(data)).names
+    wanted = None if columns is None else [c for c in columns if c in names]
+    frame = pl.read_parquet(data, columns=wanted)
+    return frame.to_arrow(compat_level=pl.CompatLevel.oldest())
 
 
 def embedding_matrix(table: pa.Table, column: str) -> np.ndarray:
