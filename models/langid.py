@@ -14,6 +14,7 @@ above a threshold).
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from collections.abc import Sequence
@@ -68,12 +69,9 @@ class LanguageIdentifier:
     def __init__(
         self, languages: Sequence[str] | None = DEFAULT_LANGUAGES, min_confidence: float = 0.0
     ) -> None:
-        from py3langid.langid import MODEL_FILE
-        from py3langid.langid import LanguageIdentifier as _Py3Identifier
-
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
-        self._model: Any = _Py3Identifier.from_model_file(MODEL_FILE, norm_probs=True)
+        self._model: Any = copy.copy(_base_model())
         available = set(self._model.labels)
         if languages is None or tuple(languages) == ("all",):
             self.languages: tuple[str, ...] = tuple(sorted(available))
@@ -100,6 +98,23 @@ class LanguageIdentifier:
 
     def detect_many(self, texts: Sequence[str | None]) -> list[Detection]:
         return [self.detect(text) for text in texts]
+
+
+_BASE: Any = None
+_BASE_LOCK = threading.Lock()
+
+
+def _base_model() -> Any:
+    """py3langid's model, decompressed once per process (~1 s). Instances take shallow
+    copies: ``set_languages`` rebinds the arrays it restricts, it never edits them."""
+    global _BASE
+    with _BASE_LOCK:
+        if _BASE is None:
+            from py3langid.langid import MODEL_FILE
+            from py3langid.langid import LanguageIdentifier as _Py3Identifier
+
+            _BASE = _Py3Identifier.from_model_file(MODEL_FILE, norm_probs=True)
+        return _BASE
 
 
 _DEFAULT: LanguageIdentifier | None = None
