@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+
 from pairsift.models.config import TranslateConfig
 from pairsift.models.langid import DEFAULT_LANGUAGES, LanguageIdentifier, normalize_lang
 from pairsift.models.records import PairSample

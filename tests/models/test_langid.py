@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pairsift.models.langid import (
     DEFAULT_LANGUAGES,
     LanguageIdentifier,

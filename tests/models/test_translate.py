@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from pairsift.models.langid import detect_language
 from pairsift.models.translate import (
     AutoTranslator,

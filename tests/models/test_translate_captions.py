@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pairsift.models.langid import LanguageIdentifier
 from pairsift.models.records import PairSample
 from pairsift.models.translate import Translator

@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+
 from pairsift.models.translate import apertium_available
 from pairsift.pipeline.bench.translate import load_references, register
 from pairsift.pipeline.datasets.tuxpaint import DEFAULT_ROOT

@@ -9,6 +9,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.util import assert_that
+
 from pairsift.models.config import TranslateConfig
 from pairsift.models.langid import detect_language
 from pairsift.models.records import PairSample
