@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 from pairsift.models.config import TranslateConfig
 from pairsift.models.langid import DEFAULT_LANGUAGES, LanguageIdentifier, normalize_lang
 from pairsift.models.records import PairSample
-from pairsift.models.translate import Translator, build_translator
+from pairsift.models.translate import BACKENDS, Translator, build_translator
 from pairsift.models.translate_captions import RoutingCounts, translate_samples
 
 NAMESPACE = "translate"
@@ -97,8 +97,13 @@ class TranslateCaptions(beam.PTransform):
         super().__init__()
         if cfg.batch_size < 1:
             raise ValueError(f"translate batch_size must be positive, got {cfg.batch_size}")
+        # Config mistakes fail at construction, not later on every worker.
         for lang in cfg.target_langs:
-            normalize_lang(lang)  # a typo fails at construction, not on the workers
+            normalize_lang(lang)
+        if cfg.backend not in BACKENDS:
+            raise ValueError(f"unknown translation backend {cfg.backend!r}; choose from {BACKENDS}")
+        if cfg.backend == "marian" and cfg.target_langs and not cfg.model:
+            raise ValueError("translate.backend 'marian' needs translate.model")
         self.cfg = cfg
 
     def expand(self, samples: beam.PCollection) -> beam.PCollection:

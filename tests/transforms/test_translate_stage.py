@@ -109,3 +109,7 @@ def test_langid_only_and_candidate_set(tmp_path: Path) -> None:
     assert identifier_languages(cfg) == ["en", "es", "gl", "pt"]
     with pytest.raises(ValueError):
         TranslateCaptions(TranslateConfig(target_langs=["portuguese"]))
+    with pytest.raises(ValueError, match="unknown translation backend"):
+        TranslateCaptions(TranslateConfig(target_langs=["pt"], backend="deepl"))
+    with pytest.raises(ValueError, match="needs translate.model"):
+        TranslateCaptions(TranslateConfig(target_langs=["pt"], backend="marian"))
