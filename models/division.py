@@ -27,10 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.mixture import GaussianMixture
+
 from pairsift.models.config import DivisionConfig
 from pairsift.models.evidential import fisher_soften
 from pairsift.models.mixture import BetaMixture
-from sklearn.mixture import GaussianMixture
 
 LABELS = ("clean", "hard", "noisy")
 

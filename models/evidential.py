@@ -8,9 +8,9 @@ Fisher softening (UML; derivation in docs/noise_modelling.md): the Dirichlet's F
 is the Hessian of its log-normaliser, F = diag(ψ'(α)) − ψ'(S)·11ᵀ. Aggregating the negatives
 gives the Beta(a, b) opinion on "the own caption is the match" (a = α_self, b = S − a); in
 mean/precision coordinates (μ = a/S, φ = S) the information about μ is
-I_μ = φ²·(ψ'(a) + ψ'(b)). Its Cramér–Rao standard error σ = I_μ^{-1/2}, relative to the
-vacuous opinion's σ₀, says how much of the label the opinion can vouch for:
-w = clip(1 − σ/σ₀, 0, 1), ỹ = ½ + w·(y − ½).
+I_μ = φ²·(ψ'(a) + ψ'(b)). Its Cramér–Rao standard error σ = I_μ^{-1/2}, relative to σ₀ of
+the weakest opinion (S = C) with the same mean, says how much of the label the opinion can
+vouch for: w = clip(1 − σ/σ₀, 0, 1), ỹ = ½ + w·(y − ½).
 """
 
 from __future__ import annotations
@@ -107,10 +107,17 @@ def match_information(alpha_self: torch.Tensor, alpha_total: torch.Tensor) -> to
 def fisher_weight(
     alpha_self: torch.Tensor, alpha_total: torch.Tensor, num_classes: int
 ) -> torch.Tensor:
-    """w = clip(1 − σ/σ₀, 0, 1): how much of a label the opinion vouches for (0 = vacuous)."""
+    """w = 1 − σ/σ₀ ∈ [0, 1]: how much of a label the opinion vouches for (0 = vacuous).
+
+    σ is the Cramér–Rao standard error of the match probability μ = a/S under this opinion,
+    σ₀ the one under an opinion of the weakest possible strength (S = C, no evidence) with the
+    same mean. Comparing at the same μ matters: a vacuous opinion's mean 1/C sits near 0, where
+    a Beta is informative for reasons that have nothing to do with evidence.
+    """
+    mu = alpha_self / alpha_total.clamp_min(_TINY)
     info = match_information(alpha_self, alpha_total)
-    ones = torch.ones_like(alpha_self)
-    info0 = match_information(ones, ones * num_classes)
+    weakest = torch.full_like(alpha_total, float(num_classes))
+    info0 = match_information(mu * weakest, weakest)
     ratio = torch.sqrt(info0 / info.clamp_min(_TINY))
     return (1.0 - ratio).clamp(0.0, 1.0)
 

@@ -72,15 +72,16 @@ class ProjectionHeads(nn.Module):
         return list(self.target_heads.keys())
 
     def image(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_head(x.float()), dim=-1)
+        return F.normalize(self.image_head(x.to(self.image_head.weight.dtype)), dim=-1)
 
     def text(self, x: torch.Tensor, lang: str | None = None) -> torch.Tensor:
         """English head when ``lang`` is None, else the target-language head."""
         if lang is None:
-            return F.normalize(self.text_head(x.float()), dim=-1)
+            return F.normalize(self.text_head(x.to(self.text_head.weight.dtype)), dim=-1)
         if lang not in self.target_heads:
             raise KeyError(f"no head for language {lang!r}; have {self.languages}")
-        return F.normalize(self.target_heads[lang](x.float()), dim=-1)
+        head = self.target_heads[lang]
+        return F.normalize(head(x.to(head.weight.dtype)), dim=-1)
 
 
 def save_heads(heads: ProjectionHeads, directory: str) -> None:

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from pairsift.models.evidential import evidence, kl_to_uniform
+
+
+def _zero(img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
+    """[B] zeros still attached to both inputs (a batch of 1 has no negatives)."""
+    return (img.sum(-1) + txt.sum(-1)) * 0.0
 
 
 def _sims(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -53,7 +59,7 @@ def hinge_topk(
     """
     b = img.shape[0]
     if b < 2:
-        return img.sum(-1) * 0.0
+        return _zero(img, txt)
     sims = _sims(img, txt)
     pos = sims.diag()
     m = torch.as_tensor(margin, dtype=sims.dtype, device=sims.device).expand(b)
@@ -74,7 +80,7 @@ def hinge_schedule(epoch: int, warmup_epochs: int, warmup_topk: int) -> int:
 def info_nce(img: torch.Tensor, txt: torch.Tensor, temperature: float) -> torch.Tensor:
     """Symmetric InfoNCE per pair (the plain 'contrastive' baseline)."""
     if img.shape[0] < 2:
-        return img.sum(-1) * 0.0
+        return _zero(img, txt)
     logits = _sims(img, txt) / temperature
     target = torch.arange(img.shape[0], device=img.device)
     return 0.5 * (
@@ -99,7 +105,7 @@ def evidential_loss(
 ) -> torch.Tensor:
     """Two-way evidential loss per pair (DECL)."""
     if img.shape[0] < 2:
-        return img.sum(-1) * 0.0
+        return _zero(img, txt)
     sims = _sims(img, txt)
     return 0.5 * (
         _evidential_rows(sims, tau, kl_weight) + _evidential_rows(sims.t(), tau, kl_weight)
@@ -114,7 +120,7 @@ def complementary_loss(img: torch.Tensor, txt: torch.Tensor, temperature: float)
     """
     b = img.shape[0]
     if b < 2:
-        return img.sum(-1) * 0.0
+        return _zero(img, txt)
     logits = _sims(img, txt) / temperature
     eye = torch.eye(b, dtype=torch.bool, device=img.device)
 

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pairsift.models.config import MixtureConfig
 from scipy.special import betaln, digamma, logsumexp, polygamma
 from sklearn.isotonic import IsotonicRegression
+
+from pairsift.models.config import MixtureConfig
 
 _GRID = 2049  # lookup grid for the monotone posterior
 _MIN_PARAM = 1e-2
@@ -129,6 +130,26 @@ def _em(
     return a, b, pi, ll, it
 
 
+def _inits(x: np.ndarray, w: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """RCAR's start (α=[1,2], β=[2,1]) and a split at the weighted median.
+
+    The fixed start alone has a degenerate fixed point: two components Beta(a, a+1) and
+    Beta(a+1, a) keep the same linear responsibility ramp for every a, so on (near-)symmetric
+    data EM never leaves it. The median split starts from the two halves' moments; the fit with
+    the higher likelihood wins.
+    """
+    starts = [(np.array([1.0, 2.0]), np.array([2.0, 1.0]), np.array([0.5, 0.5]))]
+    cdf = np.cumsum(w) / w.sum()
+    cut = int(np.searchsorted(cdf, 0.5)) + 1
+    if 0 < cut < x.size:
+        lo, hi = _moments(x[:cut], w[:cut]), _moments(x[cut:], w[cut:])
+        share = float(cdf[cut - 1])
+        starts.append(
+            (np.array([lo[0], hi[0]]), np.array([lo[1], hi[1]]), np.array([share, 1.0 - share]))
+        )
+    return starts
+
+
 def _sorted(a: np.ndarray, b: np.ndarray, pi: np.ndarray) -> tuple[np.ndarray, ...]:
     order = np.argsort(a / (a + b), kind="stable")
     return a[order], b[order], pi[order]
@@ -174,14 +195,18 @@ class BetaMixture:
         raw, w = centres[keep], counts[keep]
         x_min, x_max = float(raw[0]), float(raw[-1])
         x = np.clip((raw - x_min) / (x_max - x_min), cfg.eps, 1 - cfg.eps)
-        a, b, pi, ll, it = _em(
-            x, w, np.array([1.0, 2.0]), np.array([2.0, 1.0]), np.array([0.5, 0.5]), cfg
-        )
-        if cfg.m_step == "moments_mle":
-            a, b, pi, ll, it2 = _em(x, w, a, b, pi, cfg, mle=True)
-            it += it2
-        elif cfg.m_step != "moments":
+        if cfg.m_step not in ("moments", "moments_mle"):
             raise ValueError(f"unknown mixture m_step {cfg.m_step!r}")
+        best: tuple[np.ndarray, np.ndarray, np.ndarray, float, int] | None = None
+        for a0, b0, pi0 in _inits(x, w):
+            a, b, pi, ll, it = _em(x, w, a0, b0, pi0, cfg)
+            if cfg.m_step == "moments_mle":
+                a, b, pi, ll, it2 = _em(x, w, a, b, pi, cfg, mle=True)
+                it += it2
+            if best is None or ll > best[3] + 1e-9 * abs(ll):
+                best = (a, b, pi, ll, it)
+        assert best is not None
+        a, b, pi, ll, it = best
         a, b, pi = _sorted(a, b, pi)
         model = cls(a, b, pi, x_min, x_max, cfg.eps, log_likelihood=ll, iterations=it)
         if cfg.partial_noise:

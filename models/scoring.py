@@ -16,6 +16,7 @@ the cosine between the English caption via the multilingual tower and the target
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -24,10 +25,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+
 from pairsift.models.config import TrainConfig
 from pairsift.models.evidential import Opinion, combine, opinion
 from pairsift.models.heads import ProjectionHeads, load_heads, save_heads
-from safetensors.torch import load_file, save_file
 
 if TYPE_CHECKING:
     from pairsift.models.trainer import PairEmbeddings
@@ -48,6 +50,15 @@ class ScoringState:
     tau: float = 0.1
     margin: float = 0.2
     temperature: float = 0.05
+    _heads64: ProjectionHeads | None = field(default=None, repr=False, compare=False)
+
+    def heads64(self) -> ProjectionHeads:
+        """A float64 copy of the heads: a row's scores then agree across batch sizes to far
+        below the float32 precision they are reported in. Built on first use: build a new
+        state after changing the heads."""
+        if self._heads64 is None:
+            self._heads64 = copy.deepcopy(self.heads).double().eval()
+        return self._heads64
 
     @property
     def num_negatives(self) -> int:
@@ -185,7 +196,7 @@ def _as_tensor(arr: np.ndarray, name: str) -> torch.Tensor:
         raise ValueError(f"{name} must be 2-d [batch, dim], got shape {a.shape}")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} contains NaN or inf")
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).double()
 
 
 @torch.no_grad()
@@ -206,7 +217,7 @@ def score_batch(
         tgt = {k: np.asarray(v)[sl] for k, v in (text_tgt or {}).items()}
         ml = None if text_src_ml is None else np.asarray(text_src_ml)[sl]
         parts.append(_score_chunk(state, np.asarray(image)[sl], np.asarray(text)[sl], tgt, ml))
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return {k: np.concatenate([p[k] for p in parts]).astype(np.float32) for k in parts[0]}
 
 
 def _score_chunk(
@@ -216,12 +227,11 @@ def _score_chunk(
     text_tgt: dict[str, np.ndarray],
     text_src_ml: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
-    heads = state.heads
-    heads.eval()
+    heads = state.heads64()
     img = heads.image(_as_tensor(image, "image")).double()
     txt = heads.text(_as_tensor(text, "text")).double()
-    bank_img = heads.image(torch.from_numpy(state.bank_image)).double()
-    bank_txt = heads.text(torch.from_numpy(state.bank_text)).double()
+    bank_img = heads.image(torch.from_numpy(state.bank_image).double()).double()
+    bank_txt = heads.text(torch.from_numpy(state.bank_text).double()).double()
     same_img = torch.from_numpy(_same_mask(image, state.bank_image))
     same_txt = torch.from_numpy(_same_mask(text, state.bank_text))
     out, op = _view_scores(img, txt, bank_img, bank_txt, same_txt, same_img, state)
@@ -235,7 +245,7 @@ def _score_chunk(
             )
         raw = text_tgt[lang]
         tgt = heads.text(_as_tensor(raw, f"text_tgt[{lang}]"), lang).double()
-        bank_tgt = heads.text(torch.from_numpy(state.bank_text_tgt[lang]), lang).double()
+        bank_tgt = heads.text(torch.from_numpy(state.bank_text_tgt[lang]).double(), lang).double()
         same_tgt = torch.from_numpy(_same_mask(raw, state.bank_text_tgt[lang]))
         view, op_l = _view_scores(img, tgt, bank_img, bank_tgt, same_tgt, same_img, state)
         result.update({f"{k}_{lang}": v.numpy() for k, v in view.items()})

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
 from pairsift.models import losses as L
 from pairsift.models.config import DivisionConfig, PairsiftConfig
 from pairsift.models.division import Division, UncertaintyMemory, divide

@@ -1,0 +1,141 @@
+"""Division on constructed scores; self-correction; baseline methods."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pairsift.models.config import DivisionConfig
+from pairsift.models.division import UncertaintyMemory, divide
+from pairsift.models.evidential import combine, opinion
+from pairsift.models.mixture import fit_raw
+
+
+def _scores(sims: np.ndarray, loss: np.ndarray, tau: float = 0.1) -> dict[str, np.ndarray]:
+    op = opinion(torch.from_numpy(sims), tau)
+    neg = op.belief[:, 1:].amax(1)
+    return {
+        "similarity": sims[:, 0],
+        "loss": loss,
+        "belief": op.belief[:, 0].numpy(),
+        "uncertainty": op.uncertainty.numpy(),
+        "alpha_self": op.alpha[:, 0].numpy(),
+        "alpha_total": op.strength.numpy(),
+        "match_prob": op.expected[:, 0].numpy(),
+        "belief_neg_max": neg.numpy(),
+        "top": (op.belief[:, 0] >= neg).double().numpy(),
+    }
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    rng = np.random.default_rng(0)
+    return fit_raw(np.concatenate([rng.beta(2, 12, 4000), rng.beta(12, 2, 4000)]))
+
+
+def test_clear_clean_clear_noisy_and_uncertain(mixture) -> None:
+    negs = np.full(8, -0.3)
+    sims = np.array(
+        [
+            [0.9, *negs],  # strong own evidence: determined, top -> clean
+            [-0.3, 0.9, *negs[1:]],  # another caption holds the evidence -> noisy
+            [-0.9, *np.full(8, -0.9)],  # almost no evidence at all -> uncertain -> hard
+        ]
+    )
+    loss = np.array([0.05, 0.9, 0.3])
+    div = divide(_scores(sims, loss), mixture, DivisionConfig())
+    assert div.label.tolist() == ["clean", "noisy", "hard"]
+    assert div.uncertainty[2] > 0.5 > div.uncertainty[0]
+    s = _scores(sims, loss)
+    assert div.soft_label[2] == pytest.approx(s["belief"][2])  # UCPM: hard keeps b_self
+    assert div.soft_label[0] > 0.75 and div.soft_label[1] < 0.5
+    sharp = divide(_scores(sims, loss), mixture, DivisionConfig(fisher_soften=False))
+    assert sharp.soft_label[0] > 0.99 > div.soft_label[0]
+    assert div.counts() == {"clean": 1, "hard": 1, "noisy": 1}
+
+
+def test_mixture_must_agree_and_sure_noise_is_not_hard(mixture) -> None:
+    sims = np.array([[0.9, *np.full(8, -0.3)], [-0.9, *np.full(8, -0.9)]])
+    loss = np.array([0.95, 0.97])  # the mixture is sure both are noise
+    div = divide(_scores(sims, loss), mixture, DivisionConfig())
+    assert div.label.tolist() == ["hard", "noisy"]
+    off = divide(
+        _scores(sims, loss), mixture, DivisionConfig(mixture_agrees=False, noisy_posterior=0.0)
+    )
+    assert off.label.tolist() == ["clean", "hard"]
+
+
+def test_soft_label_switches(mixture) -> None:
+    sims = np.array([[0.3, *np.full(8, 0.1)], [0.1, 0.35, *np.full(7, 0.0)]])
+    s = _scores(sims, np.array([0.2, 0.6]))
+    plain = divide(s, mixture, DivisionConfig(method="bmm", refurbish=False, fisher_soften=False))
+    np.testing.assert_allclose(plain.soft_label, plain.p_clean)
+    refurb = divide(s, mixture, DivisionConfig(method="bmm", fisher_soften=False))
+    expected = plain.p_clean + (1 - plain.p_clean) * s["match_prob"]
+    np.testing.assert_allclose(refurb.soft_label, expected)
+    soft = divide(s, mixture, DivisionConfig(method="bmm"))
+    assert np.all(np.abs(soft.soft_label - 0.5) <= np.abs(refurb.soft_label - 0.5) + 1e-12)
+
+
+def test_dual_view_used_when_present(mixture) -> None:
+    en = np.array([[0.2, 0.25, *np.full(7, -0.5)]])  # English view: a negative wins narrowly
+    tgt = np.array([[0.9, -0.2, *np.full(7, -0.5)]])  # target view: clearly the own caption
+    s = _scores(en, np.array([0.1]))
+    combined = combine(opinion(torch.from_numpy(en), 0.1), opinion(torch.from_numpy(tgt), 0.1))
+    neg = combined.belief[:, 1:].amax(1)
+    s.update(
+        {
+            "belief_dual": combined.belief[:, 0].numpy(),
+            "uncertainty_dual": combined.uncertainty.numpy(),
+            "alpha_self_dual": combined.alpha[:, 0].numpy(),
+            "alpha_total_dual": combined.strength.numpy(),
+            "match_prob_dual": combined.expected[:, 0].numpy(),
+            "belief_neg_max_dual": neg.numpy(),
+            "top_dual": (combined.belief[:, 0] >= neg).double().numpy(),
+        }
+    )
+    assert divide(s, mixture, DivisionConfig(dual_view=False)).label[0] == "noisy"
+    assert divide(s, mixture, DivisionConfig(dual_view=True)).label[0] == "clean"
+
+
+def test_self_correction_changes_fluctuating_pair_only(mixture) -> None:
+    cfg = DivisionConfig(uncertainty_threshold=0.5, fluctuation_threshold=0.1)
+    base = _scores(
+        np.array([[0.9, *np.full(8, -0.3)], [0.9, *np.full(8, -0.3)]]), np.array([0.05, 0.05])
+    )
+    stable_only = divide(dict(base, uncertainty=np.array([0.61, 0.3])), mixture, cfg)
+    assert stable_only.label.tolist() == ["hard", "clean"]
+    no_memory = divide(dict(base, uncertainty=np.array([0.61, 0.75])), mixture, cfg)
+    assert no_memory.label.tolist() == ["hard", "hard"]
+    memory2 = UncertaintyMemory(2, window=3, fluctuation_threshold=0.1)
+    for u in [(0.62, 0.3), (0.6, 0.3), (0.61, 0.75)]:
+        s = dict(base, uncertainty=np.array(u))
+        div = divide(s, mixture, cfg, memory2)
+    assert memory2.fluctuating().tolist() == [False, True]
+    assert div.label.tolist() == ["hard", "clean"]  # stable pair unchanged, fluctuating fixed
+    assert div.uncertainty[0] == pytest.approx(0.61)
+    assert div.uncertainty[1] == pytest.approx(np.mean([0.3, 0.3, 0.75]))
+    restored = UncertaintyMemory.from_dict(memory2.to_dict())
+    np.testing.assert_allclose(restored.corrected(), memory2.corrected())
+    with pytest.raises(ValueError):
+        memory2.update(np.zeros(3))
+
+
+def test_baselines() -> None:
+    rng = np.random.default_rng(1)
+    n = 400
+    noisy = np.arange(n) >= 300
+    loss = np.where(noisy, rng.normal(3.0, 0.3, n), rng.normal(0.5, 0.3, n))
+    sim = -loss
+    scores = {"loss": loss, "similarity": sim, "uncertainty": np.full(n, 0.3)}
+    gmm = divide(scores, None, DivisionConfig(method="gmm"))
+    assert np.mean((gmm.label == "noisy") == noisy) > 0.95
+    clip = divide(scores, None, DivisionConfig(method="clip_score", keep_fraction=0.75))
+    assert int((clip.label == "clean").sum()) == 300
+    assert np.mean(clip.kept == ~noisy) > 0.95
+    assert divide(scores, None, DivisionConfig(method="none")).counts()["clean"] == n
+    with pytest.raises(ValueError):
+        divide(scores, None, DivisionConfig(method="nope"))
+    with pytest.raises(KeyError):
+        divide({"loss": loss, "uncertainty": np.ones(n)}, None, DivisionConfig(method="pairsift"))

@@ -1,0 +1,94 @@
+"""Beta mixture on histograms: parameter recovery, monotone posterior, partial/complete split."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pairsift.models.config import MixtureConfig
+from pairsift.models.mixture import BetaMixture, fit_raw, histogram
+
+
+def test_histogram_counts_clip_and_merge() -> None:
+    values = np.array([-5.0, 0.0, 0.49, 0.5, 0.99, 1.0, 7.0])
+    counts = histogram(values, 0.0, 1.0, 2)
+    assert counts.dtype == np.int64
+    assert counts.tolist() == [3, 4]  # -5 clipped into bin 0, 1.0 and 7.0 into the last bin
+    a, b = values[:3], values[3:]
+    merged = histogram(a, 0.0, 1.0, 2) + histogram(b, 0.0, 1.0, 2)
+    assert merged.tolist() == counts.tolist()
+    with pytest.raises(ValueError):
+        histogram(np.array([np.nan]), 0.0, 1.0, 4)
+    with pytest.raises(ValueError):
+        histogram(values, 1.0, 1.0, 4)
+
+
+@pytest.mark.parametrize(
+    ("clean", "noisy", "weight"),
+    [((2.0, 8.0), (7.0, 3.0), 0.6), ((2.0, 20.0), (8.0, 8.0), 0.5), ((1.5, 10.0), (6.0, 2.0), 0.8)],
+)
+def test_recovers_known_mixture(clean, noisy, weight) -> None:
+    rng = np.random.default_rng(0)
+    n = 40_000
+    n_clean = int(weight * n)
+    x = np.concatenate([rng.beta(*clean, n_clean), rng.beta(*noisy, n - n_clean)])
+    # fix the histogram range to [0, 1] and pin the occupied range to it
+    x[0], x[-1] = 0.0, 1.0
+    model = BetaMixture.fit_histogram(histogram(x, 0.0, 1.0, 2048), 0.0, 1.0, MixtureConfig())
+    assert model.noise_ratio == pytest.approx(1 - weight, abs=0.02)
+    assert model.alphas[0] == pytest.approx(clean[0], rel=0.15)
+    assert model.betas[0] == pytest.approx(clean[1], rel=0.15)
+    assert model.alphas[1] == pytest.approx(noisy[0], rel=0.15)
+    assert model.betas[1] == pytest.approx(noisy[1], rel=0.15)
+    truth = np.arange(n) >= n_clean
+    accuracy = np.mean((model.posterior_clean(x) < 0.5) == truth)
+    assert accuracy > 0.9
+
+
+def test_posterior_monotone_and_serialisable() -> None:
+    rng = np.random.default_rng(1)
+    # a wide clean component: the raw posterior would rise again in the far tail
+    x = np.concatenate([rng.beta(1.2, 3.0, 5000), rng.beta(30.0, 30.0, 5000)])
+    model = fit_raw(x)
+    grid = np.linspace(x.min() - 1, x.max() + 1, 5000)
+    post = model.posterior_clean(grid)
+    assert np.all(np.diff(post) <= 1e-12)
+    assert post[0] > 0.9 and 0.0 <= post.min()
+    restored = BetaMixture.from_dict(json.loads(json.dumps(model.to_dict())))
+    np.testing.assert_allclose(restored.posterior_clean(grid), post)
+    assert restored.noise_ratio == pytest.approx(model.noise_ratio)
+
+
+def test_partial_vs_complete_split() -> None:
+    rng = np.random.default_rng(2)
+    clean = rng.beta(2, 14, 10_000)
+    partial = rng.beta(6, 6, 4_000)
+    complete = rng.beta(14, 2, 6_000)
+    model = fit_raw(np.concatenate([clean, partial, complete]))
+    assert model.split_weights is not None
+    assert model.partial_ratio == pytest.approx(0.2, abs=0.06)
+    assert np.mean(model.noise_kind(clean) == "clean") > 0.9
+    assert np.mean(model.noise_kind(partial) == "partial") > 0.7
+    assert np.mean(model.noise_kind(complete) == "complete") > 0.85
+
+
+def test_no_split_on_two_populations() -> None:
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.beta(2, 10, 8000), rng.beta(10, 2, 8000)])
+    model = fit_raw(x)
+    assert model.split_weights is None and model.partial_ratio == 0.0
+    kinds = model.noise_kind(x)
+    assert set(np.unique(kinds)) <= {"clean", "complete"}
+    assert not fit_raw(x, MixtureConfig(partial_noise=False)).split_weights
+
+
+def test_rejects_degenerate_histograms() -> None:
+    cfg = MixtureConfig()
+    with pytest.raises(ValueError):
+        BetaMixture.fit_histogram(np.array([0, 10, 0, 0]), 0.0, 1.0, cfg)
+    with pytest.raises(ValueError):
+        BetaMixture.fit_histogram(np.array([1, -1, 3]), 0.0, 1.0, cfg)
+    with pytest.raises(ValueError):
+        fit_raw(np.ones(10))
