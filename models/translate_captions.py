@@ -3,8 +3,10 @@
 Per pair: the caption's language is identified; for each target language the pair gets
 ``captions[<lang>]`` from, in this order, a translation it already carries (``KEY.<lang>.txt``
 in the input, also under a locale spelling such as ``pt_BR``), the caption itself when it is
-already in that language, or a machine translation from the caption's language. A pair whose
-translation fails keeps going without it and says why in ``meta["translation_error"]``.
+already in that language, or a machine translation from the caption's language (from
+``fallback_language`` instead when langid is not sure, no backend translates the detected
+language and one translates the fallback). A pair whose translation fails keeps going without it and says why in
+``meta["translation_error"]``.
 
 Language of a caption: the identifier's answer when its confidence reaches
 ``min_confidence``; otherwise ``fallback_language`` (the dataset's usual source language) or
@@ -22,6 +24,8 @@ from pairsift.models.records import PairSample
 from pairsift.models.translate import TranslationResult, Translator, clean_text, translate_each
 
 ERROR_KEY = "translation_error"
+# Detections at least this confident are never overridden by the fallback language.
+SURE_CONFIDENCE = 0.9
 BACK_PREFIX = "back_translation_"
 
 
@@ -53,8 +57,8 @@ def identify(
     identifier: LanguageIdentifier,
     min_confidence: float,
     fallback_language: str | None,
-) -> str:
-    """Set and return ``sample.language`` (see the module docstring for the rule)."""
+) -> tuple[str, float]:
+    """Set ``sample.language`` (see the module docstring); return it with langid's confidence."""
     caption = clean_text(sample.caption or "")
     detection = identifier.detect(caption)
     if detection.language != UNDETERMINED and detection.confidence >= min_confidence:
@@ -63,7 +67,7 @@ def identify(
         sample.language = normalize_lang(fallback_language)
     else:
         sample.language = UNDETERMINED
-    return sample.language
+    return sample.language, detection.confidence
 
 
 def _existing(sample: PairSample, target: str) -> str | None:
@@ -79,6 +83,20 @@ def _existing(sample: PairSample, target: str) -> str | None:
         if same and sample.captions[key].strip():
             return sample.captions[key]
     return None
+
+
+def _route_source(
+    translator: Translator, source: str, target: str, fallback_language: str | None
+) -> str:
+    """The language to translate from: the detected one, unless no backend translates it and
+    one translates the dataset's usual language (a confident langid answer can still be wrong
+    on a short caption: "An Adelaide Rosella." reads as Finnish)."""
+    if not fallback_language:
+        return source
+    fallback = normalize_lang(fallback_language)
+    if fallback in (source, target) or translator.supports(source, target):
+        return source
+    return fallback if translator.supports(fallback, target) else source
 
 
 def _record_error(sample: PairSample, message: str) -> None:
@@ -119,7 +137,7 @@ def translate_samples(
             sample.language = sample.language or UNDETERMINED
             counts.skipped += 1
             continue
-        source = identify(sample, identifier, min_confidence, fallback_language)
+        source, confidence = identify(sample, identifier, min_confidence, fallback_language)
         for target in targets:
             carried = _existing(sample, target)
             if carried is not None:
@@ -134,7 +152,10 @@ def translate_samples(
                 _record_error(sample, f"{target}: undetermined caption language")
                 counts.failed += 1
             else:
-                groups[(source, target)].append(_Job(sample, caption))
+                origin = source
+                if confidence < SURE_CONFIDENCE:
+                    origin = _route_source(translator, source, target, fallback_language)
+                groups[(origin, target)].append(_Job(sample, caption))
 
     for (source, target), jobs in sorted(groups.items()):
         hits_before = translator.cache_hits

@@ -120,3 +120,25 @@ def test_duplicates_translate_once_and_cache_counts(
     second = translate_samples(rerun, cached, identifier, ["pt"])
     assert len(fake.calls) == 1 and (second.translated, second.cached) == (0, 1)
     assert [s.captions["pt"] for s in rerun] == [s.captions["pt"] for s in batch]
+
+
+def test_unsure_unsupported_language_falls_back_to_the_source_language(
+    identifier: LanguageIdentifier,
+) -> None:
+    bird = _sample("a", "An Adelaide Rosella.")  # langid: Finnish, confidence ~0.5
+    fake = FakeTranslator()
+    unsure = {"min_confidence": 0.3}  # below langid's ~0.5, above the 0.9 "sure" bar
+    translate_samples([bird], fake, identifier, ["pt"], fallback_language="en", **unsure)
+    assert bird.language == "fi"  # langid's answer is kept
+    assert bird.captions["pt"] == "[pt] An Adelaide Rosella."  # routed en->pt
+    assert fake.calls[0][:2] == ("en", "pt")
+    # A sure detection is never overridden; without a fallback nothing is either.
+    german = _sample("b", "Der kleine braune Hund läuft durch den grünen Park.")
+    other = _sample("c", "An Adelaide Rosella.")
+    translate_samples([german], FakeTranslator(), identifier, ["pt"], fallback_language="en")
+    translate_samples(
+        [other], FakeTranslator(), identifier, ["pt"], fallback_language=None, **unsure
+    )
+    assert "pt" not in german.captions and "pt" not in other.captions
+    assert german.meta["translation_error"] == "pt: fake does not translate de->pt"
+    assert other.meta["translation_error"] == "pt: fake does not translate fi->pt"
