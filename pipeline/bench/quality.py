@@ -28,10 +28,10 @@ from pairsift.pipeline.bench.embedding_cache import DEFAULT_CACHE_DIR, embed_sou
 from pairsift.pipeline.bench.quality_runs import (
     RowResult,
     Setting,
+    eval_rows,
     method_title,
     methods_for,
     run_jobs,
-    test_rows,
 )
 
 DEFAULT_PAIRS = {"synth": 3000}
@@ -139,7 +139,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
     for position, i in enumerate(order):
         results[i] = ordered[position]
     assert emb.splits is not None
-    n_train, n_test = int((emb.splits == "train").sum()), len(test_rows(emb))
+    n_train, n_test = int((emb.splits == "train").sum()), len(eval_rows(emb))
     wall = time.perf_counter() - started
     lines = [
         f"# Quality benchmark: {dataset}",

@@ -125,7 +125,7 @@ class SettingData:
     test: PairEmbeddings
 
 
-def test_rows(emb: CleanEmbeddings) -> np.ndarray:
+def eval_rows(emb: CleanEmbeddings) -> np.ndarray:
     """Clean test items, first of each caption group (so R@1 has one right answer)."""
     assert emb.splits is not None and emb.groups is not None
     rows = np.flatnonzero(emb.splits == "test")
@@ -146,7 +146,7 @@ def make_setting_data(emb: CleanEmbeddings, setting: Setting) -> SettingData:
         emb.image[image_rows], emb.text[text_rows],
         {lang: v[text_rows] for lang, v in emb.text_tgt.items()},
     )
-    test = test_rows(emb)
+    test = eval_rows(emb)
     test_data = PairEmbeddings(emb.image[test], emb.text[test],
                                {lang: v[test] for lang, v in emb.text_tgt.items()})
     return SettingData(train_data, plan.noisy[train_rows].copy(), test_data)

@@ -1,0 +1,117 @@
+"""Quality benchmark harness: re-pairing without re-embedding, jobs, table, content cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.pipeline.bench.embedding_cache import CleanEmbeddings, embed_source
+from pairsift.pipeline.bench.quality import render_table
+from pairsift.pipeline.bench.quality_runs import (
+    Setting,
+    eval_rows,
+    make_setting_data,
+    methods_for,
+    run_job,
+)
+from pairsift.pipeline.datasets.synth import SynthSource
+
+
+def _clean(n: int = 160, seed: int = 0) -> CleanEmbeddings:
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(n // 2, size=n).astype(np.int64)
+    z = rng.normal(size=(n // 2, 16))[groups]
+    image = z @ rng.normal(size=(16, 48)) + 0.3 * rng.normal(size=(n, 48))
+    text = z @ rng.normal(size=(16, 24)) + 0.3 * rng.normal(size=(n, 24))
+    splits = np.where(np.arange(n) < n // 4, "test", "train")
+    return CleanEmbeddings(image.astype(np.float32), text.astype(np.float32), {}, groups, splits)
+
+
+def _tiny_cfg() -> PairsiftConfig:
+    cfg = PairsiftConfig()
+    cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.batch_size = 3, 1, 64
+    cfg.train.head_dim, cfg.train.num_negatives = 32, 16
+    return cfg
+
+
+@pytest.mark.parametrize("mode", ["caption", "image"])
+def test_setting_repairs_cached_rows_only(mode: str) -> None:
+    emb = _clean()
+    data = make_setting_data(emb, Setting(mode, 0.5, seed=1))
+    train_rows = np.flatnonzero(emb.splits == "train")
+    assert data.is_noisy.mean() == pytest.approx(0.5, abs=0.01)
+    fixed, moved = (data.train.image, data.train.text) if mode == "caption" else (
+        data.train.text, data.train.image)
+    fixed_src, moved_src = (emb.image, emb.text) if mode == "caption" else (emb.text, emb.image)
+    assert np.array_equal(fixed, fixed_src[train_rows])
+    assert np.array_equal(moved[~data.is_noisy], moved_src[train_rows][~data.is_noisy])
+    noisy = np.flatnonzero(data.is_noisy)
+    for row in noisy:  # every noisy pair carries another item's row, of another group
+        source_row = int(np.flatnonzero((moved_src == moved[row]).all(axis=1))[0])
+        assert source_row != train_rows[row]
+        assert emb.groups[source_row] != emb.groups[train_rows[row]]
+    test = eval_rows(emb)
+    assert len(set(emb.groups[test].tolist())) == len(test)  # one item per caption
+    assert np.array_equal(data.test.image, emb.image[test])
+
+
+def test_jobs_report_consistent_figures() -> None:
+    emb, cfg = _clean(), _tiny_cfg()
+    setting = Setting("caption", 0.4, seed=0)
+    oracle = run_job(emb, setting, "oracle", cfg)
+    assert oracle.precision == 1.0 and oracle.recall == 1.0
+    assert oracle.true_noise == pytest.approx(0.4, abs=0.01)
+    clip = run_job(emb, setting, "clip_score", cfg)
+    kept_fraction = clip.recall * (1 - clip.true_noise) / clip.precision
+    assert kept_fraction == pytest.approx(1 - clip.true_noise, abs=0.01)
+    pairsift = run_job(emb, setting, "pairsift", cfg)
+    for row in (oracle, clip, pairsift):
+        assert 0.0 <= row.auc <= 1.0
+        assert set(row.recall_at) >= {"i2t_r1", "t2i_r10", "rsum"}
+    again = run_job(emb, setting, "pairsift", cfg)
+    assert again.auc == pairsift.auc and again.recall_at == pairsift.recall_at
+
+
+def test_methods_and_table() -> None:
+    assert "-mutual" not in methods_for([]) and "-mutual" in methods_for(["es"])
+    with pytest.raises(ValueError, match="unknown method"):
+        methods_for([], ["magic"])
+    emb, cfg = _clean(), _tiny_cfg()
+    rows = [run_job(emb, Setting("image", 0.5, seed), "all", cfg) for seed in (0, 1)]
+    table = render_table(rows)
+    assert "### image shuffle, 50% noise" in table
+    line = next(line for line in table.splitlines() if line.startswith("| (a) all pairs"))
+    assert line.count("±") == 5  # AUC, precision, recall, true noise, rSum (0 std shown)
+    assert f"{np.mean([r.recall_at['rsum'] for r in rows]):.1f}" in line
+
+
+class _FakeEncoder:
+    calls = 0
+
+    def image_transform(self):
+        return lambda image: torch.tensor(np.asarray(image, dtype=np.float32).mean(axis=(0, 1)))
+
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        _FakeEncoder.calls += pixels.shape[0]
+        return torch.nn.functional.normalize(pixels.view(pixels.shape[0], -1), dim=-1)
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        _FakeEncoder.calls += len(texts)
+        return torch.tensor([[len(t), t.count("a") + 1.0] for t in texts])
+
+
+def test_embedding_cache_is_content_addressed(tmp_path, monkeypatch) -> None:
+    import pairsift.models.encoders as encoders
+
+    monkeypatch.setattr(encoders, "build_encoder", lambda *a, **k: _FakeEncoder())
+    first = embed_source(SynthSource(12, seed=0), "synth", "fake", cache_dir=str(tmp_path))
+    assert first.embedded > 0 and _FakeEncoder.calls > 0
+    _FakeEncoder.calls = 0
+    second = embed_source(SynthSource(12, seed=0), "synth", "fake", cache_dir=str(tmp_path))
+    assert second.embedded == 0 and _FakeEncoder.calls == 0
+    assert np.array_equal(first.image, second.image) and np.array_equal(first.text, second.text)
+    bigger = embed_source(SynthSource(15, seed=0), "synth", "fake", cache_dir=str(tmp_path))
+    assert 0 < bigger.embedded <= 6  # only the 3 new images and their captions
+    assert np.array_equal(bigger.image[:12], first.image)
