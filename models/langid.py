@@ -1,15 +1,15 @@
 """Language identification for captions, with py3langid's bundled naive-Bayes model.
 
-Why py3langid rather than lingua: both bundle their models and are deterministic, but on
-tuxpaint's short captions (English, pt_BR and es references) lingua restricted to the same
-candidate set was only a few points more accurate on es/pt and less on de, while its wheel is
-~96 MB, it takes ~7 s to load and classifies ~2.5k captions/s against py3langid's ~14k/s.
-Both tools are weak on two-word captions; what helps far more is the candidate set: py3langid
-over all of its 140 labels assigns English captions to Frisian, Latin or Galician (53 %
-correct on tuxpaint English), over the default set of high-resource web languages below 73 %.
-Low-confidence answers are where the errors are, so callers get the confidence too and decide
-what to trust (the translate stage copies a caption as "already in the target language" only
-above a threshold).
+Why py3langid rather than lingua (both bundle their models and are deterministic): measured
+on tuxpaint's short captions over the same 41 candidate languages, lingua was more accurate
+on es (78 % vs 61 %) and pt (77 % vs 70 %) and less on en (70 % vs 73 %) and de (90 % vs
+96 %), but its wheel is ~96 MB, it loads in ~7 s and classifies ~2.5k captions/s against
+py3langid's ~14k/s. What the translate stage needs is precision where it acts: py3langid's
+answers with confidence >= 0.5 are wrong for under 1 % of tuxpaint's en/pt/es captions, and
+below that the stage falls back to the configured source language.
+The candidate set matters more than the library: over all 140 labels English captions go to
+Frisian, Galician or Italian (53 % right), over ``DEFAULT_LANGUAGES`` 67 % (pt 57 -> 71 %,
+es 38 -> 61 %).
 """
 
 from __future__ import annotations
