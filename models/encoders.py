@@ -15,7 +15,10 @@ CLIP-style model), or any pair spec (its text tower).
 
 from __future__ import annotations
 
+import hashlib
 import re
+
+import torch
 
 from pairsift.models.encoder_base import (
     MissingWeightsError,
@@ -74,13 +77,28 @@ def _image_tower(spec: str) -> tuple[str, str | None]:
     return _split_tag(body)
 
 
+def _spec_seed(spec: str) -> int:
+    return int.from_bytes(hashlib.sha256(spec.encode("utf-8")).digest()[:4], "little")
+
+
 def build_encoder(
     spec: str = DEFAULT_SPEC,
     device: str = "cpu",
     image_size: int | None = None,
     precision: str = "auto",
 ) -> PairEncoder:
-    """Build frozen image + text towers from a spec (see the module docstring)."""
+    """Build frozen image + text towers from a spec (see the module docstring).
+
+    Built under a seed derived from the spec: a tower without pretrained weights then gets
+    the same random init in every worker and every run, so embeddings stay comparable
+    across shards and reruns stay byte-identical. The caller's RNG state is left untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_spec_seed(spec))
+        return _build_encoder(spec, device, image_size, precision)
+
+
+def _build_encoder(spec: str, device: str, image_size: int | None, precision: str) -> PairEncoder:
     resolved = _resolve(spec)
     kind, _, body = resolved.partition(":")
     if kind == "open_clip":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.records import Status
@@ -47,7 +48,7 @@ def load_embedded(layout: RunLayout) -> EmbeddedPairs:
         table = read_table(path)
         if "status" not in table.column_names or table.num_rows == 0:
             continue
-        mask = pa.compute.equal(table.column("status"), Status.OK.value)
+        mask = pc.equal(table.column("status"), Status.OK.value)
         tables.append(table.filter(mask))
     tables = [t for t in tables if t.num_rows]
     if not tables:
