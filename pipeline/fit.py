@@ -108,6 +108,7 @@ def to_pair_embeddings(pairs: EmbeddedPairs, rows: np.ndarray, langs: list[str])
 
 def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     """Train heads and freeze the scoring state. Skipped when its completion marker exists."""
+    from pairsift.models.encoders import DEFAULT_MULTILINGUAL_SPEC
     from pairsift.models.heads import save_heads
     from pairsift.models.retrieval import RetrievalConfig, save_retrieval_model
     from pairsift.models.scoring import build_scoring_state
@@ -153,8 +154,8 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
             encoder_spec=cfg.encoder.spec,
             heads=dict(result.heads.config),
             image_size=cfg.encoder.image_size,
-            multilingual_spec=cfg.encoder.multilingual_spec,
-            languages=langs,
+            multilingual_spec=(cfg.encoder.multilingual_spec or DEFAULT_MULTILINGUAL_SPEC) if data.text_tgt else None,
+            languages=sorted(data.text_tgt),
             trained_with={"method": cfg.train.loss, "fit_pairs": int(len(sample)), "seed": cfg.seed},
         ),
     )

@@ -55,6 +55,7 @@ def build_pass1(
     pipeline: beam.Pipeline, shards: list[InputShard], cfg: PairsiftConfig, layout: RunLayout
 ) -> beam.PCollection:
     from pairsift.transforms.embed import EmbedPairs
+    from pairsift.transforms.translate import TranslateCaptions
 
     shard_pc = pipeline | "Shards" >> beam.Create(shards) | "Spread" >> beam.Reshuffle()
     samples = shard_pc | "Read" >> beam.FlatMap(read_samples)
@@ -62,12 +63,9 @@ def build_pass1(
     checked = samples | "Validate" >> beam.ParDo(ValidatePairs(limits)).with_outputs(
         AUDIT_TAG, main="ok"
     )
-    ok = checked.ok
     langs = list(cfg.translate.target_langs)
-    if langs:
-        from pairsift.transforms.translate import TranslateCaptions
-
-        ok = ok | "Translate" >> TranslateCaptions(cfg.translate)
+    # always runs: with no target language it only identifies each caption's language
+    ok = checked.ok | "LangidTranslate" >> TranslateCaptions(cfg.translate)
     embedded = ok | "Embed" >> EmbedPairs(cfg.encoder, langs, cfg.max_image_pixels)
     rows = (checked[AUDIT_TAG], embedded.embedded, embedded.failed) | "AllRows" >> beam.Flatten()
     keyed = rows | "ByShard" >> beam.Map(lambda row: (row["source_shard"], row))

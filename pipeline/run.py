@@ -50,12 +50,15 @@ def run(
     beam_args: Sequence[str] = (),
     wave_size: int = 4,
 ) -> RunResult:
+    from pairsift.models.langid import normalize_lang
     from pairsift.pipeline.fit import run_fit
     from pairsift.pipeline.pass1 import run_pass1
     from pairsift.pipeline.pass2 import run_pass2
     from pairsift.pipeline.score_pass import HISTOGRAM_FILE, fit_mixture, run_score_pass
     from pairsift.pipeline.summary import build_summary, load_audit, write_report
 
+    # `pt_BR` and `pt` name one target: stages key captions and embeddings by the normal code
+    cfg.translate.target_langs = [normalize_lang(code) for code in cfg.translate.target_langs]
     layout = RunLayout(output.rstrip("/"))
     options = make_options(beam_args)
     shards = discover_shards(input_path)

@@ -60,6 +60,8 @@ class ScoreShard(beam.DoFn):
         from pairsift.models.scoring import ScoringState
 
         self.state = ScoringState.load(self.layout.fit_file("scoring"))
+        # a language the fit saw too few translations of has no bank: score English view only
+        self.langs = [lang for lang in self.langs if lang in self.state.bank_text_tgt]
         dups = read_table(self.layout.fit_file("duplicates.parquet"))
         self.duplicates = set(
             zip(dups.column("source_shard").to_pylist(), dups.column("key").to_pylist(), strict=True)
