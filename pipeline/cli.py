@@ -48,14 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+class _DropImportNoise(logging.Filter):
+    """Beam warns at import about optional GCP clients a local run never uses."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
+
+
+def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_DropImportNoise())
+    if not verbose:  # keep pairsift's progress lines readable; Beam's own INFO is for -v
+        for name in ("apache_beam", "timm", "open_clip"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    setup_logging(verbose="-v" in (argv if argv is not None else sys.argv[1:]) or
+                  "--verbose" in (argv if argv is not None else sys.argv[1:]))
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
