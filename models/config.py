@@ -21,6 +21,7 @@ class EncoderConfig:
     batch_size: int = 32
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | fp16 | bf16 (autocast on GPU)
+    decode_threads: int = 0  # >0: decode images in a thread pool, overlapped with inference
 
 
 @dataclass

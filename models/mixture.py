@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import betaln, digamma, logsumexp, polygamma
+from scipy.special import betaln, digamma, polygamma
 from sklearn.isotonic import IsotonicRegression
 
 from pairsift.models.config import MixtureConfig
@@ -56,6 +56,13 @@ def _log_pdf(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """[n, k] beta log densities."""
     lx, l1x = np.log(x)[:, None], np.log1p(-x)[:, None]
     return (a - 1)[None, :] * lx + (b - 1)[None, :] * l1x - betaln(a, b)[None, :]
+
+
+def logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    """Row-wise log-sum-exp (a lean version for the [n, 2] arrays of the EM loop)."""
+    top = np.max(a, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.squeeze(top, axis=axis) + np.log(np.sum(np.exp(a - top), axis=axis))
 
 
 def _moments(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
@@ -118,9 +125,10 @@ def _em(
         ll = float((w * norm).sum())
         resp = np.exp(joint - norm[:, None])
         for k in range(len(a)):
-            a[k], b[k] = _moments(x, w * resp[:, k])
-            if mle:
+            if mle:  # warm start from the previous estimate: a few Newton steps suffice
                 a[k], b[k] = _mle(x, w * resp[:, k], a[k], b[k])
+            else:
+                a[k], b[k] = _moments(x, w * resp[:, k])
         pi = (w[:, None] * resp).sum(axis=0)
         pi = np.maximum(pi / pi.sum(), 1e-8)
         pi /= pi.sum()

@@ -96,6 +96,7 @@ def load_embeddings_parquet(paths: list[str]) -> PairEmbeddings:
     """
     import pyarrow as pa
     import pyarrow.compute as pc
+
     if not paths:
         raise ValueError("no embeddings parquet files given")
     tables = []

@@ -159,8 +159,8 @@ def _view_scores(
     state: ScoringState,
 ) -> tuple[dict[str, torch.Tensor], Opinion]:
     pos = (img * txt).sum(-1, keepdim=True)
-    i2t = (img.unsqueeze(1) * bank_txt.unsqueeze(0)).sum(-1).masked_fill(same_txt, -1.0)
-    t2i = (txt.unsqueeze(1) * bank_img.unsqueeze(0)).sum(-1).masked_fill(same_img, -1.0)
+    i2t = (img @ bank_txt.t()).masked_fill(same_txt, -1.0)
+    t2i = (txt @ bank_img.t()).masked_fill(same_img, -1.0)
     row_i2t = torch.cat([pos, i2t], dim=1)
     row_t2i = torch.cat([pos, t2i], dim=1)
     t = state.temperature
