@@ -63,6 +63,7 @@ class DivisionConfig:
     dual_view: bool = True  # combine image–English and image–target opinions (UML)
     keep_hard: bool = True
     keep_fraction: float = 0.7  # clip_score baseline: share of pairs kept by similarity
+    similarity_threshold: float | None = None  # clip_score: keep similarity >= this (row-wise)
     refurbish: bool = True  # soft labels: RCAR refurbished targets (AND-ed with train flag)
     fisher_soften: bool = True  # soft labels: UML Fisher softening (AND-ed with train flag)
     mixture_agrees: bool = True  # a determined pair is clean only if the mixture agrees

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
+
 from pairsift.models.encoder_base import autocast_dtype, mean_pool
 from pairsift.models.encoder_fixtures import save_tiny_clip, save_tiny_text_model
 from pairsift.models.encoder_towers import load_by_key_order
@@ -19,7 +21,6 @@ from pairsift.models.encoders import (
     parse_towers,
 )
 from pairsift.models.imaging import ImageDecodeError, decode_rgb
-from PIL import Image
 
 TINY_OPEN_CLIP = "open_clip:pairsift-tiny"
 

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from PIL import Image
+
 from pairsift.models.config import EncoderConfig
 from pairsift.models.encoder_base import PairEncoder
 from pairsift.models.encoder_fixtures import save_tiny_clip, save_tiny_text_model
 from pairsift.models.encoders import build_encoder, build_text_encoder
 from pairsift.models.records import PairSample, sha256_hex
 from pairsift.transforms.embed import METRICS_NAMESPACE, EmbedPairs, PairEncoderHandler
-from PIL import Image
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +160,20 @@ def test_dead_letters_become_embed_error_rows(towers, tmp_path, monkeypatch) -> 
     embedded, failed, _ = _run(_samples(3), cfg, [], tmp_path)
     assert not embedded and set(failed) == {"k0", "k1", "k2"}
     assert all(r["status"] == "embed_error" and "out of memory" in r["error"] for r in failed.values())
+
+
+def test_threaded_decode_gives_the_same_rows(towers, tmp_path) -> None:
+    corrupt = PairSample("bad", "00000", 9, b"GIF89a-not-really", "gif", "a cat")
+    samples = [*_samples(5), corrupt]
+    rows = {}
+    for threads in (0, 2):
+        cfg = EncoderConfig(spec=towers["pair"], batch_size=2, device="cpu", decode_threads=threads)
+        (tmp_path / str(threads)).mkdir()
+        rows[threads] = _run(samples, cfg, [], tmp_path / str(threads))
+    inline, threaded = rows[0], rows[2]
+    assert inline[2] == threaded[2] == {"ok": 5, "decode_error": 1}
+    assert threaded[1]["bad"] == inline[1]["bad"]
+    for key, row in inline[0].items():
+        assert row.keys() == threaded[0][key].keys()
+        for name in ("image_emb", "text_emb"):
+            np.testing.assert_array_equal(row[name], threaded[0][key][name])
