@@ -40,6 +40,20 @@ class CleanEmbeddings:
     seconds: float = 0.0  # time spent embedding (0 when fully cached)
     embedded: int = 0  # rows embedded now (not found in the cache)
 
+    def complete_rows(self) -> np.ndarray:
+        """Items that have every target-language caption (NaN rows mark a missing one)."""
+        ok = np.ones(self.image.shape[0], dtype=bool)
+        for rows in self.text_tgt.values():
+            ok &= np.isfinite(rows).all(axis=1)
+        return np.flatnonzero(ok)
+
+    def subset(self, rows: np.ndarray) -> CleanEmbeddings:
+        return CleanEmbeddings(
+            self.image[rows], self.text[rows], {k: v[rows] for k, v in self.text_tgt.items()},
+            None if self.groups is None else self.groups[rows],
+            None if self.splits is None else self.splits[rows], self.seconds, self.embedded,
+        )
+
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:80]
@@ -54,7 +68,9 @@ class _Store:
         if os.path.exists(path):
             with np.load(path) as data:
                 for key, row in zip(data["sha"], data["emb"], strict=True):
-                    self.rows[bytes(key)] = row
+                    # uint8 [32] rows; a bytes ("S32") column drops trailing NULs, so pad
+                    raw = key.tobytes() if key.dtype == np.uint8 else bytes(key)
+                    self.rows[raw.ljust(32, b"\0")] = row
         self.dirty = False
 
     def get(self, key: bytes) -> np.ndarray | None:
@@ -65,12 +81,17 @@ class _Store:
         self.dirty = True
 
     def save(self) -> None:
+        """Merge with what is on disk (another run may have added rows), then replace it."""
         if not self.dirty:
             return
+        if os.path.exists(self.path):
+            for key, row in _Store(self.path).rows.items():
+                self.rows.setdefault(key, row)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         keys = sorted(self.rows)
         tmp = f"{self.path}.tmp.npz"
-        np.savez(tmp, sha=np.array(keys, dtype="S32"), emb=np.stack([self.rows[k] for k in keys]))
+        sha = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32)
+        np.savez(tmp, sha=sha, emb=np.stack([self.rows[k] for k in keys]))
         os.replace(tmp, self.path)
         self.dirty = False
 
@@ -161,9 +182,13 @@ def embed_source(
             return ml_encoder.encode_texts(batch)
 
         for lang, texts in tgt_texts.items():
-            if not all(texts):
-                raise ValueError(f"{dataset}: not every item has a {lang!r} caption")
-            text_tgt[lang], count = _embed_texts(ml_store, texts, encode_ml, batch_size)
+            present = [i for i, t in enumerate(texts) if t]
+            if not present:
+                raise ValueError(f"{dataset}: no item has a {lang!r} caption")
+            rows, count = _embed_texts(ml_store, [texts[i] for i in present], encode_ml, batch_size)
+            full = np.full((n, rows.shape[1]), np.nan, dtype=np.float32)  # NaN: no translation
+            full[present] = rows
+            text_tgt[lang] = full
             embedded += count
         ml_store.save()
     groups = np.fromiter((source.group(i) for i in range(n)), dtype=np.int64, count=n)

@@ -72,16 +72,17 @@ def render_table(results: list[RowResult]) -> str:
     for row in results:
         by_setting[(row.setting.mode, row.setting.rate)][row.method].append(row)
     lines: list[str] = []
-    header = ("| method | detection AUC | kept precision | kept recall | est. / true noise "
-              "| i2t R@1/5/10 | t2i R@1/5/10 | rSum |")
+    header = ("| method | detection AUC | loss AUC | kept precision | kept recall "
+              "| est. / true noise | i2t R@1/5/10 | t2i R@1/5/10 | rSum |")
     for (mode, rate), methods in by_setting.items():
         lines += [f"### {mode} shuffle, {round(rate * 100)}% noise", "", header,
-                  "|" + "---|" * 8]
+                  "|" + "---|" * 9]
         for method, rows in methods.items():
             est = _fmt([r.est_noise for r in rows], 2)
             true = _fmt([r.true_noise for r in rows], 2)
             lines.append(
                 f"| {method_title(method)} | {_fmt([r.auc for r in rows])} "
+                f"| {_fmt([r.loss_auc for r in rows])} "
                 f"| {_fmt([r.precision for r in rows])} | {_fmt([r.recall for r in rows])} "
                 f"| {est} / {true} | {_recalls(rows, 'i2t')} | {_recalls(rows, 't2i')} "
                 f"| {_fmt([r.recall_at['rsum'] for r in rows], 1)} |"
@@ -120,6 +121,11 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
                        cache_dir=args.cache_dir, device=args.device,
                        progress=lambda line: print(f"[{dataset}] {line}", flush=True))
     print(f"[{dataset}] embedded {emb.embedded} new rows in {emb.seconds:.1f}s", flush=True)
+    complete = emb.complete_rows()
+    if len(complete) < len(emb.image):
+        print(f"[{dataset}] {len(emb.image) - len(complete)} item(s) lack a caption in "
+              f"{', '.join(langs)}: left out", flush=True)
+        emb = emb.subset(complete)
     settings = [Setting(mode, rate, seed) for mode in _words(args.noise_mode)
                 for rate in _floats(args.noise) for seed in range(args.seeds)]
     methods = methods_for(langs, _words(args.methods) if args.methods else None)
@@ -159,7 +165,8 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
         f"{args.threads} torch thread(s), {platform.machine()}, torch {torch.__version__}",
         "- detection AUC: ROC-AUC of the method's noise score on the noisy train pairs (1 − "
         "p_clean for division methods, −similarity for the CLIP-score filter, per-pair loss "
-        "for methods that do not divide); kept precision/recall: share of kept pairs that are "
+        "for methods that do not divide); loss AUC: the small-loss AUC under each method's final "
+        "heads (diagnostic); kept precision/recall: share of kept pairs that are "
         "clean / share of clean pairs kept; est. noise: the fitted mixture's noisy weight for "
         "pairsift, the share labelled noisy for GMM/NCR; retrieval on the clean test split",
         "",
@@ -175,13 +182,19 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
     return markdown
 
 
+def _command() -> str:
+    argv = sys.argv[1:]
+    while argv and argv[0] in ("-v", "--verbose"):
+        argv = argv[1:]
+    if argv[:2] == ["bench", "quality"]:
+        argv = argv[2:]
+    return " ".join(["pairsift bench quality", *(shlex.quote(a) for a in argv)])
+
+
 def run(args: argparse.Namespace) -> int:
     if args.threads is None:
         args.threads = max(1, (os.cpu_count() or 1) // max(args.workers, 1))
-    command = "pairsift " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else (
-        "pairsift bench quality")
-    if getattr(args, "command_line", None):
-        command = args.command_line
+    command = _command()
     for dataset in _words(args.dataset):
         print(run_dataset(dataset, args, command), flush=True)
     return 0
@@ -212,3 +225,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
     parser.add_argument("--out", default=os.path.join("benchmarks", "results"))
     parser.set_defaults(func=run)
+
+
+if __name__ == "__main__":  # `python -m pairsift.pipeline.bench.quality ...` (no other commands)
+    _parser = argparse.ArgumentParser(prog="pairsift bench quality")
+    register(_parser.add_subparsers())
+    _args = _parser.parse_args(["quality", *sys.argv[1:]])
+    sys.exit(_args.func(_args))

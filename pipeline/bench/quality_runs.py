@@ -10,6 +10,8 @@ Detection score per method (higher = more likely noisy):
 - CLIP-score filter: −similarity;
 - methods that do not divide (all pairs, DECL, oracle): the per-pair loss against a fixed
   negative bank under the trained heads (the small-loss criterion).
+``loss_auc`` is that small-loss AUC under every method's final heads: it separates "the
+heads learned to tell pairs apart" from "the division turned that into a calibrated p_clean".
 """
 
 from __future__ import annotations
@@ -58,12 +60,14 @@ class RowResult:
     true_noise: float
     recall_at: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    loss_auc: float | None = None  # small-loss AUC under the final heads (diagnostic)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "mode": self.setting.mode, "rate": self.setting.rate,
                 "seed": self.setting.seed, "auc": self.auc, "precision": self.precision,
                 "recall": self.recall, "est_noise": self.est_noise,
-                "true_noise": self.true_noise, **self.recall_at, "seconds": self.seconds}
+                "true_noise": self.true_noise, "loss_auc": self.loss_auc, **self.recall_at,
+                "seconds": self.seconds}
 
 
 # method name -> (description for the table, config changes applied to the base config)
@@ -233,8 +237,9 @@ def run_job(
     else:
         raise ValueError(f"unknown method {method!r}")
     pr = kept_precision_recall(kept, noisy)
+    loss_auc = _auc(noisy, pair_scores(heads, data.train, cfg)["loss"])
     return RowResult(method, setting, auc, pr["precision"], pr["recall"], est, true_noise,
-                     retrieval(heads, data.test), time.perf_counter() - started)
+                     retrieval(heads, data.test), time.perf_counter() - started, loss_auc)
 
 
 def run_jobs(

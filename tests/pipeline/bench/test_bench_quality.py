@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from pairsift.models.config import PairsiftConfig
+from pairsift.pipeline.bench import embedding_cache
 from pairsift.pipeline.bench.embedding_cache import CleanEmbeddings, embed_source
 from pairsift.pipeline.bench.quality import render_table
 from pairsift.pipeline.bench.quality_runs import (
@@ -83,7 +84,7 @@ def test_methods_and_table() -> None:
     table = render_table(rows)
     assert "### image shuffle, 50% noise" in table
     line = next(line for line in table.splitlines() if line.startswith("| (a) all pairs"))
-    assert line.count("±") == 5  # AUC, precision, recall, true noise, rSum (0 std shown)
+    assert line.count("±") == 6  # AUC, loss AUC, precision, recall, true noise, rSum
     assert f"{np.mean([r.recall_at['rsum'] for r in rows]):.1f}" in line
 
 
@@ -115,3 +116,14 @@ def test_embedding_cache_is_content_addressed(tmp_path, monkeypatch) -> None:
     bigger = embed_source(SynthSource(15, seed=0), "synth", "fake", cache_dir=str(tmp_path))
     assert 0 < bigger.embedded <= 6  # only the 3 new images and their captions
     assert np.array_equal(bigger.image[:12], first.image)
+
+
+def test_cache_keeps_digests_ending_in_zero_bytes(tmp_path) -> None:
+    store = embedding_cache._Store(str(tmp_path / "x.npz"))
+    key = bytes(31) + b"\0"
+    other = b"\1" * 30 + b"\0\0"
+    store.put(key, np.ones(3))
+    store.put(other, np.zeros(3))
+    store.save()
+    again = embedding_cache._Store(str(tmp_path / "x.npz"))
+    assert np.array_equal(again.get(key), np.ones(3)) and np.array_equal(again.get(other), np.zeros(3))
