@@ -2,7 +2,8 @@
 
 For each dataset the clean items are embedded once (content-addressed cache); every noise
 setting (mode × rate × seed) re-pairs those rows and runs every method: (a) all pairs,
-(b) CLIP-score filter, (c) GMM division, (d) pairsift and its ablations, NCR and DECL
+(b) CLIP-score filter, (c) GMM division, (d) pairsift and its ablations (and its division
+used as a filter before contrastive training), NCR and DECL
 training, (e) the oracle on clean pairs. The markdown table (mean ± std over seeds) is
 printed and written to ``benchmarks/results/<dataset>.md`` with the exact command; the raw
 per-seed figures go to ``<dataset>.json`` beside it.
@@ -94,6 +95,10 @@ def render_table(results: list[RowResult]) -> str:
 def _source(dataset: str, args: argparse.Namespace):
     from pairsift.pipeline.datasets.cli import make_source
 
+    if getattr(args, "data_dir", None):
+        from pairsift.pipeline.datasets.shards import ShardSource
+
+        return ShardSource(args.data_dir, dataset, args.pairs)
     ns = argparse.Namespace(
         pairs=args.pairs or DEFAULT_PAIRS.get(dataset), seed=args.data_seed, root=None,
         image_size=None,
@@ -211,6 +216,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per setting")
     parser.add_argument("--pairs", type=int, default=None, help="dataset size (synth: 3000)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synth scenes")
+    parser.add_argument("--data-dir", default=None,
+                        help="read the clean dataset from shards built by `pairsift data` "
+                        "(one dataset) instead of its raw source")
     parser.add_argument("--methods", default=None, help="subset of methods (default: all)")
     parser.add_argument("--langs", default=None,
                         help="target languages for the dual-view / mutual-learning rows")

@@ -14,6 +14,8 @@ import re
 from typing import Any
 
 import numpy as np
+from PIL import Image
+
 from pairsift.pipeline.datasets.common import (
     BaseSource,
     PartialEdit,
@@ -21,7 +23,6 @@ from pairsift.pipeline.datasets.common import (
     encode_image,
     require_path,
 )
-from PIL import Image
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 PACKAGE = "dataset-fashion-mnist"

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+from PIL import Image, ImageDraw
+
 from pairsift.pipeline.datasets.common import (
     BaseSource,
     PartialEdit,
@@ -29,7 +31,6 @@ from pairsift.pipeline.datasets.synth_text import (
     Group,
     describe,
 )
-from PIL import Image, ImageDraw
 
 _LAYOUTS: tuple[tuple[str | None, ...], ...] = (
     (None,), ("left",), ("right",), ("top",), ("bottom",), ("left", "right"), ("top", "bottom"),

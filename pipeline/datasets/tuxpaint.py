@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from PIL import Image
+
 from pairsift.models.records import sanitize_key
 from pairsift.pipeline.datasets.common import (
     BaseSource,
@@ -27,7 +29,6 @@ from pairsift.pipeline.datasets.common import (
     stable_hash,
     unit_hash,
 )
-from PIL import Image
 
 DEFAULT_ROOT = "/usr/share/tuxpaint/stamps"
 PACKAGE = "tuxpaint-stamps-default"

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
 from pairsift.pipeline.datasets.common import PairSource, Texts
 from pairsift.pipeline.datasets.noise import (
     NoisePlan,

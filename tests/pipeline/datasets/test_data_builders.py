@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+
 from pairsift.pipeline.datasets.common import MissingDatasetError
 from pairsift.pipeline.datasets.synth import SynthSource
 from pairsift.pipeline.datasets.writer import build_dataset
@@ -198,3 +199,20 @@ def test_fashion_mnist_subsample_keeps_both_splits() -> None:
     assert label in CLASSES and label.split()[-1] in caption
     edit = source.partial(0, np.random.default_rng(0))
     assert label.split()[-1] not in edit.texts.caption
+
+
+def test_shard_source_reads_a_built_dataset_back(tmp_path: Path) -> None:
+    from pairsift.pipeline.datasets.shards import ShardSource
+
+    source = SynthSource(30, seed=3, test_fraction=0.3)
+    build_dataset(source, str(tmp_path / "clean"), shard_size=12, ship_langs=["es"])
+    back = ShardSource(str(tmp_path / "clean"), "synth")
+    assert len(back) == 30
+    for i in range(30):
+        assert back.image(i) == source.image(i)
+        assert back.texts(i).caption == source.texts(i).caption
+        assert back.texts(i).captions == {"es": source.texts(i).captions["es"]}
+        assert back.split(i) == source.split(i) and back.key(i) == source.key(i)
+    build_dataset(source, str(tmp_path / "noisy"), noise=0.5, shard_size=12)
+    with pytest.raises(ValueError, match="without --noise"):
+        ShardSource(str(tmp_path / "noisy"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from pairsift.pipeline.datasets.noise import (
     corrupt_text,
     derange,
