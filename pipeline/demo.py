@@ -49,7 +49,7 @@ def demo_command(args: argparse.Namespace) -> int:
     cfg = demo_config(args)
     log.info("demo: writing %d synth pairs (%.0f%% %s noise) to %s", args.pairs, 100 * args.noise, args.noise_mode, input_dir)
     dataset = build_dataset(
-        SynthSource(args.pairs, seed=args.seed, image_size=64),
+        SynthSource(args.pairs, seed=args.seed, image_size=64, image_format="jpg"),
         input_dir,
         noise=args.noise,
         mode=args.noise_mode,

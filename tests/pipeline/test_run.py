@@ -44,13 +44,13 @@ def tiny_config() -> PairsiftConfig:
 @pytest.fixture(scope="module")
 def noisy_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("input")
-    build_dataset(SynthSource(60, seed=1, image_size=48), str(root), noise=0.5, mode="caption", seed=1, shard_size=20)
+    build_dataset(SynthSource(60, seed=1, image_size=48, image_format="jpg"), str(root), noise=0.5, mode="caption", seed=1, shard_size=20)
     first = next(read_shard(discover_shards(str(root))[0]))
     bad = [
-        ShardSample("corrupt_image", {"png": b"\x89PNG not really", "txt": b"a red circle"}),
-        ShardSample("empty_caption", {"png": first.image_bytes, "txt": b"   "}),
-        ShardSample("dup_of_first", {"png": first.image_bytes, "txt": first.caption.encode()}),
-        ShardSample("no_caption", {"png": first.image_bytes}),
+        ShardSample("corrupt_image", {"jpg": b"\xff\xd8 not really a jpeg", "txt": b"a red circle"}),
+        ShardSample("empty_caption", {"jpg": first.image_bytes, "txt": b"   "}),
+        ShardSample("dup_of_first", {"jpg": first.image_bytes, "txt": first.caption.encode()}),
+        ShardSample("no_caption", {"jpg": first.image_bytes}),
     ]
     write_shard(str(root), "00099", bad)
     return root
@@ -93,7 +93,7 @@ def test_audit_has_every_input_pair_exactly_once(noisy_input: Path, finished_run
 
 def test_curated_shards_load_with_webdataset(finished_run: Path) -> None:
     urls = sorted(str(p) for p in (finished_run / "shards").glob("*.tar"))
-    samples = list(wds.WebDataset(urls, shardshuffle=False).decode("pil").to_tuple("png", "txt", "json"))
+    samples = list(wds.WebDataset(urls, shardshuffle=False).decode("pil").to_tuple("jpg", "txt", "json"))
     audit = audit_frame(finished_run)
     kept = audit.filter(pl.col("label").is_in(["clean", "hard"]))
     assert len(samples) == kept.height > 0
