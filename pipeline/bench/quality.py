@@ -179,9 +179,10 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
     ]
     markdown = "\n".join(lines)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"{dataset}.md"), "w", encoding="utf-8") as handle:
+    stem = "-".join([dataset, *langs])  # tuxpaint-es: the multilingual table sits beside
+    with open(os.path.join(args.out, f"{stem}.md"), "w", encoding="utf-8") as handle:
         handle.write(markdown + "\n")
-    with open(os.path.join(args.out, f"{dataset}.json"), "w", encoding="utf-8") as handle:
+    with open(os.path.join(args.out, f"{stem}.json"), "w", encoding="utf-8") as handle:
         json.dump({"command": command, "dataset": dataset, "wall_seconds": wall,
                    "rows": [r.to_dict() for r in results]}, handle, indent=1)
     return markdown
