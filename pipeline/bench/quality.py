@@ -116,6 +116,23 @@ def _base_config(args: argparse.Namespace) -> PairsiftConfig:
     return cfg
 
 
+def code_version() -> str:
+    """The commit the figures come from, and whether models/ or pipeline/ differed from it."""
+    if os.environ.get("PAIRSIFT_CODE_VERSION"):
+        return os.environ["PAIRSIFT_CODE_VERSION"]
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "models", "pipeline"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    changed = sorted(line[3:] for line in dirty.splitlines() if line[:2].strip())
+    return head + (f" with uncommitted changes in {', '.join(changed)}" if changed else "")
+
+
 def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
     started = time.perf_counter()
     source = _source(dataset, args)
@@ -157,6 +174,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
+        f"- code: {code_version()}",
         f"- seeds: {', '.join(str(s) for s in range(args.seeds))} (noise plan and training); "
         f"data seed {args.data_seed}",
         f"- pairs: {n_train} train (noisy), {n_test} clean test items (one per distinct caption)",
