@@ -6,14 +6,17 @@
 - ``pairsift``: Uncertainty Guided Division. u < threshold → determined: clean when the own
   caption holds the largest belief *and* the beta mixture agrees (p_clean ≥ clean_threshold;
   a determined pair the mixture doubts becomes hard rather than clean), noisy when another
-  caption holds more belief. u ≥ threshold → hard with soft label b_self, unless the mixture
+  caption holds more belief and the mixture agrees (else hard: near-duplicate captions in the
+  bank can outscore a true match). u ≥ threshold → hard with soft label b_self, unless the mixture
   is sure it is noise (p_clean < ``noisy_posterior``): with vacuous evidence and a loss deep
   in the noisy component both signals agree, and keeping it would put noise in the shards.
   The opinion is the
   dual-view (Dempster–Shafer) one when ``*_dual`` scores exist and ``dual_view`` is on.
 - ``bmm``: the beta mixture alone (clean when p_clean ≥ clean_threshold).
 - ``gmm``: NCR-style two-component Gaussian mixture on the per-pair loss.
-- ``clip_score``: keep the top ``keep_fraction`` by similarity (DataComp-style filter).
+- ``clip_score``: keep the top ``keep_fraction`` by similarity (DataComp-style filter; a
+  global rank, so call it on all scores at once), or, with ``similarity_threshold`` set,
+  every pair at or above that similarity (row-wise).
 - ``none``: every pair clean.
 
 Soft labels (clean and noisy pairs): RCAR refurbishment y = p_clean·1 + (1 − p_clean)·p_model
@@ -174,6 +177,10 @@ def divide(
         return Division(np.full(n, "clean"), ones, ones.copy(), unc)
     if method == "clip_score":
         sim = _get(scores, "similarity")
+        if cfg.similarity_threshold is not None:  # row-wise: usable shard by shard
+            kept = sim >= cfg.similarity_threshold
+            p_clean = np.clip((sim + 1.0) / 2.0, 0.0, 1.0)
+            return Division(np.where(kept, "clean", "noisy"), p_clean, kept.astype(float), unc)
         if not 0.0 < cfg.keep_fraction <= 1.0:
             raise ValueError("keep_fraction must be in (0, 1]")
         order = np.argsort(-sim, kind="stable")
@@ -203,7 +210,8 @@ def divide(
     agrees = p_clean >= cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
     label = np.full(n, "hard", dtype=object)
     label[determined & top & agrees] = "clean"
-    label[determined & ~top] = "noisy"
+    doubts = p_clean < cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
+    label[determined & ~top & doubts] = "noisy"
     label[~determined & (p_clean < cfg.noisy_posterior)] = "noisy"
     label = label.astype(str)
     hard = label == "hard"

@@ -65,6 +65,25 @@ def logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     return np.squeeze(top, axis=axis) + np.log(np.sum(np.exp(a - top), axis=axis))
 
 
+def _min_variance(x: np.ndarray) -> float:
+    """No component narrower than one bin (std ≥ the bin width in normalised units).
+
+    Without it a component can collapse onto one well-filled bin — unbounded likelihood, a
+    useless spike — which happens when most losses sit in the first few bins.
+    """
+    return (1.0 / max(x.size - 1, 1)) ** 2
+
+
+def _cap(a: float, b: float, min_var: float) -> tuple[float, float]:
+    """Shrink a + b (keeping the mean) until the beta variance is at least ``min_var``."""
+    total = a + b
+    m = a / total
+    limit = max(m * (1 - m) / min_var - 1.0, 2.0)
+    if total <= limit:
+        return a, b
+    return max(m * limit, _MIN_PARAM), max((1 - m) * limit, _MIN_PARAM)
+
+
 def _moments(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     """Weighted method of moments → (α, β); variance clamped so both stay positive."""
     total = w.sum()
@@ -116,6 +135,7 @@ def _em(
     started from the moments estimate.
     """
     a, b, pi = a.astype(np.float64), b.astype(np.float64), pi.astype(np.float64)
+    min_var = _min_variance(x)
     prev = -np.inf
     ll = -np.inf
     it = 0
@@ -129,6 +149,7 @@ def _em(
                 a[k], b[k] = _mle(x, w * resp[:, k], a[k], b[k])
             else:
                 a[k], b[k] = _moments(x, w * resp[:, k])
+            a[k], b[k] = _cap(a[k], b[k], min_var)
         pi = (w[:, None] * resp).sum(axis=0)
         pi = np.maximum(pi / pi.sum(), 1e-8)
         pi /= pi.sum()

@@ -6,8 +6,10 @@ A bank member that is byte-identical to the scored caption (or image) is not a n
 similarity is set to the floor (−1) so duplicates never count against their own pair.
 
 Keys per view (suffix "" for image–English, "_<lang>" for image–target language):
-``similarity``, ``loss`` (two-way contrastive cross-entropy against the bank; bounded, see
-:func:`loss_range`), ``hinge`` (two-way hardest-negative hinge), ``belief``, ``uncertainty``,
+``similarity``, ``loss`` = log(1 + CE) with CE the two-way contrastive cross-entropy against
+the bank (bounded, see :func:`loss_range`; the log keeps both populations beta-shaped: raw CE
+piles clean pairs into the first bins with a long tail while noise spreads over a range ten
+times wider, and two betas then fit it badly), ``ce`` (the raw CE), ``hinge`` (two-way hardest-negative hinge), ``belief``, ``uncertainty``,
 ``alpha_self``, ``alpha_total``, ``match_prob`` (α_self/S), ``belief_neg_max``, ``top``
 (1.0 when the own caption holds the largest belief). With target views, ``*_dual`` keys hold
 the Dempster–Shafer combination of all views (UML), and ``translation_consistency[_<lang>]``
@@ -106,8 +108,8 @@ class ScoringState:
 
 
 def loss_range(cfg: TrainConfig) -> tuple[float, float]:
-    """Fixed range of ``loss``: cross-entropy over K+1 columns of cosines in [−1, 1]."""
-    return 0.0, math.log(cfg.num_negatives + 1) + 2.0 / cfg.temperature
+    """Fixed range of ``loss`` = log(1 + CE), CE over K+1 columns of cosines in [−1, 1]."""
+    return 0.0, math.log1p(math.log(cfg.num_negatives + 1) + 2.0 / cfg.temperature)
 
 
 def build_scoring_state(
@@ -172,7 +174,7 @@ def _view_scores(
         state.margin - pos + t2i
     ).clamp_min(0).amax(dim=1)
     op = opinion(row_i2t, state.tau)
-    out = {"similarity": pos.squeeze(1), "loss": ce, "hinge": hinge}
+    out = {"similarity": pos.squeeze(1), "loss": torch.log1p(ce), "ce": ce, "hinge": hinge}
     out.update(_opinion_scores(op))
     return out, op
 

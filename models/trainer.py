@@ -139,6 +139,10 @@ def _pairsift_loss(b: _Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
         )
     else:
         margin = torch.full_like(soft, t.margin)
+    # The soft label sets the margin (UCPM); the mixture posterior weighs the contrastive and
+    # evidential terms (RCAR): a hard pair's b_self is small by construction (belief is spread
+    # over K+1 captions and u), and weighting by it would all but drop clean hard pairs.
+    trust = d["p_clean"]
     total = torch.zeros((), dtype=torch.float32)
     img = emb["img"]
     for txt in [emb["txt"], *emb["tgt"].values()]:
@@ -146,7 +150,7 @@ def _pairsift_loss(b: _Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
             hinge = L.hinge_topk(img[kept], txt[kept], margin[kept], topk=1)
             evid = L.evidential_loss(img[kept], txt[kept], t.evidence_tau, t.kl_weight)
             nce = L.info_nce(img[kept], txt[kept], t.temperature)
-            total = total + hinge.mean() + (soft[kept] * (evid + nce)).mean()
+            total = total + hinge.mean() + (trust[kept] * (evid + nce)).mean()
         if int(d["noisy"].sum()) >= 2:
             noisy = d["noisy"]
             total = (
@@ -155,7 +159,7 @@ def _pairsift_loss(b: _Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
                 * L.complementary_loss(img[noisy], txt[noisy], t.temperature).mean()
             )
     if t.mutual_learning and emb["tgt"]:
-        weight = torch.where(d["noisy"], torch.zeros_like(soft), soft)
+        weight = torch.where(d["noisy"], torch.zeros_like(trust), trust)
         for tgt in emb["tgt"].values():
             total = (
                 total

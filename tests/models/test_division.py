@@ -95,7 +95,7 @@ def test_dual_view_used_when_present(mixture) -> None:
             "top_dual": (combined.belief[:, 0] >= neg).double().numpy(),
         }
     )
-    assert divide(s, mixture, DivisionConfig(dual_view=False)).label[0] == "noisy"
+    assert divide(s, mixture, DivisionConfig(dual_view=False)).label[0] == "hard"
     assert divide(s, mixture, DivisionConfig(dual_view=True)).label[0] == "clean"
 
 
@@ -134,6 +134,8 @@ def test_baselines() -> None:
     clip = divide(scores, None, DivisionConfig(method="clip_score", keep_fraction=0.75))
     assert int((clip.label == "clean").sum()) == 300
     assert np.mean(clip.kept == ~noisy) > 0.95
+    cut = divide(scores, None, DivisionConfig(method="clip_score", similarity_threshold=-1.75))
+    np.testing.assert_array_equal(cut.kept, sim >= -1.75)
     assert divide(scores, None, DivisionConfig(method="none")).counts()["clean"] == n
     with pytest.raises(ValueError):
         divide(scores, None, DivisionConfig(method="nope"))
