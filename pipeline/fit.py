@@ -29,7 +29,7 @@ ID_COLUMNS = ["key", "source_shard", "index", "status", "sha256", "caption_sha25
 
 @dataclass
 class EmbeddedPairs:
-    """All ok pairs of a run: ids plus one float32 matrix per embedding column."""
+    """Embedded pairs: their ids plus one float32 matrix per embedding column, row-aligned."""
 
     ids: pa.Table
     matrices: dict[str, np.ndarray]
@@ -42,25 +42,48 @@ def embedding_columns(schema_names: list[str]) -> list[str]:
     return [n for n in schema_names if n.startswith(("image_emb", "text_emb"))]
 
 
-def load_embedded(layout: RunLayout) -> EmbeddedPairs:
+def load_ids(layout: RunLayout) -> pa.Table:
+    """Id columns of every ok pair, in input order, with where its vectors live (file, row).
+
+    Only these small columns are read for all pairs; vectors are read later for the pairs
+    actually needed, so memory does not grow with the vectors of the whole dataset.
+    """
     tables = []
     for path in list_files(layout.embeddings, ".parquet"):
-        table = read_table(path)
+        table = read_table(path, columns=ID_COLUMNS)
         if "status" not in table.column_names or table.num_rows == 0:
             continue
-        mask = pc.equal(table.column("status"), Status.OK.value)
-        tables.append(table.filter(mask))
-    tables = [t for t in tables if t.num_rows]
+        table = table.filter(pc.equal(table.column("status"), Status.OK.value))
+        if table.num_rows:
+            table = table.append_column("file", pa.array([path] * table.num_rows))
+            tables.append(table.append_column("row", pa.array(np.arange(table.num_rows))))
     if not tables:
         raise RuntimeError(
             f"no embedded pairs under {layout.embeddings}: every pair failed before embedding; "
             "see the audit rows in the embeddings parquet for the reasons"
         )
     table = pa.concat_tables(tables, promote_options="default")
-    table = table.sort_by([("source_shard", "ascending"), ("index", "ascending")])
-    columns = embedding_columns(table.column_names)
-    matrices = {c: embedding_matrix(table, c) for c in columns if table.column(c).null_count == 0}
-    ids = table.select([c for c in ID_COLUMNS if c in table.column_names])
+    return table.sort_by([("source_shard", "ascending"), ("index", "ascending")])
+
+
+def load_embedded(ids: pa.Table) -> EmbeddedPairs:
+    """Vectors of exactly the pairs in ``ids`` (from :func:`load_ids`), in that order."""
+    files = ids.column("file").to_pylist()
+    rows = np.asarray(ids.column("row").to_numpy(zero_copy_only=False))
+    parts: dict[str, list[np.ndarray]] = {}
+    order: list[np.ndarray] = []
+    complete: set[str] | None = None
+    for path in sorted(set(files)):
+        positions = np.flatnonzero(np.asarray(files, dtype=object) == path)
+        table = read_table(path)
+        table = table.filter(pc.equal(table.column("status"), Status.OK.value)).take(rows[positions])
+        usable = {c for c in embedding_columns(table.column_names) if table.column(c).null_count == 0}
+        complete = usable if complete is None else complete & usable
+        for column in usable:
+            parts.setdefault(column, []).append(embedding_matrix(table, column))
+        order.append(positions)
+    placement = np.argsort(np.concatenate(order), kind="stable")
+    matrices = {c: np.concatenate(parts[c])[placement] for c in sorted(complete or ())}
     return EmbeddedPairs(ids, matrices)
 
 
@@ -92,17 +115,16 @@ def encoder_aligned(spec: str, image_dim: int, text_dim: int) -> bool:
     return spec.startswith(("open_clip:", "hf:")) and image_dim == text_dim
 
 
-def to_pair_embeddings(pairs: EmbeddedPairs, rows: np.ndarray, langs: list[str]):
+def to_pair_embeddings(pairs: EmbeddedPairs, langs: list[str]):
     from pairsift.models.trainer import PairEmbeddings
 
     m = pairs.matrices
-    keys = pairs.ids.column("key").to_pylist()
     return PairEmbeddings(
-        image=m["image_emb"][rows],
-        text=m["text_emb"][rows],
-        text_tgt={lang: m[f"text_emb_{lang}"][rows] for lang in langs if f"text_emb_{lang}" in m},
-        text_src_ml=m["text_emb_ml"][rows] if "text_emb_ml" in m and langs else None,
-        keys=[keys[i] for i in rows],
+        image=m["image_emb"],
+        text=m["text_emb"],
+        text_tgt={lang: m[f"text_emb_{lang}"] for lang in langs if f"text_emb_{lang}" in m},
+        text_src_ml=m["text_emb_ml"] if "text_emb_ml" in m and langs else None,
+        keys=pairs.ids.column("key").to_pylist(),
     )
 
 
@@ -120,28 +142,25 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
         from pairsift.pipeline.io.atomic import read_json
 
         return read_json(done_path)
-    pairs = load_embedded(layout)
-    duplicate = find_duplicates(pairs.ids) if cfg.dedup else np.zeros(len(pairs), dtype=bool)
+    ids = load_ids(layout)
+    duplicate = find_duplicates(ids) if cfg.dedup else np.zeros(ids.num_rows, dtype=bool)
     dup_rows = [
         {"key": k, "source_shard": s}
         for k, s, d in zip(
-            pairs.ids.column("key").to_pylist(),
-            pairs.ids.column("source_shard").to_pylist(),
-            duplicate,
-            strict=True,
+            ids.column("key").to_pylist(), ids.column("source_shard").to_pylist(), duplicate, strict=True
         )
         if d
     ]
     write_rows(layout.fit_file("duplicates.parquet"), dup_rows, columns=["key", "source_shard"])
     unique_rows = np.flatnonzero(~duplicate)
-    keys = pairs.ids.column("key").to_pylist()
+    keys = ids.column("key").to_pylist()
     sample = unique_rows[fit_sample([keys[i] for i in unique_rows], cfg.train.max_fit_pairs, cfg.seed)]
     langs = list(cfg.translate.target_langs)
-    data = to_pair_embeddings(pairs, sample, langs)
+    data = to_pair_embeddings(load_embedded(ids.take(sample)), langs)
     aligned = encoder_aligned(cfg.encoder.spec, data.image.shape[1], data.text.shape[1])
     log.info(
         "fit: %d embedded pairs, %d duplicates, training heads on %d (identity init: %s)",
-        len(pairs), int(duplicate.sum()), len(sample), aligned,
+        ids.num_rows, int(duplicate.sum()), len(sample), aligned,
     )
     result = train(data, cfg, identity_init=aligned, progress=_log_epoch)
     save_heads(result.heads, layout.fit_file("heads"))
@@ -160,7 +179,7 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
         ),
     )
     info = {
-        "embedded_pairs": len(pairs),
+        "embedded_pairs": ids.num_rows,
         "duplicates": int(duplicate.sum()),
         "fit_pairs": int(len(sample)),
         "identity_init": aligned,

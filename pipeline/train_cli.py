@@ -67,12 +67,12 @@ def _config_for(args: argparse.Namespace) -> PairsiftConfig:
 
 
 def embeddings_from_run(run_dir: str, cfg: PairsiftConfig):
-    from pairsift.pipeline.fit import find_duplicates, load_embedded, to_pair_embeddings
+    from pairsift.pipeline.fit import find_duplicates, load_embedded, load_ids, to_pair_embeddings
     from pairsift.pipeline.layout import RunLayout
 
-    pairs = load_embedded(RunLayout(run_dir))
-    rows = np.flatnonzero(~find_duplicates(pairs.ids))
-    return to_pair_embeddings(pairs, rows, list(cfg.translate.target_langs))
+    ids = load_ids(RunLayout(run_dir))
+    unique = ids.take(np.flatnonzero(~find_duplicates(ids)))
+    return to_pair_embeddings(load_embedded(unique), list(cfg.translate.target_langs))
 
 
 def iter_webdataset(urls: list[str]) -> Iterator[tuple[Image.Image, str]]:
