@@ -9,6 +9,9 @@ filter (keep the top share by the all-pairs model's similarity, retrain), NCR, D
 the oracle (contrastive on the truly clean pairs only).
 
 Run: python -m pairsift.pipeline.bench.synthetic_noise [--n 4000] [--noise 0.2 0.5 0.8]
+     [--partial 0.3] [--tower-noise 0.5]
+With ``--partial``, pairsift's rows also report how many partial / complete noisy pairs the
+mixture's ``noise_kind`` names correctly.
 """
 
 from __future__ import annotations
@@ -46,10 +49,12 @@ def _rsum(heads: ProjectionHeads, data: PairEmbeddings) -> float:
     return recall_at_k(img, txt)["rsum"]
 
 
-def run_rate(noise: float, n: int, epochs: int, seed: int) -> list[dict[str, Any]]:
-    pairs = make_pairs(n, noise, seed=seed)
-    val = make_pairs(500, 0.0, seed=seed + 1000)
-    test = make_pairs(1000, 0.0, seed=seed + 2000)
+def run_rate(
+    noise: float, n: int, epochs: int, seed: int, partial: float = 0.0, tower_noise: float = 0.5
+) -> list[dict[str, Any]]:
+    pairs = make_pairs(n, noise, seed=seed, partial=partial, tower_noise=tower_noise)
+    val = make_pairs(500, 0.0, seed=seed + 1000, tower_noise=tower_noise)
+    test = make_pairs(1000, 0.0, seed=seed + 2000, tower_noise=tower_noise)
     rows: list[dict[str, Any]] = []
 
     def record(name: str, cfg: PairsiftConfig, data: PairEmbeddings, kept=None, score=None) -> Any:
@@ -74,6 +79,11 @@ def run_rate(noise: float, n: int, epochs: int, seed: int) -> list[dict[str, Any
         if kept is not None:
             pr = kept_precision_recall(kept, pairs.is_noisy)
             row.update(kept_precision=pr["precision"], kept_recall=pr["recall"])
+        if partial > 0 and mixture is not None and cfg.train.loss == "pairsift":
+            kind = mixture.noise_kind(scores["loss"])
+            for name_ in ("partial", "complete"):
+                mask = pairs.noise_kind == name_
+                row[f"{name_}_kind_acc"] = float(np.mean(kind[mask] == name_))
         rows.append(row)
         print(
             json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}),
@@ -112,9 +122,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--partial", type=float, default=0.0, help="share of noise that is partial")
+    parser.add_argument("--tower-noise", type=float, default=0.5)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = [row for rate in args.noise for row in run_rate(rate, args.n, args.epochs, args.seed)]
+    rows = [
+        row
+        for rate in args.noise
+        for row in run_rate(rate, args.n, args.epochs, args.seed, args.partial, args.tower_noise)
+    ]
     print()
     print("| noise | method | AUC | rSum | kept prec | kept rec | est. noise | s |")
     print("|---|---|---|---|---|---|---|---|")
