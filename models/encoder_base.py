@@ -12,12 +12,13 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms as T
 
-Transform = Callable[[Image.Image], torch.Tensor]
+Transform = Callable[[Image.Image], torch.Tensor]  # in practice an ImageTransform
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 _INTERPOLATION = {
@@ -75,6 +76,42 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
+class ImageTransform:
+    """PIL image → CHW float tensor, split in two so a pipeline can defer the float math.
+
+    ``to_uint8`` does the geometry (resize, crop) and yields uint8 CHW; ``normalize`` turns a
+    uint8 batch into normalised floats wherever the batch lives. Decode workers then ship
+    4× smaller tensors and do no per-image torch arithmetic (which, run image by image, costs
+    more in thread-pool wake-ups than in maths); the model normalises the whole batch, on
+    the GPU when there is one. ``__call__`` does both, for one image.
+    """
+
+    def __init__(self, geometry: Callable[[Image.Image], Image.Image],
+                 mean: Sequence[float], std: Sequence[float], min_side: int | None) -> None:
+        self.geometry = geometry
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(x) for x in std)
+        self.min_side = min_side  # shorter side after the resize (JPEG draft hint)
+
+    def to_uint8(self, image: Image.Image) -> torch.Tensor:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        array = np.array(self.geometry(image), dtype=np.uint8)  # HWC, writable copy
+        return torch.from_numpy(array).permute(2, 0, 1)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, C, H, W] (any device) → float32 normalised."""
+        mean = torch.tensor(self.mean, device=batch.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=batch.device).view(1, -1, 1, 1)
+        return (batch.float().div_(255.0) - mean).div_(std)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.normalize(self.to_uint8(image)[None])[0]
+
+    def __repr__(self) -> str:
+        return f"ImageTransform({self.geometry}, mean={self.mean}, std={self.std})"
+
+
 def make_transform(
     size: int | tuple[int, int],
     mean: Sequence[float],
@@ -82,8 +119,8 @@ def make_transform(
     interpolation: str = "bicubic",
     crop_pct: float = 1.0,
     squash: bool = False,
-) -> Transform:
-    """Eval-time resize → centre crop → tensor → normalise (CHW float32).
+) -> ImageTransform:
+    """Eval-time resize → centre crop → normalise (CHW float32).
 
     ``squash`` resizes straight to the target (SigLIP); otherwise the shorter side goes to
     ``size / crop_pct`` and the centre is cropped (CLIP, timm).
@@ -91,11 +128,11 @@ def make_transform(
     height, width = (size, size) if isinstance(size, int) else size
     mode = _INTERPOLATION.get(interpolation, T.InterpolationMode.BICUBIC)
     if squash:
-        resize: list[Callable] = [T.Resize((height, width), interpolation=mode)]
-    else:
-        short = int(round(min(height, width) / crop_pct))
-        resize = [T.Resize(short, interpolation=mode), T.CenterCrop((height, width))]
-    return T.Compose([*resize, T.ToTensor(), T.Normalize(tuple(mean), tuple(std))])
+        geometry = T.Resize((height, width), interpolation=mode)
+        return ImageTransform(geometry, mean, std, min(height, width))
+    short = int(round(min(height, width) / crop_pct))
+    geometry = T.Compose([T.Resize(short, interpolation=mode), T.CenterCrop((height, width))])
+    return ImageTransform(geometry, mean, std, short)
 
 
 class TextEncoder(ABC):
@@ -131,7 +168,7 @@ class PairEncoder(ABC):
         self._dtype = autocast_dtype(self.device, precision)
 
     @abstractmethod
-    def image_transform(self) -> Transform:
+    def image_transform(self) -> ImageTransform:
         """PIL RGB image → CHW float tensor this encoder's image tower expects."""
 
     @abstractmethod
@@ -144,13 +181,20 @@ class PairEncoder(ABC):
     def _modules(self) -> list[torch.nn.Module]: ...
 
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        """[B, C, H, W] preprocessed pixels → [B, image_dim] float32 unit rows (CPU)."""
+        """[B, C, H, W] pixels → [B, image_dim] float32 unit rows (CPU).
+
+        Float pixels are taken as already normalised (``image_transform()(image)``); uint8
+        pixels (``image_transform().to_uint8(image)``) are normalised here, on the device.
+        """
         if pixels.ndim != 4:
             raise ValueError(f"expected [B, C, H, W] pixels, got shape {tuple(pixels.shape)}")
         if pixels.shape[0] == 0:
             return torch.zeros((0, self.image_dim))
+        pixels = pixels.to(self.device, non_blocking=True)
+        if pixels.dtype == torch.uint8:
+            pixels = self.image_transform().normalize(pixels)
         with inference_context(self.device, self._dtype):
-            feats = self._image_features(pixels.to(self.device, non_blocking=True))
+            feats = self._image_features(pixels)
         return l2_normalize(feats)
 
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
@@ -203,8 +247,4 @@ def freeze(module: torch.nn.Module) -> torch.nn.Module:
 
 def resize_target(transform: Transform) -> int | None:
     """The shorter side a transform resizes to (lets JPEG decoding skip excess pixels)."""
-    for step in getattr(transform, "transforms", ()):
-        if isinstance(step, T.Resize):
-            size = step.size
-            return int(size if isinstance(size, int) else min(size))
-    return None
+    return getattr(transform, "min_side", None)

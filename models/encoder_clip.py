@@ -12,9 +12,10 @@ from importlib import resources
 from typing import Any
 
 import torch
+
 from pairsift.models.encoder_base import (
+    ImageTransform,
     PairEncoder,
-    Transform,
     freeze,
     make_transform,
 )
@@ -56,7 +57,7 @@ def _open_clip_preprocess_cfg(name: str, tag: str | None) -> dict[str, Any]:
     return cfg
 
 
-def open_clip_transform(name: str, tag: str | None, image_size: int | None = None) -> Transform:
+def open_clip_transform(name: str, tag: str | None, image_size: int | None = None) -> ImageTransform:
     """The eval transform of an open_clip model, without building the model."""
     cfg = _open_clip_preprocess_cfg(name, tag)
     size = image_size or cfg["size"]
@@ -90,7 +91,7 @@ class OpenClipEncoder(PairEncoder):
         dim = int(open_clip.get_model_config(name)["embed_dim"])
         self.image_dim = self.text_dim = dim
 
-    def image_transform(self) -> Transform:
+    def image_transform(self) -> ImageTransform:
         return self._transform
 
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -109,7 +110,7 @@ class OpenClipEncoder(PairEncoder):
 _PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 
 
-def hf_image_transform(path: str, image_size: int | None = None) -> Transform:
+def hf_image_transform(path: str, image_size: int | None = None) -> ImageTransform:
     """The eval transform an ``AutoImageProcessor`` describes, as torchvision ops.
 
     One CHW tensor per image (what a Beam DoFn emits) instead of the processor's batch API.
@@ -185,7 +186,7 @@ class HFClipEncoder(PairEncoder):
         dim = getattr(config, "projection_dim", None) or config.text_config.hidden_size
         self.image_dim = self.text_dim = int(dim)
 
-    def image_transform(self) -> Transform:
+    def image_transform(self) -> ImageTransform:
         return self._transform
 
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -13,11 +13,12 @@ import importlib
 from pathlib import Path
 
 import torch
+
 from pairsift.models.encoder_base import (
+    ImageTransform,
     MissingWeightsError,
     PairEncoder,
     TextEncoder,
-    Transform,
     autocast_dtype,
     freeze,
     inference_context,
@@ -71,7 +72,7 @@ PACKAGED_TIMM_WEIGHTS = {"efficientnet_lite0": efficientnet_lite0_weights}
 # --- timm image tower --------------------------------------------------------------------
 
 
-def timm_transform(name: str, image_size: int | None = None) -> Transform:
+def timm_transform(name: str, image_size: int | None = None) -> ImageTransform:
     """The eval transform timm's pretrained config describes (no model needed)."""
     from timm.models import get_pretrained_cfg
 
@@ -242,7 +243,7 @@ class TowersEncoder(PairEncoder):
         self.image_dim = int(self.image_model.num_features)
         self.text_dim = int(text.dim)
 
-    def image_transform(self) -> Transform:
+    def image_transform(self) -> ImageTransform:
         return self._transform
 
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -21,10 +21,10 @@ import re
 import torch
 
 from pairsift.models.encoder_base import (
+    ImageTransform,
     MissingWeightsError,
     PairEncoder,
     TextEncoder,
-    Transform,
 )
 
 __all__ = [
@@ -144,7 +144,7 @@ def build_text_encoder(spec: str, device: str = "cpu", precision: str = "auto") 
     )
 
 
-def build_image_transform(spec: str, image_size: int | None = None) -> Transform:
+def build_image_transform(spec: str, image_size: int | None = None) -> ImageTransform:
     """The spec's image preprocessing without loading any weights.
 
     Decode workers need only this; the model itself loads once per worker in RunInference.

@@ -54,7 +54,7 @@ FAILED = "failed"
 
 @dataclass
 class EmbedInput:
-    """What the model needs of one pair: preprocessed pixels and the captions."""
+    """What the model needs of one pair: resized uint8 CHW pixels and the captions."""
 
     pixels: torch.Tensor
     caption: str
@@ -115,7 +115,7 @@ class DecodePairs(beam.DoFn):
     def _decode(self, sample: PairSample) -> Any:
         try:
             image, width, height = decode_rgb(sample.image_bytes, self.max_image_pixels, self.min_side)
-            pixels = self.transform(image)
+            pixels = self.transform.to_uint8(image)  # normalised per batch by the model
         except ImageDecodeError as exc:  # counted by the emitting thread (metrics are per thread)
             return beam.pvalue.TaggedOutput(FAILED, audit_row(sample, Status.DECODE_ERROR, str(exc)))
         captions = {lang: sample.captions[lang] for lang in self.target_langs if sample.captions.get(lang)}

@@ -60,7 +60,8 @@ def _rss_mib() -> float:
 
 
 def preprocess(samples: list[PairSample], cfg: EncoderConfig, max_pixels: int):
-    """Decode + transform every image exactly as the stage does; returns tensors and seconds."""
+    """Decode + resize every image exactly as the stage does (uint8; the model normalises
+    each batch); returns tensors and seconds."""
     from pairsift.models.encoder_base import resize_target
     from pairsift.models.encoders import build_image_transform
     from pairsift.models.imaging import ImageDecodeError, decode_rgb
@@ -74,7 +75,7 @@ def preprocess(samples: list[PairSample], cfg: EncoderConfig, max_pixels: int):
             image, _, _ = decode_rgb(sample.image_bytes, max_pixels, min_side)
         except ImageDecodeError:
             continue
-        kept.append((transform(image), sample))
+        kept.append((transform.to_uint8(image), sample))
     return kept, time.perf_counter() - start
 
 

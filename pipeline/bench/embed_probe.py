@@ -55,7 +55,7 @@ def embed_all(samples, encoder, batch_size: int, max_pixels: int):
                 image, _, _ = decode_rgb(sample.image_bytes, max_pixels, min_side)
             except ImageDecodeError:
                 continue
-            pixels.append(transform(image))
+            pixels.append(transform.to_uint8(image))
             chunk.append(sample)
         if not chunk:
             continue

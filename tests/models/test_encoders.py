@@ -234,3 +234,14 @@ def test_decode_shrinks_large_jpegs_but_reports_original_size() -> None:
     image, width, height = decode_rgb(data, max_pixels=10_000_000, min_side=256)
     assert (width, height) == (1600, 1200)
     assert min(image.size) >= 256 and image.size[0] < 1600
+
+
+def test_uint8_batches_are_normalised_like_the_float_transform() -> None:
+    enc = build_encoder(TINY_OPEN_CLIP)
+    transform = enc.image_transform()
+    images = [_image((200, 30, 0), (64, 48)), _image((0, 90, 250), (40, 70))]
+    as_uint8 = torch.stack([transform.to_uint8(im) for im in images])
+    as_float = torch.stack([transform(im) for im in images])
+    assert as_uint8.dtype == torch.uint8 and tuple(as_uint8.shape) == (2, 3, 32, 32)
+    torch.testing.assert_close(transform.normalize(as_uint8), as_float)
+    torch.testing.assert_close(enc.encode_images(as_uint8), enc.encode_images(as_float))
