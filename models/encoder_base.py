@@ -112,6 +112,19 @@ class ImageTransform:
         return f"ImageTransform({self.geometry}, mean={self.mean}, std={self.std})"
 
 
+def stack_pixels(pixels: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Batch per-image tensors. ``to_uint8`` outputs are CHW views of HWC arrays: they are
+    stacked as one NHWC memcpy and returned as an NCHW view (channels-last strides), which
+    convolutions and the normalisation take as is. ``torch.stack`` on the views would do a
+    strided, thread-pooled copy, an order of magnitude slower on a busy CPU."""
+    if pixels and all(
+        p.dtype == torch.uint8 and p.ndim == 3 and p.permute(1, 2, 0).is_contiguous() for p in pixels
+    ):
+        nhwc = np.stack([p.permute(1, 2, 0).numpy() for p in pixels])
+        return torch.from_numpy(nhwc).permute(0, 3, 1, 2)
+    return torch.stack(list(pixels))
+
+
 def make_transform(
     size: int | tuple[int, int],
     mean: Sequence[float],

@@ -34,7 +34,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pairsift.models.config import EncoderConfig
-from pairsift.models.encoder_base import resize_target
+from pairsift.models.encoder_base import resize_target, stack_pixels
 from pairsift.models.encoders import (
     DEFAULT_MULTILINGUAL_SPEC,
     PairEncoder,
@@ -195,7 +195,7 @@ class PairEncoderHandler(ModelHandler[EmbedInput, dict[str, Any], EmbedModels]):
             return [out for item in batch for out in self.run_inference([item], model)]
 
     def _embed(self, batch: Sequence[EmbedInput], model: EmbedModels) -> list[dict[str, Any]]:
-        pixels = torch.stack([item.pixels for item in batch])
+        pixels = stack_pixels([item.pixels for item in batch])
         english = [item.caption for item in batch]
         columns = {
             "image_emb": model.pair.encode_images(pixels).numpy(),

@@ -42,7 +42,7 @@ def randomize(encoder, seed: int) -> None:
 
 
 def embed_all(samples, encoder, batch_size: int, max_pixels: int):
-    from pairsift.models.encoder_base import resize_target
+    from pairsift.models.encoder_base import resize_target, stack_pixels
     from pairsift.models.imaging import ImageDecodeError, decode_rgb
 
     transform = encoder.image_transform()
@@ -59,9 +59,8 @@ def embed_all(samples, encoder, batch_size: int, max_pixels: int):
             chunk.append(sample)
         if not chunk:
             continue
-        import torch
 
-        images.append(encoder.encode_images(torch.stack(pixels)).numpy())
+        images.append(encoder.encode_images(stack_pixels(pixels)).numpy())
         texts.append(encoder.encode_texts([s.caption for s in chunk]).numpy())
         kept.extend(chunk)
     return np.concatenate(images), np.concatenate(texts), kept

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pairsift.models.encoder_base import autocast_dtype, mean_pool
+from pairsift.models.encoder_base import autocast_dtype, mean_pool, stack_pixels
 from pairsift.models.encoder_fixtures import save_tiny_clip, save_tiny_text_model
 from pairsift.models.encoder_towers import load_by_key_order
 from pairsift.models.encoders import (
@@ -240,8 +240,9 @@ def test_uint8_batches_are_normalised_like_the_float_transform() -> None:
     enc = build_encoder(TINY_OPEN_CLIP)
     transform = enc.image_transform()
     images = [_image((200, 30, 0), (64, 48)), _image((0, 90, 250), (40, 70))]
-    as_uint8 = torch.stack([transform.to_uint8(im) for im in images])
+    as_uint8 = stack_pixels([transform.to_uint8(im) for im in images])
     as_float = torch.stack([transform(im) for im in images])
     assert as_uint8.dtype == torch.uint8 and tuple(as_uint8.shape) == (2, 3, 32, 32)
+    assert torch.equal(as_uint8, torch.stack([transform.to_uint8(im) for im in images]))
     torch.testing.assert_close(transform.normalize(as_uint8), as_float)
     torch.testing.assert_close(enc.encode_images(as_uint8), enc.encode_images(as_float))
