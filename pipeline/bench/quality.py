@@ -148,7 +148,8 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
         print(f"[{dataset}] {len(emb.image) - len(complete)} item(s) lack a caption in "
               f"{', '.join(langs)}: left out", flush=True)
         emb = emb.subset(complete)
-    settings = [Setting(mode, rate, seed) for mode in _words(args.noise_mode)
+    modes = _words(args.noise_mode)
+    settings = [Setting(mode, rate, seed) for mode in modes
                 for rate in _floats(args.noise) for seed in range(args.seeds)]
     methods = methods_for(langs, _words(args.methods) if args.methods else None)
     jobs = [(s, m) for s in settings for m in methods]
@@ -219,6 +220,14 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is None:
         args.threads = max(1, (os.cpu_count() or 1) // max(args.workers, 1))
     command = _command()
+    modes = _words(args.noise_mode)
+    if not modes or set(modes) - {"caption", "image"}:
+        raise ValueError(
+            f"bench quality re-pairs cached embeddings, so it takes caption and/or image "
+            f"shuffle noise, not {args.noise_mode!r} (partial and translation noise change "
+            "the text: build them with `pairsift data --noise-mode ...` and run the pipeline)"
+        )
+    _floats(args.noise)
     for dataset in _words(args.dataset):
         print(run_dataset(dataset, args, command), flush=True)
     return 0

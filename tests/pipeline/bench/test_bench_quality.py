@@ -127,3 +127,12 @@ def test_cache_keeps_digests_ending_in_zero_bytes(tmp_path) -> None:
     store.save()
     again = embedding_cache._Store(str(tmp_path / "x.npz"))
     assert np.array_equal(again.get(key), np.ones(3)) and np.array_equal(again.get(other), np.zeros(3))
+
+
+def test_bench_rejects_noise_it_cannot_replay_from_cache() -> None:
+    from pairsift.pipeline.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["bench", "quality", "--dataset", "synth", "--pairs", "20", "--noise-mode", "partial"])
+    with pytest.raises(ValueError, match="caption and/or image"):
+        args.func(args)
