@@ -89,6 +89,20 @@ def combine(op1: Opinion, op2: Opinion) -> Opinion:
     return Opinion(alpha=alpha, belief=belief, uncertainty=unc)
 
 
+def discount(op: Opinion, trust: torch.Tensor) -> Opinion:
+    """Subjective-logic trust discounting: b' = t·b, u' = 1 − t·(1 − u), t ∈ [0, 1] per row.
+
+    Used for NRF: a target-language opinion counts only as far as its caption agrees with the
+    English source (t = translation consistency); t = 0 turns it into a vacuous opinion, which
+    Dempster–Shafer combination then ignores.
+    """
+    t = trust.clamp(0.0, 1.0).unsqueeze(-1)
+    belief = op.belief * t
+    unc = 1.0 - t.squeeze(-1) * (1.0 - op.uncertainty)
+    strength = op.num_classes / unc.clamp_min(_TINY)
+    return Opinion(alpha=belief * strength.unsqueeze(-1) + 1.0, belief=belief, uncertainty=unc)
+
+
 def dirichlet_fisher(alpha: torch.Tensor) -> torch.Tensor:
     """Fisher information matrix of Dir(α) w.r.t. α: diag(ψ'(α)) − ψ'(S)·11ᵀ, [..., C, C]."""
     tri = torch.special.polygamma(1, alpha)

@@ -14,6 +14,9 @@ times wider, and two betas then fit it badly), ``ce`` (the raw CE), ``hinge`` (t
 (1.0 when the own caption holds the largest belief). With target views, ``*_dual`` keys hold
 the Dempster–Shafer combination of all views (UML), and ``translation_consistency[_<lang>]``
 the cosine between the English caption via the multilingual tower and the target caption.
+When that cosine is available, each target view's opinion is trust-discounted by it (clipped
+to [0, 1]) before the combination (NRF: a translation counts as far as it agrees with its
+source).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pairsift.models.config import TrainConfig
-from pairsift.models.evidential import Opinion, combine, opinion
+from pairsift.models.evidential import Opinion, combine, discount, opinion
 from pairsift.models.heads import ProjectionHeads, load_heads, save_heads
 
 if TYPE_CHECKING:
@@ -251,12 +254,13 @@ def _score_chunk(
         same_tgt = torch.from_numpy(_same_mask(raw, state.bank_text_tgt[lang]))
         view, op_l = _view_scores(img, tgt, bank_img, bank_tgt, same_tgt, same_img, state)
         result.update({f"{k}_{lang}": v.numpy() for k, v in view.items()})
-        combined = combine(combined, op_l)
         if text_src_ml is not None:
             src = heads.text(_as_tensor(text_src_ml, "text_src_ml"), lang).double()
-            cons = (src * tgt).sum(-1).numpy()
-            result[f"translation_consistency_{lang}"] = cons
-            consistency.append(cons)
+            cons = (src * tgt).sum(-1)
+            result[f"translation_consistency_{lang}"] = cons.numpy()
+            consistency.append(cons.numpy())
+            op_l = discount(op_l, cons)  # NRF: trust the target view as far as it agrees
+        combined = combine(combined, op_l)
     if text_tgt:
         result.update({f"{k}_dual": v.numpy() for k, v in _opinion_scores(combined).items()})
     if consistency:

@@ -12,6 +12,7 @@ from pairsift.models.evidential import (
     combine,
     dempster_shafer,
     dirichlet_fisher,
+    discount,
     evidence,
     fisher_soften,
     fisher_weight,
@@ -66,6 +67,21 @@ def test_combination_with_vacuous_opinion_is_identity() -> None:
     both = combine(op, op)
     assert float(both.uncertainty[0]) < float(op.uncertainty[0])  # agreement sharpens
     np.testing.assert_allclose(both.alpha.sum(-1).numpy() * both.uncertainty.numpy(), [4.0])
+
+
+def test_discount_extremes() -> None:
+    op = opinion(torch.tensor([[0.6, 0.1, -0.3], [0.2, 0.5, 0.1]], dtype=torch.float64), 0.1)
+    full = discount(op, torch.ones(2, dtype=torch.float64))
+    np.testing.assert_allclose(full.belief.numpy(), op.belief.numpy())
+    np.testing.assert_allclose(full.alpha.numpy(), op.alpha.numpy())
+    none = discount(op, torch.tensor([0.0, -0.4], dtype=torch.float64))  # clipped to 0
+    np.testing.assert_allclose(none.uncertainty.numpy(), [1.0, 1.0])
+    other = opinion(torch.tensor([[0.1, 0.9, 0.0], [0.0, 0.0, 0.9]], dtype=torch.float64), 0.1)
+    both = combine(other, none)  # a vacuous opinion changes nothing
+    np.testing.assert_allclose(both.belief.numpy(), other.belief.numpy(), rtol=1e-10)
+    half = discount(op, torch.full((2,), 0.5, dtype=torch.float64))
+    np.testing.assert_allclose(half.belief.numpy(), 0.5 * op.belief.numpy())
+    np.testing.assert_allclose((half.belief.sum(-1) + half.uncertainty).numpy(), [1.0, 1.0])
 
 
 def test_fisher_matrix_is_hessian_of_log_normaliser() -> None:

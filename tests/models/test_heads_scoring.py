@@ -127,3 +127,23 @@ def test_bad_input_is_rejected(state_and_data) -> None:
         score_batch(state, data.image[:2], data.text[:3])
     with pytest.raises(KeyError):
         score_batch(state, data.image[:2], data.text[:2], {"de": data.text[:2]})
+
+
+def test_untrusted_translation_leaves_english_opinion(state_and_data) -> None:
+    state, data, _ = state_and_data
+    src = -data.text_tgt["pt"][:50]  # English source pointing away from the target caption
+    s = score_batch(state, data.image[:50], data.text[:50], {"pt": data.text_tgt["pt"][:50]}, src)
+    untrusted = s["translation_consistency"] <= 0
+    assert untrusted.any()
+    np.testing.assert_allclose(s["belief_dual"][untrusted], s["belief"][untrusted], rtol=1e-5)
+    np.testing.assert_allclose(
+        s["uncertainty_dual"][untrusted], s["uncertainty"][untrusted], rtol=1e-5
+    )
+    trusted = score_batch(
+        state,
+        data.image[:50],
+        data.text[:50],
+        {"pt": data.text_tgt["pt"][:50]},
+        data.text_tgt["pt"][:50],
+    )  # source == target: full trust
+    assert np.all(trusted["uncertainty_dual"] < trusted["uncertainty"])
