@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pairsift.pipeline.fit import fit_sample, find_duplicates, load_embedded, load_ids
+from pairsift.pipeline.fit import find_duplicates, fit_sample, load_embedded, load_ids
 from pairsift.pipeline.io.tables import write_rows
 from pairsift.pipeline.layout import RunLayout
 
