@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("pairsift.pipeline.bench.embed", "bench"),
     ("pairsift.pipeline.bench.quality", "bench"),
     ("pairsift.pipeline.bench.translate", "bench"),
+    ("pairsift.pipeline.bench.crosslingual", "bench"),
 )
 
 
