@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pairsift.models.evidential import evidence, kl_to_uniform
+from pairsift.models.evidential import evidence
 
 
 def _zero(img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
@@ -89,27 +89,38 @@ def info_nce(img: torch.Tensor, txt: torch.Tensor, temperature: float) -> torch.
     )
 
 
-def _evidential_rows(sims: torch.Tensor, tau: float, kl_weight: float) -> torch.Tensor:
-    """DECL-style: Bayes risk of CE under Dir(α) with the diagonal as target, plus KL."""
-    alpha = evidence(sims, tau) + 1.0
-    strength = alpha.sum(dim=1)
-    pos_alpha = alpha.diag()
-    risk = torch.digamma(strength) - torch.digamma(pos_alpha)
-    eye = torch.eye(sims.shape[0], dtype=torch.bool, device=sims.device)
-    alpha_tilde = torch.where(eye, torch.ones_like(alpha), alpha)  # drop the target's evidence
-    return risk + kl_weight * kl_to_uniform(alpha_tilde)
-
-
 def evidential_loss(
     img: torch.Tensor, txt: torch.Tensor, tau: float, kl_weight: float = 0.1
 ) -> torch.Tensor:
-    """Two-way evidential loss per pair (DECL)."""
-    if img.shape[0] < 2:
+    """Two-way evidential loss per pair (DECL): Bayes risk of CE under Dir(α) with the own
+    caption (image) as target, plus λ·KL(Dir(α̃) ‖ Dir(1)) with the target's evidence removed.
+
+    Evidence is elementwise in the similarity, so one [B, B] matrix of α serves both directions
+    (rows: image→text, columns: text→image) and every special function runs once.
+    """
+    b = img.shape[0]
+    if b < 2:
         return _zero(img, txt)
-    sims = _sims(img, txt)
-    return 0.5 * (
-        _evidential_rows(sims, tau, kl_weight) + _evidential_rows(sims.t(), tau, kl_weight)
-    )
+    alpha = evidence(_sims(img, txt), tau) + 1.0
+    pos = torch.digamma(alpha.diag())
+    eye = torch.eye(b, dtype=torch.bool, device=img.device)
+    tilde = torch.where(eye, torch.ones_like(alpha), alpha)
+    lg = torch.lgamma(tilde)
+    mom = (tilde - 1.0) * torch.digamma(tilde)
+    lg_c = torch.lgamma(torch.tensor(float(b), dtype=alpha.dtype, device=alpha.device))
+    total = torch.zeros(b, dtype=alpha.dtype, device=alpha.device)
+    for dim in (1, 0):
+        risk = torch.digamma(alpha.sum(dim=dim)) - pos
+        s_t = tilde.sum(dim=dim)
+        kl = (
+            torch.lgamma(s_t)
+            - lg_c
+            - lg.sum(dim=dim)
+            + mom.sum(dim=dim)
+            - torch.digamma(s_t) * (s_t - b)
+        )
+        total = total + risk + kl_weight * kl
+    return 0.5 * total
 
 
 def complementary_loss(img: torch.Tensor, txt: torch.Tensor, temperature: float) -> torch.Tensor:

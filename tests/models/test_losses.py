@@ -96,3 +96,20 @@ def test_mutual_learning_pushes_noisy_target_away() -> None:
     noisy = L.mutual_learning_loss(img, en, tgt, torch.zeros(4), 0.05, push_margin=0.2)
     assert float(noisy.detach().sum()) > 0  # identical target and English caption is pushed apart
     assert float(clean.detach().sum()) == pytest.approx(0.0, abs=1e-5)  # and is perfect when clean
+
+
+def test_evidential_loss_matches_reference_formula() -> None:
+    from pairsift.models.evidential import kl_to_uniform
+
+    img, txt = (t.detach().double() for t in _emb(5, seed=4))
+    sims = (img @ txt.t()).clamp(-1, 1)
+
+    def rows(s: torch.Tensor) -> torch.Tensor:
+        alpha = torch.exp(torch.tanh(s) / 0.1) + 1
+        risk = torch.digamma(alpha.sum(1)) - torch.digamma(alpha.diag())
+        tilde = alpha.clone()
+        tilde.fill_diagonal_(1.0)
+        return risk + 0.3 * kl_to_uniform(tilde)
+
+    expected = 0.5 * (rows(sims) + rows(sims.t()))
+    torch.testing.assert_close(L.evidential_loss(img, txt, 0.1, 0.3), expected)
