@@ -86,15 +86,22 @@ class ProjectionHeads(nn.Module):
 
 def save_heads(heads: ProjectionHeads, directory: str) -> None:
     """Write heads.safetensors + heads.json (the constructor arguments)."""
+    write_heads(heads, directory, HEADS_WEIGHTS, HEADS_JSON, heads.config)
+
+
+def write_heads(
+    heads: ProjectionHeads, directory: str, weights_name: str, json_name: str, config: dict[str, Any]
+) -> None:
+    """Heads' weights (safetensors) + a JSON config, each written under a temp name and renamed."""
     os.makedirs(directory, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
-    tmp_w = os.path.join(directory, HEADS_WEIGHTS + ".tmp")
+    tmp_w = os.path.join(directory, weights_name + ".tmp")
     save_file(state, tmp_w)
-    os.replace(tmp_w, os.path.join(directory, HEADS_WEIGHTS))
-    tmp_j = os.path.join(directory, HEADS_JSON + ".tmp")
+    os.replace(tmp_w, os.path.join(directory, weights_name))
+    tmp_j = os.path.join(directory, json_name + ".tmp")
     with open(tmp_j, "w", encoding="utf-8") as fh:
-        json.dump(heads.config, fh, indent=2, sort_keys=True)
-    os.replace(tmp_j, os.path.join(directory, HEADS_JSON))
+        json.dump(config, fh, indent=2, sort_keys=True)
+    os.replace(tmp_j, os.path.join(directory, json_name))
 
 
 def load_heads(directory: str) -> ProjectionHeads:

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from pairsift.models.heads import ProjectionHeads
+from pairsift.models.heads import ProjectionHeads, write_heads
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -34,15 +34,7 @@ class RetrievalConfig:
 
 
 def save_retrieval_model(directory: str, heads: ProjectionHeads, config: RetrievalConfig) -> None:
-    os.makedirs(directory, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
-    tmp = os.path.join(directory, WEIGHTS_FILE + ".tmp")
-    save_file(state, tmp)
-    os.replace(tmp, os.path.join(directory, WEIGHTS_FILE))
-    tmp = os.path.join(directory, CONFIG_FILE + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(asdict(config), handle, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(directory, CONFIG_FILE))
+    write_heads(heads, directory, WEIGHTS_FILE, CONFIG_FILE, asdict(config))
 
 
 def load_heads_from_model(directory: str) -> tuple[ProjectionHeads, RetrievalConfig]:

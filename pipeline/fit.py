@@ -128,11 +128,25 @@ def to_pair_embeddings(pairs: EmbeddedPairs, langs: list[str]):
     )
 
 
+def save_model(directory: str, heads, cfg: PairsiftConfig, languages: list[str], trained_with: dict) -> None:
+    """OUT/model (or `pairsift train --output`): the towers' specs + the trained heads."""
+    from pairsift.models.encoders import DEFAULT_MULTILINGUAL_SPEC
+    from pairsift.models.retrieval import RetrievalConfig, save_retrieval_model
+
+    config = RetrievalConfig(
+        encoder_spec=cfg.encoder.spec,
+        heads=dict(heads.config),
+        image_size=cfg.encoder.image_size,
+        multilingual_spec=(cfg.encoder.multilingual_spec or DEFAULT_MULTILINGUAL_SPEC) if languages else None,
+        languages=list(languages),
+        trained_with={"method": cfg.train.loss, "seed": cfg.seed, **trained_with},
+    )
+    save_retrieval_model(directory, heads, config)
+
+
 def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     """Train heads and freeze the scoring state. Skipped when its completion marker exists."""
-    from pairsift.models.encoders import DEFAULT_MULTILINGUAL_SPEC
     from pairsift.models.heads import save_heads
-    from pairsift.models.retrieval import RetrievalConfig, save_retrieval_model
     from pairsift.models.scoring import build_scoring_state
     from pairsift.models.trainer import train
 
@@ -166,18 +180,7 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     save_heads(result.heads, layout.fit_file("heads"))
     state = build_scoring_state(result.heads, data, cfg.train, cfg.seed)
     state.save(layout.fit_file("scoring"))
-    save_retrieval_model(
-        layout.model,
-        result.heads,
-        RetrievalConfig(
-            encoder_spec=cfg.encoder.spec,
-            heads=dict(result.heads.config),
-            image_size=cfg.encoder.image_size,
-            multilingual_spec=(cfg.encoder.multilingual_spec or DEFAULT_MULTILINGUAL_SPEC) if data.text_tgt else None,
-            languages=sorted(data.text_tgt),
-            trained_with={"method": cfg.train.loss, "fit_pairs": int(len(sample)), "seed": cfg.seed},
-        ),
-    )
+    save_model(layout.model, result.heads, cfg, sorted(data.text_tgt), {"fit_pairs": int(len(sample))})
     info = {
         "embedded_pairs": ids.num_rows,
         "duplicates": int(duplicate.sum()),

@@ -114,9 +114,8 @@ def embeddings_from_shards(path: str, cfg: PairsiftConfig):
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from pairsift.models.retrieval import RetrievalConfig, save_retrieval_model
     from pairsift.models.trainer import train
-    from pairsift.pipeline.fit import encoder_aligned
+    from pairsift.pipeline.fit import encoder_aligned, save_model
 
     cfg = _config_for(args)
     from_run = bool(list_files(join(args.input, "embeddings"), ".parquet"))
@@ -124,18 +123,7 @@ def train_command(args: argparse.Namespace) -> int:
     aligned = encoder_aligned(cfg.encoder.spec, data.image.shape[1], data.text.shape[1])
     log.info("train: %d pairs from %s, method %s", len(data), "run embeddings" if from_run else "shards", cfg.train.loss)
     result = train(data, cfg, identity_init=aligned, progress=lambda e: log.info("train: %s", e))
-    save_retrieval_model(
-        args.output,
-        result.heads,
-        RetrievalConfig(
-            encoder_spec=cfg.encoder.spec,
-            heads=dict(result.heads.config),
-            image_size=cfg.encoder.image_size,
-            multilingual_spec=cfg.encoder.multilingual_spec,
-            languages=list(data.text_tgt),
-            trained_with={"method": cfg.train.loss, "pairs": len(data), "seed": cfg.seed, "input": args.input},
-        ),
-    )
+    save_model(args.output, result.heads, cfg, sorted(data.text_tgt), {"pairs": len(data), "input": args.input})
     print(json.dumps({"model": args.output, "pairs": len(data), "method": cfg.train.loss}, indent=2))
     return 0
 
