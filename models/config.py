@@ -101,6 +101,7 @@ class TrainConfig:
     mutual_weight: float = 0.5  # weight of the UML mutual-learning term
     complementary_weight: float = 0.5  # RCL term on pairs judged noisy
     push_margin: float = 0.2  # mutual learning: noisy target caption kept below this cosine
+    translation_trust: bool = True  # NRF: weigh target views by agreement with the source
 
 
 @dataclass

@@ -21,6 +21,7 @@ class SyntheticPairs:
     data: PairEmbeddings
     is_noisy: np.ndarray
     noise_kind: np.ndarray  # "clean" | "partial" | "complete"
+    bad_translation: np.ndarray  # target caption belongs to another pair
 
 
 def make_pairs(
@@ -34,11 +35,14 @@ def make_pairs(
     partial: float = 0.0,
     tower_noise: float = 0.5,
     towers_seed: int = 1234,
+    translation_noise: float = 0.0,
 ) -> SyntheticPairs:
     """``n`` pairs, a ``noise`` share shuffled, of which a ``partial`` share is partial noise.
 
     ``towers_seed`` fixes the tower maps, so train and test sets from different ``seed`` values
-    live in the same embedding spaces.
+    live in the same embedding spaces. ``translation_noise``: that share of pairs gets another
+    pair's target-language caption while the English caption (and its multilingual embedding)
+    stays right — a bad translation; ``bad_translation`` marks them.
     """
     if not 0.0 <= noise < 1.0 or not 0.0 <= partial <= 1.0:
         raise ValueError("noise must be in [0, 1) and partial in [0, 1]")
@@ -70,7 +74,13 @@ def make_pairs(
         out = latent @ mat + tower_noise * rng.normal(size=(latent.shape[0], mat.shape[1]))
         return out.astype(np.float32)
 
-    tgt = {lang: tower(z_txt, m) for lang, m in a_tgt.items()}
+    z_tgt = z_txt.copy()
+    bad = np.zeros(n, dtype=bool)
+    if translation_noise > 0 and target_langs:
+        bad_idx = np.sort(rng.choice(n, size=int(round(translation_noise * n)), replace=False))
+        z_tgt[bad_idx] = z_txt[bad_idx[np.roll(np.arange(bad_idx.size), 1)]]
+        bad[bad_idx] = bad_idx.size > 1
+    tgt = {lang: tower(z_tgt, m) for lang, m in a_tgt.items()}
     src_ml = tower(z_txt, a_tgt[target_langs[0]]) if target_langs else None
     data = PairEmbeddings(
         image=tower(z, a_img),
@@ -80,4 +90,6 @@ def make_pairs(
         keys=[f"p{i:07d}" for i in range(n)],
     )
     kinds = kind.astype(str)
-    return SyntheticPairs(data=data, is_noisy=kinds != "clean", noise_kind=kinds)
+    return SyntheticPairs(
+        data=data, is_noisy=kinds != "clean", noise_kind=kinds, bad_translation=bad
+    )

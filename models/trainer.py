@@ -36,7 +36,14 @@ from pairsift.models.mixture import BetaMixture, histogram
 from pairsift.models.pairdata import PairEmbeddings, load_embeddings_parquet
 from pairsift.models.scoring import build_scoring_state, loss_range, score_batch
 
-__all__ = ["PairEmbeddings", "TrainResult", "train", "load_embeddings_parquet", "divide_pairs"]
+__all__ = [
+    "PairEmbeddings",
+    "TrainResult",
+    "train",
+    "load_embeddings_parquet",
+    "divide_pairs",
+    "translation_trust",
+]
 
 METHODS = ("pairsift", "ncr", "decl", "rcl", "contrastive")
 
@@ -88,8 +95,32 @@ def divide_pairs(
     return divide(scores, mixture, dcfg, memory), mixture, scores
 
 
-def _division_tensors(div: Division) -> dict[str, torch.Tensor]:
-    return {
+def translation_trust(scores: dict[str, np.ndarray], cfg: PairsiftConfig) -> dict[str, np.ndarray]:
+    """Per language, P(the translation agrees with its source) (NRF).
+
+    A beta mixture on the disagreement (1 − translation consistency)/2, fitted like the loss
+    mixture; the low-disagreement component's posterior is the trust. Languages without a
+    consistency score (no multilingual source embedding) get none.
+    """
+    out: dict[str, np.ndarray] = {}
+    for key in sorted(scores):
+        if not key.startswith("translation_consistency_"):
+            continue
+        disagreement = (1.0 - np.asarray(scores[key], dtype=np.float64)) / 2.0
+        counts = histogram(disagreement, 0.0, 1.0, cfg.mixture.bins)
+        if np.count_nonzero(counts) < 2:
+            continue
+        mix_cfg = dataclasses.replace(cfg.mixture, partial_noise=False)
+        mixture = BetaMixture.fit_histogram(counts, 0.0, 1.0, mix_cfg)
+        out[key[len("translation_consistency_") :]] = mixture.posterior_clean(disagreement)
+    return out
+
+
+def _division_tensors(
+    div: Division, trust: dict[str, np.ndarray] | None = None
+) -> dict[str, torch.Tensor]:
+    extra = {f"trust_{k}": torch.from_numpy(v.astype(np.float32)) for k, v in (trust or {}).items()}
+    return extra | {
         "clean": torch.from_numpy(div.label == "clean"),
         "hard": torch.from_numpy(div.label == "hard"),
         "noisy": torch.from_numpy(div.label == "noisy"),
@@ -142,25 +173,30 @@ def _pairsift_loss(b: _Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
     # The soft label sets the margin (UCPM); the mixture posterior weighs the contrastive and
     # evidential terms (RCAR): a hard pair's b_self is small by construction (belief is spread
     # over K+1 captions and u), and weighting by it would all but drop clean hard pairs.
-    trust = d["p_clean"]
+    p_clean = d["p_clean"]
     total = torch.zeros((), dtype=torch.float32)
     img = emb["img"]
-    for txt in [emb["txt"], *emb["tgt"].values()]:
-        if int(kept.sum()) >= 2:
-            hinge = L.hinge_topk(img[kept], txt[kept], margin[kept], topk=1)
-            evid = L.evidential_loss(img[kept], txt[kept], t.evidence_tau, t.kl_weight)
-            nce = L.info_nce(img[kept], txt[kept], t.temperature)
-            total = total + hinge.mean() + (trust[kept] * (evid + nce)).mean()
-        if int(d["noisy"].sum()) >= 2:
-            noisy = d["noisy"]
+    views = [(None, emb["txt"]), *emb["tgt"].items()]
+    for lang, txt in views:
+        # a target view also needs the translation to agree with its source (NRF)
+        w = p_clean if lang is None else p_clean * d.get(f"trust_{lang}", torch.ones_like(p_clean))
+        use = kept if lang is None else kept & (w >= 0.5)
+        if int(use.sum()) >= 2:
+            hinge = L.hinge_topk(img[use], txt[use], margin[use], topk=1)
+            evid = L.evidential_loss(img[use], txt[use], t.evidence_tau, t.kl_weight)
+            nce = L.info_nce(img[use], txt[use], t.temperature)
+            total = total + hinge.mean() + (w[use] * (evid + nce)).mean()
+        noisy = ~use if lang is not None else d["noisy"]
+        if int(noisy.sum()) >= 2:
             total = (
                 total
                 + t.complementary_weight
                 * L.complementary_loss(img[noisy], txt[noisy], t.temperature).mean()
             )
     if t.mutual_learning and emb["tgt"]:
-        weight = torch.where(d["noisy"], torch.zeros_like(trust), trust)
-        for tgt in emb["tgt"].values():
+        for lang, tgt in emb["tgt"].items():
+            w = p_clean * d.get(f"trust_{lang}", torch.ones_like(p_clean))
+            weight = torch.where(d["noisy"], torch.zeros_like(w), w)
             total = (
                 total
                 + t.mutual_weight
@@ -290,7 +326,9 @@ def train(
                 )
                 if t.loss == "ncr":
                     div = _ncr_division(div, scores)
-                divisions[(i + 1) % n_nets] = _division_tensors(div)  # co-divide: swap
+                use_trust = t.loss == "pairsift" and t.translation_trust
+                trust = translation_trust(scores, cfg) if use_trust else None
+                divisions[(i + 1) % n_nets] = _division_tensors(div, trust)  # co-divide: swap
                 if i == 0:
                     division = div
                     entry.update({f"n_{k}": v for k, v in div.counts().items()})

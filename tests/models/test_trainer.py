@@ -11,7 +11,7 @@ from pairsift.models.heads import load_heads, save_heads
 from pairsift.models.metrics import detection_auc, recall_at_k
 from pairsift.models.scoring import build_scoring_state, score_batch
 from pairsift.models.synthetic import make_pairs
-from pairsift.models.trainer import METHODS, train
+from pairsift.models.trainer import METHODS, divide_pairs, train
 
 
 def _cfg(loss: str, epochs: int = 12, **train) -> PairsiftConfig:
@@ -114,6 +114,7 @@ def ablation_base():
         "division.use_uncertainty",
         "division.self_correction",
         "division.dual_view",
+        "translation_trust",
     ],
 )
 def test_ablation_switches_change_training(switch: str, ablation_base) -> None:
@@ -130,6 +131,17 @@ def test_ablation_switches_change_training(switch: str, ablation_base) -> None:
     changed_heads = not torch.equal(off.heads.image_head.weight, base.heads.image_head.weight)
     changed_labels = not np.array_equal(off.division.soft_label, base.division.soft_label)
     assert changed_heads or changed_labels
+
+
+def test_translation_trust_flags_bad_translations() -> None:
+    from pairsift.models.trainer import translation_trust
+
+    pairs = make_pairs(600, 0.0, seed=8, target_langs=("pt",), translation_noise=0.3)
+    result = train(pairs.data, _cfg("pairsift", epochs=4))
+    _, _, scores = divide_pairs(result.heads, pairs.data, _cfg("pairsift"), 0)
+    trust = translation_trust(scores, _cfg("pairsift"))["pt"]
+    assert detection_auc(pairs.bad_translation, 1.0 - trust) > 0.95
+    assert np.mean((trust < 0.5) == pairs.bad_translation) > 0.9
 
 
 def test_bad_input() -> None:
