@@ -31,6 +31,7 @@ from pairsift.models.config import MixtureConfig
 
 _GRID = 2049  # lookup grid for the monotone posterior
 _MIN_PARAM = 1e-2
+_TIE_BREAK = 1e-3  # weight of the loss itself in the clean posterior (order within plateaus)
 
 
 def histogram(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
@@ -319,9 +320,19 @@ class BetaMixture:
         return self._lookup
 
     def posterior_clean(self, losses: np.ndarray) -> np.ndarray:
-        """P(clean | loss), non-increasing in the loss."""
+        """P(clean | loss), strictly decreasing in the loss.
+
+        The isotonic lookup is flat wherever the fitted posterior was not monotone; inside such
+        a plateau every pair would tie, and a division that ranks pairs worse than their own
+        loss is no use. A tie-break of weight ``_TIE_BREAK`` by the normalised loss keeps the
+        loss's order and moves no posterior by more than that weight.
+        """
         grid = np.linspace(self.eps, 1 - self.eps, _GRID)
-        return np.interp(self.normalise(losses), grid, self._monotone_lookup())
+        smooth = np.interp(self.normalise(losses), grid, self._monotone_lookup())
+        # logistic of the unclipped normalised loss: strictly decreasing over every real loss
+        raw = (np.asarray(losses, dtype=np.float64) - self.x_min) / (self.x_max - self.x_min)
+        order = 1.0 / (1.0 + np.exp(np.clip(4.0 * (raw - 0.5), -700.0, 700.0)))
+        return (1.0 - _TIE_BREAK) * smooth + _TIE_BREAK * order
 
     def posterior_partial(self, losses: np.ndarray) -> np.ndarray:
         """P(partial noise | loss, noisy); zeros when no partial component was accepted."""

@@ -92,3 +92,22 @@ def test_rejects_degenerate_histograms() -> None:
         BetaMixture.fit_histogram(np.array([1, -1, 3]), 0.0, 1.0, cfg)
     with pytest.raises(ValueError):
         fit_raw(np.ones(10))
+
+
+def test_posterior_keeps_the_loss_order_when_populations_overlap() -> None:
+    """One hump of overlapping clean/noisy losses: whatever the fit, p_clean must rank pairs
+    exactly as their loss does (no plateau of ties), so detection never falls below the loss."""
+    rng = np.random.default_rng(1)
+    clean = rng.normal(0.8, 0.35, 700)
+    noisy = rng.normal(1.2, 0.35, 700)
+    losses = np.clip(np.concatenate([clean, noisy]), 0.0, None)
+    model = fit_raw(losses)
+    post = model.posterior_clean(losses)
+    assert len(np.unique(post)) == len(np.unique(losses))
+    order = np.argsort(losses)
+    assert np.all(np.diff(post[order]) <= 0)
+    truth = np.r_[np.zeros(700, bool), np.ones(700, bool)]
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(truth, 1 - post) == pytest.approx(roc_auc_score(truth, losses), abs=1e-9)
+    assert np.all((post >= 0) & (post <= 1))
