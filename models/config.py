@@ -107,7 +107,6 @@ class TrainConfig:
 @dataclass
 class OutputConfig:
     keep_labels: list[str] = field(default_factory=lambda: ["clean", "hard"])
-    shard_size: int = 10_000
     write_translations: bool = True
 
 

@@ -34,7 +34,6 @@ def demo_config(args: argparse.Namespace) -> PairsiftConfig:
     cfg.encoder.spec = args.encoder
     cfg.encoder.image_size = args.image_size
     cfg.encoder.batch_size = 32
-    cfg.output.shard_size = max(50, args.pairs // 4)
     return cfg
 
 
@@ -54,7 +53,7 @@ def demo_command(args: argparse.Namespace) -> int:
         noise=args.noise,
         mode=args.noise_mode,
         seed=args.seed,
-        shard_size=cfg.output.shard_size,
+        shard_size=max(50, args.pairs // 4),  # four input shards: two pass-1 waves
         progress=lambda line: log.info("demo data: %s", line),
     )
     result = run(input_dir, run_dir, cfg, beam_args=getattr(args, "extra", []), wave_size=2)
