@@ -159,6 +159,18 @@ def run(args: argparse.Namespace) -> int:
         "default config",
         f"- wall time {wall:.0f}s on {os.cpu_count()} CPU core(s), {args.threads} torch "
         f"thread(s), {platform.machine()}, torch {torch.__version__}",
+        "- detection: noise scores on the train split's pairs against the ground truth "
+        "(a translation is corrupted when its string differs from the clean machine "
+        "translation); image-view scores come from heads trained on every pair's raw machine "
+        "translations; the translation view compares the English caption (multilingual "
+        "tower) with the own target caption and those of a fixed bank of K pairs, "
+        "standardised by the bank",
+        "- retrieval models: *pairsift output* keeps every pair and replaces a translation "
+        "that the dual-view division distrusts by the English caption through the "
+        "multilingual tower (the source text is the trusted one, NRF); *pairsift trainer* is "
+        "`train.loss=pairsift` (per-epoch division, translation trust, trusted margin, mutual "
+        "learning on); "
+        "the oracle trains on every pair with its uncorrupted machine translation",
     ]
     print(write_report(results, header, args.out), flush=True)
     return 0

@@ -8,8 +8,9 @@ retrieval models are trained and scored text→image on the clean test split aga
 HUMAN references (never against machine output):
 
 - ``all``: contrastive training on every pair with its raw (noisy) machine translations;
-- ``pairsift_all``: pairsift's trainer (English-view division, mutual learning) on the raw
-  machine translations, no translation division;
+- ``pairsift_all``: pairsift's trainer on the raw machine translations, no translation
+  division before training (the trainer's own per-epoch division and translation trust
+  decide what each view learns from);
 - ``pairsift`` / ``pairsift_contrastive``: pairsift's output — a translation the dual view
   distrusts is dropped and its pair's target-language side falls back to the English caption
   through the multilingual tower (NRF: the source is the trusted text; image and English
@@ -43,14 +44,16 @@ from pairsift.pipeline.bench.crosslingual_data import (
 DETECTORS: dict[str, tuple[str, str]] = {
     "target_similarity": ("image–target similarity (CLIP-score on the target view)", "single"),
     "target_uncertainty": ("image–target evidential uncertainty", "single"),
-    "en_target_dual": ("image–English ⊕ image–target opinions (Dempster–Shafer)", "dual"),
+    "en_target_dual": ("scoring's `*_dual`: image–English ⊕ consistency-discounted "
+                       "image–target (Dempster–Shafer)", "dual"),
     "consistency": ("translation consistency cos(EN, target), multilingual tower (NRF)", "dual"),
     "translation_view": ("translation-view opinion (EN → target vs bank)", "dual"),
     "pairsift": ("pairsift: translation view ⊕ image–target view (Dempster–Shafer)", "dual"),
 }
 MODELS: dict[str, str] = {
     "all": "trained on all pairs, raw machine translations (contrastive)",
-    "pairsift_all": "pairsift trainer on raw machine translations (no translation division)",
+    "pairsift_all": "pairsift trainer on raw machine translations (in-training division "
+    "only)",
     "pairsift": "pairsift output (distrusted translations → English source), pairsift trainer",
     "pairsift_contrastive": "pairsift output (distrusted translations → English source), "
     "contrastive",
