@@ -29,6 +29,24 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+ROW_WISE_DIVISIONS = ("pairsift", "bmm", "none")
+
+
+def check_division(cfg: PairsiftConfig) -> None:
+    """Pass 2 labels shard by shard, so a division must be a per-pair function of the scores
+    and the global fit. GMM and keep-a-fraction rank all pairs at once: benchmark baselines."""
+    division = cfg.division
+    if division.method in ROW_WISE_DIVISIONS:
+        return
+    if division.method == "clip_score" and division.similarity_threshold is not None:
+        return
+    raise SystemExit(
+        f"division.method {division.method!r} needs all scores at once and cannot label shard by "
+        f"shard; use one of {', '.join(ROW_WISE_DIVISIONS)}, or clip_score with "
+        "division.similarity_threshold (the benchmark runs the other baselines)"
+    )
+
+
 def _check_config(layout: RunLayout, cfg: PairsiftConfig, input_path: str) -> None:
     """A resumed run must use the same input and config, or its outputs would mix."""
     record = {"input": input_path, "config": cfg.to_dict()}
@@ -59,6 +77,7 @@ def run(
 
     # `pt_BR` and `pt` name one target: stages key captions and embeddings by the normal code
     cfg.translate.target_langs = [normalize_lang(code) for code in cfg.translate.target_langs]
+    check_division(cfg)
     layout = RunLayout(output.rstrip("/"))
     options = make_options(beam_args)
     shards = discover_shards(input_path)

@@ -50,3 +50,21 @@ def test_load_embedded_reads_only_requested_rows_in_order(tmp_path: Path) -> Non
     pairs = load_embedded(picked)
     assert pairs.matrices["image_emb"][:, 0].tolist() == [103.0, 1.0, 100.0]
     assert pairs.matrices["text_emb"][:, 0].tolist() == [-103.0, -1.0, -100.0]
+
+
+def test_run_refuses_divisions_that_need_all_scores_at_once() -> None:
+    import pytest
+
+    from pairsift.models.config import PairsiftConfig
+    from pairsift.pipeline.run import check_division
+
+    cfg = PairsiftConfig()
+    check_division(cfg)
+    cfg.division.method = "gmm"
+    with pytest.raises(SystemExit, match="shard by shard"):
+        check_division(cfg)
+    cfg.division.method = "clip_score"
+    with pytest.raises(SystemExit):
+        check_division(cfg)
+    cfg.division.similarity_threshold = 0.25
+    check_division(cfg)
