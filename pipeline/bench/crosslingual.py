@@ -168,8 +168,9 @@ def run(args: argparse.Namespace) -> int:
         "- retrieval models: *pairsift output* keeps every pair and replaces a translation "
         "that the dual-view division distrusts by the English caption through the "
         "multilingual tower (the source text is the trusted one, NRF); *pairsift trainer* is "
-        "`train.loss=pairsift` (per-epoch division, translation trust, trusted margin, mutual "
-        "learning on); "
+        "`train.loss=pairsift` (per-epoch division, trusted margin, mutual learning on; its "
+        "in-training translation trust on raw translations, off on pairsift's output, which "
+        "the translation division already cleaned); "
         "the oracle trains on every pair with its uncorrupted machine translation",
     ]
     print(write_report(results, header, args.out), flush=True)
