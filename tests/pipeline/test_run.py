@@ -157,3 +157,22 @@ def test_changed_config_on_existing_output_is_refused(noisy_input: Path, finishe
     with pytest.raises(SystemExit, match="different input or config"):
         run(str(noisy_input), str(finished_run), cfg)
 
+
+
+def test_train_from_run_and_from_shards_then_eval(
+    noisy_input: Path, finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pairsift.pipeline.cli import main
+
+    assert main(["train", "--input", str(finished_run), "--output", str(tmp_path / "m1"), "--epochs", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["pairs"] == 60  # ok pairs, the duplicate left out
+    assert (tmp_path / "m1" / "config.json").exists() and (tmp_path / "m1" / "model.safetensors").exists()
+    shards = str(finished_run / "shards")
+    assert main(["train", "--input", shards, "--output", str(tmp_path / "m2"), "--epochs", "1",
+                 "--encoder", TINY_ENCODER]) == 0
+    kept = audit_frame(finished_run).filter(pl.col("label").is_in(["clean", "hard"])).height
+    assert json.loads(capsys.readouterr().out)["pairs"] == kept
+    assert main(["eval", "--model", str(tmp_path / "m1"), "--data", str(noisy_input)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["pairs"] >= 2 and 0.0 <= metrics["rsum"] <= 600.0
+    assert set(metrics) >= {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10"}
