@@ -51,6 +51,12 @@ class MixtureConfig:
     m_step: str = "moments_mle"
     partial_min_weight: float = 0.05  # each noisy sub-component must hold this share of noise
     partial_min_separation: float = 0.15  # and their means differ by this (normalised loss)
+    # A beta fit with a component below this weight, or one that is flat or U-shaped
+    # (α and β both below ``flat_shape``), models the tails rather than a population of pairs;
+    # then the division uses a Gaussian mixture on the same histogram ("none": keep the beta fit).
+    fallback: str = "gaussian"
+    min_component_weight: float = 0.05
+    flat_shape: float = 1.2
 
 
 @dataclass

@@ -28,6 +28,7 @@ from scipy.special import betaln, digamma, polygamma
 from sklearn.isotonic import IsotonicRegression
 
 from pairsift.models.config import MixtureConfig
+from pairsift.models.gauss_mixture import fit_gaussian_histogram, gaussian_log_pdf
 
 _GRID = 2049  # lookup grid for the monotone posterior
 _MIN_PARAM = 1e-2
@@ -180,6 +181,17 @@ def _inits(x: np.ndarray, w: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, n
     return starts
 
 
+def degenerate_reason(a: np.ndarray, b: np.ndarray, pi: np.ndarray, cfg: MixtureConfig) -> str | None:
+    """Why a clean/noisy beta fit does not describe two populations (None if it does)."""
+    names = ("clean", "noisy")
+    for k in range(len(a)):
+        if pi[k] < cfg.min_component_weight:
+            return f"{names[k]} component weight {pi[k]:.3f} < {cfg.min_component_weight}"
+        if a[k] < cfg.flat_shape and b[k] < cfg.flat_shape:
+            return f"{names[k]} component flat or U-shaped (alpha {a[k]:.2f}, beta {b[k]:.2f})"
+    return None
+
+
 def _sorted(a: np.ndarray, b: np.ndarray, pi: np.ndarray) -> tuple[np.ndarray, ...]:
     order = np.argsort(a / (a + b), kind="stable")
     return a[order], b[order], pi[order]
@@ -190,7 +202,9 @@ class BetaMixture:
     """A fitted mixture on normalised losses; ``x_min``/``x_max`` map raw losses onto [0, 1].
 
     ``alphas``/``betas``/``weights`` hold the clean (0) and noisy (1) components; ``split_*``
-    hold the optional partial (0) / complete (1) split of the noisy component.
+    hold the optional partial (0) / complete (1) split of the noisy component. When the beta
+    fit is degenerate (see :func:`degenerate_reason`), ``gauss_*`` hold the two Gaussians the
+    posterior and the noise ratio come from instead, and ``fallback`` says why.
     """
 
     alphas: np.ndarray
@@ -204,6 +218,11 @@ class BetaMixture:
     split_weights: np.ndarray | None = None
     log_likelihood: float = float("nan")
     iterations: int = 0
+    # set when the beta fit was degenerate: the Gaussian components the division uses instead
+    gauss_means: np.ndarray | None = None
+    gauss_stds: np.ndarray | None = None
+    gauss_weights: np.ndarray | None = None
+    fallback: str | None = None  # why the Gaussian components are used
     _lookup: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     # ----------------------------------------------------------------- fitting
@@ -239,6 +258,13 @@ class BetaMixture:
         a, b, pi, ll, it = best
         a, b, pi = _sorted(a, b, pi)
         model = cls(a, b, pi, x_min, x_max, cfg.eps, log_likelihood=ll, iterations=it)
+        reason = degenerate_reason(a, b, pi, cfg)
+        if reason is not None and cfg.fallback == "gaussian":
+            means, stds, weights, _ = fit_gaussian_histogram(x, w)
+            model.gauss_means, model.gauss_stds, model.gauss_weights = means, stds, weights
+            model.fallback = reason
+        elif cfg.fallback not in ("gaussian", "none"):
+            raise ValueError(f"unknown mixture fallback {cfg.fallback!r}")
         if cfg.partial_noise:
             model._fit_split(x, w, cfg)
         return model
@@ -278,10 +304,19 @@ class BetaMixture:
             self.split_alphas, self.split_betas, self.split_weights = a2, b2, pi2
 
     # ----------------------------------------------------------------- queries
+    def _log_joint(self, x: np.ndarray) -> np.ndarray:
+        """[n, 2] log weight + log density of the components the division uses."""
+        if self.gauss_means is not None:
+            assert self.gauss_stds is not None and self.gauss_weights is not None
+            dens = gaussian_log_pdf(x, self.gauss_means, self.gauss_stds)
+            return dens + np.log(self.gauss_weights)[None, :]
+        return _log_pdf(x, self.alphas, self.betas) + np.log(self.weights)[None, :]
+
     @property
     def noise_ratio(self) -> float:
         """Estimated share of noisy pairs (weight of the noisy component)."""
-        return float(self.weights[1:].sum())
+        weights = self.gauss_weights if self.gauss_weights is not None else self.weights
+        return float(weights[1:].sum())
 
     @property
     def partial_ratio(self) -> float:
@@ -296,7 +331,7 @@ class BetaMixture:
         return np.clip(x, self.eps, 1 - self.eps)
 
     def _raw_posterior(self, x: np.ndarray) -> np.ndarray:
-        joint = _log_pdf(x, self.alphas, self.betas) + np.log(self.weights)[None, :]
+        joint = self._log_joint(x)
         return np.exp(joint[:, 0] - logsumexp(joint, axis=1))
 
     def _monotone_lookup(self) -> np.ndarray:
@@ -309,11 +344,7 @@ class BetaMixture:
         if self._lookup is None:
             grid = np.linspace(self.eps, 1 - self.eps, _GRID)
             raw = self._raw_posterior(grid)
-            dens = np.exp(
-                logsumexp(
-                    _log_pdf(grid, self.alphas, self.betas) + np.log(self.weights)[None, :], axis=1
-                )
-            )
+            dens = np.exp(logsumexp(self._log_joint(grid), axis=1))
             dens = np.maximum(dens, 1e-12)
             iso = IsotonicRegression(increasing=False, y_min=0.0, y_max=1.0)
             self._lookup = iso.fit_transform(grid, raw, sample_weight=dens)
@@ -371,6 +402,10 @@ class BetaMixture:
             "partial_ratio": self.partial_ratio,
             "log_likelihood": self.log_likelihood,
             "iterations": self.iterations,
+            "gauss_means": lst(self.gauss_means),
+            "gauss_stds": lst(self.gauss_stds),
+            "gauss_weights": lst(self.gauss_weights),
+            "fallback": self.fallback,
         }
 
     @classmethod
@@ -391,6 +426,10 @@ class BetaMixture:
             split_weights=arr("split_weights"),
             log_likelihood=float(data.get("log_likelihood", float("nan"))),
             iterations=int(data.get("iterations", 0)),
+            gauss_means=arr("gauss_means"),
+            gauss_stds=arr("gauss_stds"),
+            gauss_weights=arr("gauss_weights"),
+            fallback=data.get("fallback"),
         )
 
 

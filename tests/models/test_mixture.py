@@ -111,3 +111,26 @@ def test_posterior_keeps_the_loss_order_when_populations_overlap() -> None:
 
     assert roc_auc_score(truth, 1 - post) == pytest.approx(roc_auc_score(truth, losses), abs=1e-9)
     assert np.all((post >= 0) & (post <= 1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_degenerate_beta_fit_falls_back_to_gaussians(seed: int) -> None:
+    """One hump of 50/50 overlapping losses: the beta fit explains the tails with a tiny or
+    flat 'component' (noise ratio ~0.96); the Gaussian fallback estimates the true 0.5."""
+    rng = np.random.default_rng(seed)
+    losses = np.clip(np.concatenate([rng.normal(0.8, 0.35, 700), rng.normal(1.2, 0.35, 700)]), 0, None)
+    beta_only = fit_raw(losses, MixtureConfig(fallback="none"))
+    assert beta_only.fallback is None and beta_only.noise_ratio > 0.85
+    model = fit_raw(losses)
+    assert model.fallback is not None
+    assert model.noise_ratio == pytest.approx(0.5, abs=0.1)
+    restored = BetaMixture.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert restored.fallback == model.fallback
+    np.testing.assert_allclose(restored.posterior_clean(losses), model.posterior_clean(losses))
+
+
+def test_separated_populations_keep_the_beta_fit() -> None:
+    rng = np.random.default_rng(0)
+    model = fit_raw(np.concatenate([rng.beta(2, 12, 6000), rng.beta(9, 3, 4000)]))
+    assert model.fallback is None
+    assert model.noise_ratio == pytest.approx(0.4, abs=0.03)
