@@ -32,14 +32,14 @@ from pairsift.pipeline.bench.crosslingual_runs import (
 )
 from pairsift.pipeline.bench.embedding_cache import CleanEmbeddings
 from pairsift.pipeline.cli import build_parser
-from pairsift.pipeline.datasets.common import Texts
+from pairsift.pipeline.datasets.common import BaseSource, Texts
 
 N, DIM = 24, 16
 WORDS = ["frog", "apple", "kettle", "tiger", "boat", "house", "star", "drum", "lamp", "kite",
          "moon", "fish"]
 
 
-class TinySource:
+class TinySource(BaseSource):
     """24 items, the last 4 in the test split; English captions, no images needed."""
 
     name = "tiny"
@@ -61,15 +61,6 @@ class TinySource:
 
     def image(self, index: int) -> tuple[bytes, str]:
         raise AssertionError("the benchmark's noise never touches images")
-
-    def langs(self) -> list[str]:
-        return []
-
-    def extra(self, index: int) -> dict[str, Any]:
-        return {}
-
-    def extra_fields(self) -> list[str]:
-        return []
 
 
 def _hash_encode(texts: list[str]) -> torch.Tensor:
