@@ -57,6 +57,14 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "sha256",
 )
 
+# Vector columns of OUT/embeddings (image_emb, text_emb, text_emb_ml, text_emb_<lang>).
+EMBEDDING_PREFIXES: tuple[str, ...] = ("image_emb", "text_emb")
+
+
+def is_embedding_column(name: str) -> bool:
+    return name.startswith(EMBEDDING_PREFIXES)
+
+
 # Ground-truth columns that benchmark datasets carry and the pipeline passes through.
 GROUND_TRUTH_COLUMNS: tuple[str, ...] = ("is_noisy", "noise_kind")
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.records import Status
+from pairsift.models.records import Status, is_embedding_column
 from pairsift.pipeline.io.atomic import exists, list_files, write_json
 from pairsift.pipeline.io.tables import embedding_matrix, read_table, write_rows
 from pairsift.pipeline.layout import RunLayout
@@ -39,7 +39,7 @@ class EmbeddedPairs:
 
 
 def embedding_columns(schema_names: list[str]) -> list[str]:
-    return [n for n in schema_names if n.startswith(("image_emb", "text_emb"))]
+    return [n for n in schema_names if is_embedding_column(n)]
 
 
 def load_ids(layout: RunLayout) -> pa.Table:

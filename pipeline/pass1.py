@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.records import PairSample, Status, text_sha256
+from pairsift.models.records import Status, text_sha256
 from pairsift.pipeline.io.atomic import exists
 from pairsift.pipeline.io.readers import InputShard, read_shard
 from pairsift.pipeline.io.tables import write_rows
@@ -27,10 +27,6 @@ from pairsift.pipeline.progress import StageProgress
 from pairsift.transforms.validate import AUDIT_TAG, CaptionLimits, ValidatePairs
 
 log = logging.getLogger(__name__)
-
-
-def read_samples(shard: InputShard) -> Iterator[PairSample]:
-    yield from read_shard(shard)
 
 
 class WriteEmbeddingShard(beam.DoFn):
@@ -58,7 +54,7 @@ def build_pass1(
     from pairsift.transforms.translate import TranslateCaptions
 
     shard_pc = pipeline | "Shards" >> beam.Create(shards) | "Spread" >> beam.Reshuffle()
-    samples = shard_pc | "Read" >> beam.FlatMap(read_samples)
+    samples = shard_pc | "Read" >> beam.FlatMap(read_shard)
     limits = CaptionLimits(max_chars=cfg.max_caption_chars)
     checked = samples | "Validate" >> beam.ParDo(ValidatePairs(limits)).with_outputs(
         AUDIT_TAG, main="ok"

@@ -36,12 +36,10 @@ def output_name(index: int) -> str:
     return f"{index:05d}"
 
 
-def _rows_by_key(path: str, drop_embeddings: bool) -> dict[str, dict[str, Any]]:
+def _rows_by_key(path: str, skip_embeddings: bool) -> dict[str, dict[str, Any]]:
     if not exists(path):
         return {}
-    table = read_table(path)
-    if drop_embeddings:
-        table = table.select([c for c in table.column_names if not c.startswith(("image_emb", "text_emb"))])
+    table = read_table(path, skip_embeddings=skip_embeddings)
     return {row["key"]: row for row in table.to_pylist()}
 
 
@@ -61,16 +59,21 @@ class CurateShard(beam.DoFn):
             yield name
             return
         assert self.state is not None
-        pass1 = _rows_by_key(self.layout.embeddings_file(shard.name), drop_embeddings=True)
-        scored_rows = _rows_by_key(self.layout.scores_file(shard.name), drop_embeddings=False)
+        pass1 = _rows_by_key(self.layout.embeddings_file(shard.name), skip_embeddings=True)
+        scored_rows = _rows_by_key(self.layout.scores_file(shard.name), skip_embeddings=False)
         unique_keys = [k for k, r in scored_rows.items() if not r["duplicate"]]
         score_names = [n for n in next(iter(scored_rows.values()), {}) if n not in ("key", "duplicate")]
         scores = {n: np.array([scored_rows[k][n] for k in unique_keys], dtype=np.float64) for n in score_names}
         labels = label_scores(scores, self.state, self.cfg)
+        # audit carries loss/similarity, every per-language view score and the consistency
+        view_suffixes = tuple(f"_{lang}" for lang in self.cfg.translate.target_langs)
+        audited = [
+            n for n in score_names
+            if n in ("loss", "similarity", "translation_consistency") or n.endswith(view_suffixes)
+        ]
         per_key: dict[str, dict[str, Any]] = {}
         for i, key in enumerate(unique_keys):
-            values: dict[str, Any] = {n: scores[n][i] for n in ("loss", "similarity") if n in scores}
-            values.update({n: scores[n][i] for n in score_names if n.endswith(tuple(f"_{lang}" for lang in self.cfg.translate.target_langs)) or n == "translation_consistency"})
+            values: dict[str, Any] = {n: scores[n][i] for n in audited}
             values.update({n: labels[n][i] for n in labels})
             per_key[key] = values
 
@@ -98,7 +101,7 @@ class CurateShard(beam.DoFn):
 
     def _shard_sample(self, image: bytes, fmt: str | None, row: dict[str, Any], langs: list[str]) -> ShardSample:
         ext = IMAGE_EXT_ALIASES.get((fmt or "jpg").lower(), (fmt or "jpg").lower())
-        files = {ext: image, "txt": (row.get("caption") or "").encode("utf-8"), "json": sample_json(row, langs)}
+        files = {ext: image, "txt": (row.get("caption") or "").encode("utf-8"), "json": sample_json(row)}
         if self.cfg.output.write_translations:
             for lang in langs:
                 text = row.get(f"caption_{lang}")

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.records import Status
+from pairsift.models.records import Status, is_embedding_column
 from pairsift.pipeline.io.atomic import exists, list_files, read_json, write_json
 from pairsift.pipeline.io.tables import read_table, write_rows
 from pairsift.pipeline.layout import RunLayout
@@ -31,12 +31,12 @@ HISTOGRAM_FILE = "loss_histogram.json"
 MIXTURE_FILE = "mixture.json"
 
 
-def shard_matrices(table: pa.Table, langs: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def shard_matrices(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Embedding matrices of a shard's ok rows; target-language rows may be missing (masked)."""
     matrices: dict[str, np.ndarray] = {}
     present: dict[str, np.ndarray] = {}
     for name in table.column_names:
-        if not name.startswith(("image_emb", "text_emb")):
+        if not is_embedding_column(name):
             continue
         column = table.column(name).combine_chunks()
         dim = column.type.list_size
@@ -80,7 +80,7 @@ class ScoreShard(beam.DoFn):
         duplicate = np.array([(shard_name, k) in self.duplicates for k in keys], dtype=bool)
         scores: dict[str, np.ndarray] = {}
         if keys:
-            matrices, present = shard_matrices(table, self.langs)
+            matrices, present = shard_matrices(table)
             scores = score_in_chunks(self.state, matrices, self.langs)
             for lang in self.langs:  # a pair without a translation has no target-language view
                 mask = present.get(f"text_emb_{lang}")

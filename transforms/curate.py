@@ -14,9 +14,7 @@ from typing import Any
 import numpy as np
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.records import Status
-
-SCORE_FIELDS = ("p_clean", "uncertainty", "soft_label", "loss", "similarity")
+from pairsift.models.records import Status, is_embedding_column
 
 
 @dataclass
@@ -58,7 +56,7 @@ def clean_float(value: Any) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else round(value, 6)
 
 
-def sample_json(row: dict[str, Any], langs: list[str]) -> bytes:
+def sample_json(row: dict[str, Any]) -> bytes:
     """``KEY.json`` of a kept sample: its label and every score, auditable on its own."""
     payload: dict[str, Any] = {}
     for name in sorted(row):
@@ -87,7 +85,7 @@ def finish_audit_row(
             "error": "pair missing from pass-1 output (input changed after pass 1?)",
             "label": None,
         }
-    row = {k: v for k, v in base.items() if not k.startswith(("image_emb", "text_emb"))}
+    row = {k: v for k, v in base.items() if not is_embedding_column(k)}
     row.setdefault("label", None)
     if row["status"] != Status.OK.value:
         return row

@@ -8,7 +8,6 @@ sample whose ``error_status`` says why, so it reaches the audit.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import posixpath
 import re
@@ -104,7 +103,7 @@ def _folder_images(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
     return sorted(p for p in found if p.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS)
 
 
-def read_shard(shard: InputShard, base_path: str | None = None) -> Iterator[PairSample]:
+def read_shard(shard: InputShard) -> Iterator[PairSample]:
     if shard.kind == "tar":
         yield from _read_tar(shard)
     elif shard.kind == "table":
@@ -315,23 +314,3 @@ def _read_folder(shard: InputShard) -> Iterator[PairSample]:
         elif sample.error_status is None:
             sample.error_status, sample.error = Status.MISSING_CAPTION.value, "no sidecar .txt"
         yield sample
-
-
-def count_pairs(shards: list[InputShard]) -> int:
-    """Cheap-ish count for progress/ETA: parquet metadata or _stats.json where present."""
-    total = 0
-    for shard in shards:
-        stats_path = shard.path[: -len(".tar")] + "_stats.json" if shard.kind == "tar" else None
-        try:
-            if stats_path:
-                with fsspec.open(stats_path, "r") as handle:
-                    stats = json.load(handle)
-                total += int(stats.get("count", stats.get("successes", 0)))
-            elif shard.kind == "folder":
-                total += shard.stop - shard.start
-        except (OSError, ValueError):
-            continue
-    return total
-
-
-__all__ = ["InputShard", "count_pairs", "discover_shards", "expand_braces", "read_shard", "io"]

@@ -14,14 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pairsift.models.records import AUDIT_COLUMNS
+from pairsift.models.records import AUDIT_COLUMNS, is_embedding_column
 from pairsift.pipeline.io.atomic import atomic_open
-
-EMBEDDING_PREFIXES = ("image_emb", "text_emb")
-
-
-def is_embedding_column(name: str) -> bool:
-    return name.startswith(EMBEDDING_PREFIXES)
 
 
 def ordered_columns(rows: Sequence[dict[str, Any]], leading: Sequence[str] = AUDIT_COLUMNS) -> list[str]:
@@ -66,8 +60,10 @@ def write_rows(path: str, rows: Sequence[dict[str, Any]], columns: Iterable[str]
         pq.write_table(table, handle)
 
 
-def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
-    """Read a parquet file as Arrow.
+def read_table(
+    path: str, columns: list[str] | None = None, skip_embeddings: bool = False
+) -> pa.Table:
+    """Read a parquet file as Arrow (``skip_embeddings``: leave the vector columns undecoded).
 
     Goes through polars: pyarrow's own parquet reader rejects null entries in fixed-size
     list columns ("Expected all lists to be of size=N"), which our error rows have.
@@ -81,6 +77,8 @@ def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
         data = handle.read()
     names = pq.read_schema(pa.BufferReader(data)).names
     wanted = None if columns is None else [c for c in columns if c in names]
+    if skip_embeddings:
+        wanted = [c for c in (wanted or names) if not is_embedding_column(c)]
     frame = pl.read_parquet(data, columns=wanted)
     return frame.to_arrow(compat_level=pl.CompatLevel.oldest())
 
