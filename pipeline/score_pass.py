@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.records import Status, is_embedding_column
 from pairsift.pipeline.io.atomic import exists, list_files, read_json, write_json
-from pairsift.pipeline.io.tables import read_table, write_rows
+from pairsift.pipeline.io.tables import embedding_matrix, read_table, write_rows
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
 from pairsift.transforms.score import LossHistogram, score_in_chunks
@@ -38,12 +38,9 @@ def shard_matrices(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, np
     for name in table.column_names:
         if not is_embedding_column(name):
             continue
-        column = table.column(name).combine_chunks()
-        dim = column.type.list_size
-        valid = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        filled = column.fill_null(pa.scalar([0.0] * dim, type=column.type)) if column.null_count else column
-        matrices[name] = filled.values.to_numpy(zero_copy_only=False).reshape(len(column), dim).astype(np.float32)
-        present[name] = valid
+        nulls = table.column(name).is_null().to_numpy(zero_copy_only=False)
+        matrices[name] = embedding_matrix(table, name, fill_null=True)
+        present[name] = ~np.asarray(nulls, dtype=bool)
     return matrices, present
 
 

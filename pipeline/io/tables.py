@@ -83,11 +83,14 @@ def read_table(
     return frame.to_arrow(compat_level=pl.CompatLevel.oldest())
 
 
-def embedding_matrix(table: pa.Table, column: str) -> np.ndarray:
-    """A fixed-size-list column → [n, dim] float32 (null rows are not allowed here)."""
+def embedding_matrix(table: pa.Table, column: str, fill_null: bool = False) -> np.ndarray:
+    """A fixed-size-list column → [n, dim] float32. Null rows raise, or become zeros with
+    ``fill_null`` (the caller then masks them with ``column.is_null()``)."""
     col = table.column(column).combine_chunks()
-    if col.null_count:
-        raise ValueError(f"column {column} has {col.null_count} null embeddings")
     dim = col.type.list_size
+    if col.null_count:
+        if not fill_null:
+            raise ValueError(f"column {column} has {col.null_count} null embeddings")
+        col = col.fill_null(pa.scalar([0.0] * dim, type=col.type))
     flat = col.values.to_numpy(zero_copy_only=False)
     return flat.reshape(len(col), dim).astype(np.float32)

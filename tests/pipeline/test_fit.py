@@ -68,3 +68,20 @@ def test_run_refuses_divisions_that_need_all_scores_at_once() -> None:
         check_division(cfg)
     cfg.division.similarity_threshold = 0.25
     check_division(cfg)
+
+
+def test_shard_matrices_mask_missing_target_views() -> None:
+    import pytest
+
+    from pairsift.pipeline.io.tables import embedding_matrix, rows_to_table
+    from pairsift.pipeline.score_pass import shard_matrices
+
+    rows = [{"key": "a", "image_emb": np.ones(3), "text_emb_pt": np.full(3, 2.0)},
+            {"key": "b", "image_emb": np.ones(3)}]
+    table = rows_to_table(rows)
+    with pytest.raises(ValueError, match="null embeddings"):
+        embedding_matrix(table, "text_emb_pt")
+    matrices, present = shard_matrices(table)
+    assert matrices["text_emb_pt"].tolist() == [[2.0, 2.0, 2.0], [0.0, 0.0, 0.0]]
+    assert present["text_emb_pt"].tolist() == [True, False]
+    assert present["image_emb"].tolist() == [True, True]
