@@ -108,6 +108,11 @@ class TrainConfig:
     complementary_weight: float = 0.5  # RCL term on pairs judged noisy
     push_margin: float = 0.2  # mutual learning: noisy target caption kept below this cosine
     translation_trust: bool = True  # NRF: weigh target views by agreement with the source
+    # pairsift: divide with k fold heads, each scoring the pairs it never trained on
+    # (0 or 1: score with the main heads, in-sample)
+    division_folds: int = 4
+    crossfit_max_pairs: int = 2000  # larger sets divide in-sample (memorised less, k× cheaper)
+    robust_topk: int = 8  # robust phase hinge: mean over the top-k in-batch negatives
 
 
 @dataclass

@@ -42,6 +42,9 @@ __all__ = [
     "train",
     "load_embeddings_parquet",
     "divide_pairs",
+    "divide_scores",
+    "crossfit_scores",
+    "fold_ids",
     "translation_trust",
 ]
 
@@ -54,6 +57,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     memory: UncertaintyMemory | None = None
     division: Division | None = None
+    fold_heads: list[ProjectionHeads] = field(default_factory=list)  # cross-fitting heads
+    folds: np.ndarray | None = None  # each training row's fold (with fold_heads)
 
 
 @dataclass
@@ -83,6 +88,42 @@ def divide_pairs(
     """Score every pair against a fixed bank, fit the mixture on a histogram, divide."""
     state = build_scoring_state(heads, data, cfg.train, seed)
     scores = score_batch(state, data.image, data.text, data.text_tgt or None, data.text_src_ml)
+    div, mixture = divide_scores(scores, cfg, memory, method)
+    return div, mixture, scores
+
+
+def crossfit_scores(
+    fold_heads: list[ProjectionHeads], folds: np.ndarray, data: PairEmbeddings,
+    cfg: PairsiftConfig, seed: int,
+) -> dict[str, np.ndarray]:
+    """Each pair scored by the heads of the fold that never trained on it (one shared bank).
+
+    Heads memorise the pairs they train on, noisy ones included, so on a small set the
+    in-sample loss stops separating clean from noisy within a few epochs; a held-out loss
+    cannot be memorised (cross-fitting, as in iterative noisy cross-validation).
+    """
+    out: dict[str, np.ndarray] = {}
+    for f, heads in enumerate(fold_heads):
+        rows = np.flatnonzero(folds == f)
+        if rows.size == 0:
+            continue
+        state = build_scoring_state(heads, data, cfg.train, seed)
+        part = data.subset(rows)
+        sc = score_batch(state, part.image, part.text, part.text_tgt or None, part.text_src_ml)
+        for key, values in sc.items():
+            if key not in out:
+                out[key] = np.zeros(len(data), dtype=values.dtype)
+            out[key][rows] = values
+    return out
+
+
+def divide_scores(
+    scores: dict[str, np.ndarray],
+    cfg: PairsiftConfig,
+    memory: UncertaintyMemory | None = None,
+    method: str | None = None,
+) -> tuple[Division, BetaMixture | None]:
+    """Fit the mixture on a histogram of the losses (pairsift/bmm) and divide."""
     lo, hi = loss_range(cfg.train)
     dcfg = _division_cfg(cfg)
     if method is not None:
@@ -92,7 +133,12 @@ def divide_pairs(
         counts = histogram(scores["loss"], lo, hi, cfg.mixture.bins)
         if np.count_nonzero(counts) >= 2:
             mixture = BetaMixture.fit_histogram(counts, lo, hi, cfg.mixture)
-    return divide(scores, mixture, dcfg, memory), mixture, scores
+    return divide(scores, mixture, dcfg, memory), mixture
+
+
+def fold_ids(n: int, k: int, seed: int) -> np.ndarray:
+    """Balanced random fold of each of n rows (0..k-1)."""
+    return np.random.default_rng(seed).permutation(np.arange(n) % k)
 
 
 def translation_trust(scores: dict[str, np.ndarray], cfg: PairsiftConfig) -> dict[str, np.ndarray]:
@@ -150,7 +196,14 @@ def _warmup_loss(b: _Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch
     return total
 
 
+def _weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return (weight * values).sum() / weight.sum().clamp_min(1.0)
+
+
 def _pairsift_loss(b: _Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
+    """Robust phase: every pair's InfoNCE weighted by its clean posterior (RCAR), the trusted
+    margin hinge and the weighted evidential loss on kept pairs (UCPM, DECL), the
+    complementary loss on pairs judged noisy (RCL), and mutual learning across languages."""
     t, d = cfg.train, b.div
     assert d is not None
     kept = ~d["noisy"]
@@ -173,6 +226,8 @@ def _pairsift_loss(b: _Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
     # The soft label sets the margin (UCPM); the mixture posterior weighs the contrastive and
     # evidential terms (RCAR): a hard pair's b_self is small by construction (belief is spread
     # over K+1 captions and u), and weighting by it would all but drop clean hard pairs.
+    # The hinge averages the top-k negatives: the hardest one alone (VSE++) drags weak heads
+    # towards near-duplicate captions and cost a third of rSum on small sets.
     p_clean = d["p_clean"]
     total = torch.zeros((), dtype=torch.float32)
     img = emb["img"]
@@ -181,11 +236,11 @@ def _pairsift_loss(b: _Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
         # a target view also needs the translation to agree with its source (NRF)
         w = p_clean if lang is None else p_clean * d.get(f"trust_{lang}", torch.ones_like(p_clean))
         use = kept if lang is None else kept & (w >= 0.5)
+        total = total + _weighted_mean(L.info_nce(img, txt, t.temperature), w)
         if int(use.sum()) >= 2:
-            hinge = L.hinge_topk(img[use], txt[use], margin[use], topk=1)
+            hinge = L.hinge_topk(img[use], txt[use], margin[use], topk=t.robust_topk)
             evid = L.evidential_loss(img[use], txt[use], t.evidence_tau, t.kl_weight)
-            nce = L.info_nce(img[use], txt[use], t.temperature)
-            total = total + hinge.mean() + (w[use] * (evid + nce)).mean()
+            total = total + hinge.mean() + _weighted_mean(evid, w[use])
         noisy = ~use if lang is not None else d["noisy"]
         if int(noisy.sum()) >= 2:
             total = (
@@ -267,47 +322,86 @@ def _ncr_division(div: Division, scores: dict[str, np.ndarray]) -> Division:
     return dataclasses.replace(div, soft_label=np.clip(soft, 0.0, 1.0))
 
 
+@dataclass
+class _Net:
+    """Heads, their optimiser and the rows they train on (all rows, or one fold's complement)."""
+
+    heads: ProjectionHeads
+    opt: torch.optim.Optimizer
+    rows: torch.Tensor
+
+
+def _new_net(data: PairEmbeddings, cfg: PairsiftConfig, identity_init: bool,
+             rows: np.ndarray) -> _Net:
+    t = cfg.train
+    out_dim = data.image.shape[1] if identity_init else t.head_dim
+    tgt_dims = {lang: int(v.shape[1]) for lang, v in sorted(data.text_tgt.items())}
+    heads = ProjectionHeads(
+        data.image.shape[1], data.text.shape[1], out_dim, identity_init, tgt_dims or None
+    )
+    opt = torch.optim.AdamW(heads.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    return _Net(heads, opt, torch.from_numpy(np.asarray(rows, dtype=np.int64)))
+
+
+def _use_folds(cfg: PairsiftConfig, n: int) -> int:
+    """Fold count for cross-fitted division: only for pairsift, and only on sets small enough
+    (``crossfit_max_pairs``) for the heads to memorise them within the warm-up."""
+    t = cfg.train
+    small = n <= t.crossfit_max_pairs
+    return t.division_folds if t.loss == "pairsift" and t.division_folds >= 2 and small else 0
+
+
 def train(
     data: PairEmbeddings,
     cfg: PairsiftConfig,
     val: PairEmbeddings | None = None,
     identity_init: bool = False,
     progress: Callable[[dict], None] | None = None,
+    folds: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train projection heads with the recipe ``cfg.train.loss`` (see module doc)."""
+    """Train projection heads with the recipe ``cfg.train.loss`` (see module doc).
+
+    With ``train.division_folds`` = k ≥ 2 (pairsift), k extra fold heads train beside the
+    main heads, each on all pairs outside its fold, and every division scores a pair with the
+    heads that never saw it (:func:`crossfit_scores`). ``folds`` fixes each row's fold (the
+    pipeline derives it from the pair key so its score pass can use the same heads); by
+    default it is drawn from the seed.
+    """
     t = cfg.train
     if t.loss not in METHODS:
         raise ValueError(f"unknown train.loss {t.loss!r}; choose from {METHODS}")
     if len(data) < 2:
         raise ValueError("training needs at least 2 pairs")
     data.check_finite()
+    if folds is not None and len(folds) != len(data):
+        raise ValueError(f"folds has {len(folds)} entries for {len(data)} pairs")
     if len(data) > t.max_fit_pairs:
         rows = np.sort(np.random.default_rng(cfg.seed).choice(len(data), t.max_fit_pairs, False))
         data = data.subset(rows)
+        folds = None if folds is None else np.asarray(folds)[rows]
     n = len(data)
     torch.manual_seed(cfg.seed)
-    out_dim = data.image.shape[1] if identity_init else t.head_dim
-    tgt_dims = {lang: int(v.shape[1]) for lang, v in sorted(data.text_tgt.items())}
-    n_nets = 2 if t.co_teaching else 1
-    nets = [
-        ProjectionHeads(
-            data.image.shape[1], data.text.shape[1], out_dim, identity_init, tgt_dims or None
-        )
-        for _ in range(n_nets)
-    ]
-    opts = [torch.optim.AdamW(h.parameters(), lr=t.lr, weight_decay=t.weight_decay) for h in nets]
+    k = _use_folds(cfg, n)
+    if k:
+        folds = fold_ids(n, k, cfg.seed) if folds is None else np.asarray(folds, dtype=np.int64)
+        if folds.min() < 0 or folds.max() >= k:
+            raise ValueError(f"fold ids must lie in [0, {k})")
+    everything = np.arange(n)
+    nets = [_new_net(data, cfg, identity_init, everything) for _ in range(2 if t.co_teaching else 1)]
+    fold_nets = [
+        _new_net(data, cfg, identity_init, np.flatnonzero(folds != f)) for f in range(k)
+    ] if k else []
     img_all = torch.from_numpy(np.asarray(data.image, dtype=np.float32))
     txt_all = torch.from_numpy(np.asarray(data.text, dtype=np.float32))
     tgt_all = {
-        k: torch.from_numpy(np.asarray(v, dtype=np.float32))
-        for k, v in sorted(data.text_tgt.items())
+        key: torch.from_numpy(np.asarray(v, dtype=np.float32))
+        for key, v in sorted(data.text_tgt.items())
     }
     dcfg = cfg.division
+    with_memory = dcfg.self_correction and t.loss == "pairsift"
     memories = [
-        UncertaintyMemory(n, dcfg.memory_window, dcfg.fluctuation_threshold)
-        if dcfg.self_correction and t.loss == "pairsift"
-        else None
-        for _ in nets
+        UncertaintyMemory(n, dcfg.memory_window, dcfg.fluctuation_threshold) if with_memory else None
+        for _ in range(1 if k else len(nets))
     ]
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
@@ -316,53 +410,30 @@ def train(
     for epoch in range(t.epochs):
         start = time.perf_counter()
         entry: dict = {"epoch": epoch, "method": t.loss}
-        divisions: list[dict[str, torch.Tensor] | None] = [None] * n_nets
+        divisions: list[dict[str, torch.Tensor] | None] = [None] * len(nets)
         if t.loss in ("pairsift", "ncr") and epoch >= t.warmup_epochs:
-            for i, heads in enumerate(nets):
-                heads.eval()
-                method = "gmm" if t.loss == "ncr" else None
-                div, mixture, scores = divide_pairs(
-                    heads, data, cfg, cfg.seed + epoch, memories[i], method
-                )
-                if t.loss == "ncr":
-                    div = _ncr_division(div, scores)
+            for i, (div, mixture, scores) in enumerate(
+                _epoch_divisions(nets, fold_nets, folds, data, cfg, epoch, memories)
+            ):
                 use_trust = t.loss == "pairsift" and t.translation_trust
                 trust = translation_trust(scores, cfg) if use_trust else None
-                divisions[(i + 1) % n_nets] = _division_tensors(div, trust)  # co-divide: swap
+                divisions[(i + 1) % len(nets)] = _division_tensors(div, trust)  # co-divide: swap
                 if i == 0:
                     division = div
-                    entry.update({f"n_{k}": v for k, v in div.counts().items()})
+                    entry.update({f"n_{key}": v for key, v in div.counts().items()})
                     if mixture is not None:
                         entry["noise_ratio"] = mixture.noise_ratio
-        total, batches = 0.0, 0
-        for i, (heads, opt) in enumerate(zip(nets, opts, strict=True)):
-            heads.train()
-            order = torch.randperm(n, generator=gen)
-            for s in range(0, n, t.batch_size):
-                idx = order[s : s + t.batch_size]
-                if idx.numel() < 2:
-                    continue
-                d = divisions[i]
-                batch = _Batch(
-                    img_all[idx],
-                    txt_all[idx],
-                    {k: v[idx] for k, v in tgt_all.items()},
-                    None if d is None else {k: v[idx] for k, v in d.items()},
-                )
-                loss = _batch_loss(heads, batch, cfg, epoch)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if i == 0:
-                    total += float(loss.detach())
-                    batches += 1
-        nets[0].eval()
-        entry["train_loss"] = total / max(batches, 1)
+            if k:  # one cross-fitted division serves every net
+                divisions = [divisions[0] or divisions[-1]] * len(nets)
+        entry["train_loss"] = _train_epoch(
+            nets, fold_nets, divisions, (img_all, txt_all, tgt_all), cfg, epoch, gen
+        )
+        nets[0].heads.eval()
         if val is not None:
-            rsum = _rsum(nets[0], val)
+            rsum = _rsum(nets[0].heads, val)
             entry["val_rsum"] = rsum
             if rsum > best_rsum:
-                best_rsum, best_state, stale = rsum, copy.deepcopy(nets[0].state_dict()), 0
+                best_rsum, best_state, stale = rsum, copy.deepcopy(nets[0].heads.state_dict()), 0
             else:
                 stale += 1
         entry["seconds"] = time.perf_counter() - start
@@ -371,12 +442,74 @@ def train(
             progress(dict(entry))
         if val is not None and stale >= t.patience and epoch >= t.warmup_epochs:
             break
-    heads = nets[0]
+    heads = nets[0].heads
     if best_state is not None:
         heads.load_state_dict(best_state)
     heads.eval()
+    for net in fold_nets:
+        net.heads.eval()
     memory = memories[0]
     if t.loss in ("pairsift", "ncr"):
-        method = "gmm" if t.loss == "ncr" else None
-        division, _, _ = divide_pairs(heads, data, cfg, cfg.seed + t.epochs, memory, method)
-    return TrainResult(heads=heads, history=history, memory=memory, division=division)
+        final = _epoch_divisions(nets[:1], fold_nets, folds, data, cfg, t.epochs, memories[:1])
+        division = final[0][0]
+    return TrainResult(
+        heads=heads, history=history, memory=memory, division=division,
+        fold_heads=[net.heads for net in fold_nets], folds=folds if k else None,
+    )
+
+
+def _epoch_divisions(
+    nets: list[_Net], fold_nets: list[_Net], folds: np.ndarray | None, data: PairEmbeddings,
+    cfg: PairsiftConfig, epoch: int, memories: list[UncertaintyMemory | None],
+) -> list[tuple[Division, BetaMixture | None, dict[str, np.ndarray]]]:
+    """This epoch's division per net: one cross-fitted division, or one per net (co-divide)."""
+    seed = cfg.seed + epoch
+    method = "gmm" if cfg.train.loss == "ncr" else None
+    if fold_nets:
+        assert folds is not None
+        for net in fold_nets:
+            net.heads.eval()
+        scores = crossfit_scores([net.heads for net in fold_nets], folds, data, cfg, seed)
+        div, mixture = divide_scores(scores, cfg, memories[0], method)
+        return [(div, mixture, scores)]
+    out = []
+    for net, memory in zip(nets, memories, strict=True):
+        net.heads.eval()
+        div, mixture, scores = divide_pairs(net.heads, data, cfg, seed, memory, method)
+        if cfg.train.loss == "ncr":
+            div = _ncr_division(div, scores)
+        out.append((div, mixture, scores))
+    return out
+
+
+def _train_epoch(
+    nets: list[_Net], fold_nets: list[_Net], divisions: list[dict[str, torch.Tensor] | None],
+    tensors: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]],
+    cfg: PairsiftConfig, epoch: int, gen: torch.Generator,
+) -> float:
+    """One pass of every net over its rows; returns the first net's mean batch loss."""
+    img_all, txt_all, tgt_all = tensors
+    total, batches = 0.0, 0
+    fold_division = divisions[0]
+    for i, net in enumerate([*nets, *fold_nets]):
+        d = divisions[i] if i < len(nets) else fold_division
+        net.heads.train()
+        order = net.rows[torch.randperm(net.rows.numel(), generator=gen)]
+        for s in range(0, order.numel(), cfg.train.batch_size):
+            idx = order[s : s + cfg.train.batch_size]
+            if idx.numel() < 2:
+                continue
+            batch = _Batch(
+                img_all[idx],
+                txt_all[idx],
+                {key: v[idx] for key, v in tgt_all.items()},
+                None if d is None else {key: v[idx] for key, v in d.items()},
+            )
+            loss = _batch_loss(net.heads, batch, cfg, epoch)
+            net.opt.zero_grad()
+            loss.backward()
+            net.opt.step()
+            if i == 0:
+                total += float(loss.detach())
+                batches += 1
+    return total / max(batches, 1)
