@@ -22,6 +22,8 @@ source).
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -55,6 +57,9 @@ class ScoringState:
     tau: float = 0.1
     margin: float = 0.2
     temperature: float = 0.05
+    # cross-fitting (train.division_folds): fold f's heads score the pairs whose key falls in
+    # fold f (:func:`fold_of_keys`), i.e. pairs those heads never trained on
+    fold_heads: list[ProjectionHeads] = field(default_factory=list)
     _heads64: ProjectionHeads | None = field(default=None, repr=False, compare=False)
 
     def heads64(self) -> ProjectionHeads:
@@ -69,9 +74,17 @@ class ScoringState:
     def num_negatives(self) -> int:
         return int(self.bank_image.shape[0])
 
+    def for_fold(self, fold: int) -> ScoringState:
+        """The same bank and constants with fold ``fold``'s heads."""
+        return dataclasses.replace(
+            self, heads=self.fold_heads[fold], fold_heads=[], _heads64=None
+        )
+
     def save(self, directory: str) -> None:
         os.makedirs(directory, exist_ok=True)
         save_heads(self.heads, directory)
+        for f, heads in enumerate(self.fold_heads):
+            save_heads(heads, os.path.join(directory, f"fold_{f}"))
         tensors = {
             "image": torch.from_numpy(np.ascontiguousarray(self.bank_image)),
             "text": torch.from_numpy(np.ascontiguousarray(self.bank_text)),
@@ -87,6 +100,7 @@ class ScoringState:
             "temperature": self.temperature,
             "num_negatives": self.num_negatives,
             "languages": sorted(self.bank_text_tgt),
+            "folds": len(self.fold_heads),
         }
         tmp = os.path.join(directory, SCORING_JSON + ".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -107,7 +121,19 @@ class ScoringState:
             tau=float(meta["tau"]),
             margin=float(meta["margin"]),
             temperature=float(meta["temperature"]),
+            fold_heads=[
+                load_heads(os.path.join(directory, f"fold_{f}"))
+                for f in range(int(meta.get("folds", 0)))
+            ],
         )
+
+
+def fold_of_keys(keys: list[str], folds: int) -> np.ndarray:
+    """A pair's cross-fitting fold from its key alone (stable across runs, shards, workers)."""
+    if folds < 1:
+        raise ValueError("folds must be at least 1")
+    digests = (hashlib.blake2b(k.encode("utf-8"), digest_size=8).digest() for k in keys)
+    return np.fromiter((int.from_bytes(d, "little") % folds for d in digests), dtype=np.int64)
 
 
 def loss_range(cfg: TrainConfig) -> tuple[float, float]:
@@ -211,8 +237,15 @@ def score_batch(
     text: np.ndarray,
     text_tgt: dict[str, np.ndarray] | None = None,
     text_src_ml: np.ndarray | None = None,
+    folds: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Scores for each row; a row's scores do not depend on the other rows (see module doc)."""
+    """Scores for each row; a row's scores do not depend on the other rows (see module doc).
+
+    With ``folds`` (one fold id per row) and a state holding fold heads, each row is scored
+    by its fold's heads (cross-fitting); otherwise by the main heads.
+    """
+    if folds is not None and state.fold_heads:
+        return _score_by_fold(state, np.asarray(folds), image, text, text_tgt, text_src_ml)
     n = np.asarray(image).shape[0]
     if np.asarray(text).shape[0] != n:
         raise ValueError("image and text must have the same number of rows")
@@ -266,3 +299,33 @@ def _score_chunk(
     if consistency:
         result["translation_consistency"] = np.mean(np.stack(consistency), axis=0)
     return result
+
+
+def _score_by_fold(
+    state: ScoringState,
+    folds: np.ndarray,
+    image: np.ndarray,
+    text: np.ndarray,
+    text_tgt: dict[str, np.ndarray] | None,
+    text_src_ml: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    n = np.asarray(image).shape[0]
+    if folds.shape != (n,):
+        raise ValueError(f"folds must hold one fold id per row ({n}), got shape {folds.shape}")
+    if n and (folds.min() < 0 or folds.max() >= len(state.fold_heads)):
+        raise ValueError(f"fold ids must lie in [0, {len(state.fold_heads)})")
+    out: dict[str, np.ndarray] = {}
+    for f in range(len(state.fold_heads)):
+        rows = np.flatnonzero(folds == f)
+        if rows.size == 0:
+            continue
+        part = score_batch(
+            state.for_fold(f),
+            np.asarray(image)[rows],
+            np.asarray(text)[rows],
+            {k: np.asarray(v)[rows] for k, v in (text_tgt or {}).items()} or None,
+            None if text_src_ml is None else np.asarray(text_src_ml)[rows],
+        )
+        for key, values in part.items():
+            out.setdefault(key, np.zeros(n, dtype=values.dtype))[rows] = values
+    return out

@@ -102,19 +102,11 @@ def crossfit_scores(
     in-sample loss stops separating clean from noisy within a few epochs; a held-out loss
     cannot be memorised (cross-fitting, as in iterative noisy cross-validation).
     """
-    out: dict[str, np.ndarray] = {}
-    for f, heads in enumerate(fold_heads):
-        rows = np.flatnonzero(folds == f)
-        if rows.size == 0:
-            continue
-        state = build_scoring_state(heads, data, cfg.train, seed)
-        part = data.subset(rows)
-        sc = score_batch(state, part.image, part.text, part.text_tgt or None, part.text_src_ml)
-        for key, values in sc.items():
-            if key not in out:
-                out[key] = np.zeros(len(data), dtype=values.dtype)
-            out[key][rows] = values
-    return out
+    state = build_scoring_state(fold_heads[0], data, cfg.train, seed)
+    state.fold_heads = list(fold_heads)
+    return score_batch(
+        state, data.image, data.text, data.text_tgt or None, data.text_src_ml, folds=folds
+    )
 
 
 def divide_scores(

@@ -147,7 +147,7 @@ def save_model(directory: str, heads, cfg: PairsiftConfig, languages: list[str],
 def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     """Train heads and freeze the scoring state. Skipped when its completion marker exists."""
     from pairsift.models.heads import save_heads
-    from pairsift.models.scoring import build_scoring_state
+    from pairsift.models.scoring import build_scoring_state, fold_of_keys
     from pairsift.models.trainer import train
 
     done_path = layout.fit_file(FIT_DONE)
@@ -176,9 +176,12 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
         "fit: %d embedded pairs, %d duplicates, training heads on %d (identity init: %s)",
         ids.num_rows, int(duplicate.sum()), len(sample), aligned,
     )
-    result = train(data, cfg, identity_init=aligned, progress=_log_epoch)
+    # a pair's cross-fitting fold comes from its key, so the score pass finds the same heads
+    folds = fold_of_keys([keys[i] for i in sample], max(cfg.train.division_folds, 1))
+    result = train(data, cfg, identity_init=aligned, progress=_log_epoch, folds=folds)
     save_heads(result.heads, layout.fit_file("heads"))
     state = build_scoring_state(result.heads, data, cfg.train, cfg.seed)
+    state.fold_heads = result.fold_heads
     state.save(layout.fit_file("scoring"))
     save_model(layout.model, result.heads, cfg, sorted(data.text_tgt), {"fit_pairs": int(len(sample))})
     info = {
@@ -186,6 +189,7 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
         "duplicates": int(duplicate.sum()),
         "fit_pairs": int(len(sample)),
         "identity_init": aligned,
+        "crossfit_folds": len(result.fold_heads),
         "history": result.history,
         "image_dim": int(data.image.shape[1]),
         "text_dim": int(data.text.shape[1]),

@@ -78,7 +78,7 @@ class ScoreShard(beam.DoFn):
         scores: dict[str, np.ndarray] = {}
         if keys:
             matrices, present = shard_matrices(table)
-            scores = score_in_chunks(self.state, matrices, self.langs)
+            scores = score_in_chunks(self.state, matrices, self.langs, keys=keys)
             for lang in self.langs:  # a pair without a translation has no target-language view
                 mask = present.get(f"text_emb_{lang}")
                 if mask is None:

@@ -42,9 +42,13 @@ def score_in_chunks(
     matrices: dict[str, np.ndarray],
     langs: list[str],
     chunk: int = 4096,
+    keys: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Score every row, ``chunk`` rows at a time (bounded memory; results are row-wise)."""
-    from pairsift.models.scoring import score_batch
+    """Score every row, ``chunk`` rows at a time (bounded memory; results are row-wise).
+
+    With ``keys`` and a cross-fitted state, each row goes to the fold heads its key picks.
+    """
+    from pairsift.models.scoring import fold_of_keys, score_batch
 
     n = len(matrices["image_emb"])
     parts: list[dict[str, np.ndarray]] = []
@@ -63,6 +67,11 @@ def score_in_chunks(
                 matrices["text_emb"][window],
                 text_tgt or None,
                 ml[window] if ml is not None and text_tgt else None,
+                folds=(
+                    fold_of_keys(keys[window], len(state.fold_heads))
+                    if keys is not None and state.fold_heads
+                    else None
+                ),
             )
         )
     if not parts:
