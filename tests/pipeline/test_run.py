@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 import webdataset as wds
 
 from pairsift.models.config import PairsiftConfig
@@ -131,7 +132,9 @@ def test_killed_run_resumes_to_identical_output(noisy_input: Path, finished_run:
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "pairsift.pipeline.cli", "run", "--input", str(noisy_input),
            "--output", str(out), "--config", str(config), "--wave-size", "1"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # same torch thread count as the in-process reference run (float reductions depend on it;
+    # earlier tests in the session may have pinned it)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
