@@ -73,7 +73,7 @@ class DivisionConfig:
     refurbish: bool = True  # soft labels: RCAR refurbished targets (AND-ed with train flag)
     fisher_soften: bool = True  # soft labels: UML Fisher softening (AND-ed with train flag)
     mixture_agrees: bool = True  # determined clean/noisy need the mixture to agree, else hard
-    noisy_posterior: float = 0.1  # an undetermined pair with p_clean below this is noisy
+    noisy_posterior: float = 0.5  # an undetermined pair with p_clean below this is noisy
     memory_window: int = 3  # epochs of uncertainty kept per pair (self-correction)
     fluctuation_threshold: float = 0.1  # u range over the window that marks a pair unstable
 
