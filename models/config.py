@@ -112,6 +112,8 @@ class TrainConfig:
     # (0 or 1: score with the main heads, in-sample)
     division_folds: int = 4
     crossfit_max_pairs: int = 2000  # larger sets divide in-sample (memorised less, k× cheaper)
+    # OUT/model: heads retrained on the kept pairs with this loss ("none": the fit heads)
+    final_loss: str = "contrastive"
     robust_topk: int = 8  # robust phase hinge: mean over the top-k in-batch negatives
 
 

@@ -1,4 +1,4 @@
-"""`pairsift run`: pass 1 → fit → score → mixture → pass 2 → summary (DESIGN §2).
+"""`pairsift run`: pass 1 → fit → score → mixture → pass 2 → final model → summary (DESIGN §2).
 
 Every stage writes atomically and skips work whose output exists, so a killed run restarted
 with the same arguments resumes where it stopped and gives the same bytes as an
@@ -69,6 +69,7 @@ def run(
     wave_size: int = 4,
 ) -> RunResult:
     from pairsift.models.langid import normalize_lang
+    from pairsift.pipeline.final_model import run_final_model
     from pairsift.pipeline.fit import run_fit
     from pairsift.pipeline.pass1 import run_pass1
     from pairsift.pipeline.pass2 import run_pass2
@@ -101,6 +102,7 @@ def run(
     mixture = stage("mixture", lambda: fit_mixture(cfg, layout))
     stage("pass2", lambda: run_pass2(shards, cfg, layout, options))
     audit = load_audit(layout.audit)
+    final_info = stage("final_model", lambda: run_final_model(cfg, layout, audit))
     summary = build_summary(
         audit,
         input_pairs_expected=None,
@@ -112,6 +114,7 @@ def run(
         keep_labels=list(cfg.output.keep_labels),
     )
     summary["shards"] = {f"{i:05d}": s.name for i, s in enumerate(shards)}
+    summary["final_model"] = final_info
     # summary.json holds timings, so it is the one output that differs between runs
     write_json(layout.summary, summary)
     write_report(layout.report, summary, read_json(layout.fit_file(HISTOGRAM_FILE))["counts"])

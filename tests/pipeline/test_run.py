@@ -114,6 +114,31 @@ def test_summary_reports_noise_ratio_and_auc(finished_run: Path) -> None:
     assert (finished_run / "report.html").read_text().startswith("<!doctype html>")
 
 
+def test_final_model_is_trained_on_the_kept_pairs_only(finished_run: Path) -> None:
+    from pairsift.models.retrieval import RetrievalModel, load_heads_from_model
+
+    summary = json.loads((finished_run / "summary.json").read_text())
+    kept = audit_frame(finished_run).filter(pl.col("label").is_in(["clean", "hard"]))
+    final = summary["final_model"]
+    assert final["trained_on"] == "kept" and final["loss"] == "contrastive"
+    assert final["pairs"] == kept.height < 60  # pairs pass 2 dropped never reach the model
+    _, config = load_heads_from_model(str(finished_run / "model"))
+    assert config.trained_with["pairs"] == kept.height
+    assert config.trained_with["method"] == "contrastive"
+    model = RetrievalModel.load(str(finished_run / "model"))
+    assert model.encode_texts(["a red circle"]).shape[0] == 1
+
+
+def test_kept_rows_match_audit_labels() -> None:
+    from pairsift.pipeline.final_model import kept_rows
+
+    audit = pl.DataFrame({"source_shard": ["a", "a", "b", "b"], "key": ["1", "2", "1", "3"],
+                          "label": ["clean", "noisy", "hard", None]})
+    rows = kept_rows(["b", "a", "a", "b"], ["1", "1", "2", "3"], audit, ["clean", "hard"])
+    assert rows.tolist() == [0, 1]  # same key in two shards stays apart; noisy/None dropped
+    assert kept_rows(["a"], ["1"], pl.DataFrame(), ["clean"]).size == 0
+
+
 def output_bytes(out: Path) -> dict[str, bytes]:
     files = sorted(p for d in ("shards", "audit") for p in (out / d).iterdir())
     return {f"{p.parent.name}/{p.name}": p.read_bytes() for p in files}

@@ -1,0 +1,83 @@
+"""The final retrieval model: heads trained on the curated pairs alone (DESIGN §2, step 6).
+
+The fit step's heads learn while the division is still being found, from every pair, noisy
+ones down-weighted; heads trained afresh on the pairs pass 2 kept never see the dropped ones.
+Measured with `pairsift bench quality` (row "(d) pairsift division as a filter, then
+contrastive training"): 97.7 % / 95.1 % of the oracle's rSum on synth at 50 % caption /
+image noise, against 91.5 % / 86.2 % for the fit heads. ``train.final_loss = "none"`` keeps
+the fit heads as ``OUT/model``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+import polars as pl
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.pipeline.fit import (
+    encoder_aligned,
+    fit_sample,
+    load_embedded,
+    load_ids,
+    save_model,
+    to_pair_embeddings,
+)
+from pairsift.pipeline.io.atomic import exists, read_json, write_json
+from pairsift.pipeline.layout import RunLayout
+
+log = logging.getLogger(__name__)
+
+FINAL_DONE = "_final_done.json"
+FINAL_LOSSES = ("contrastive", "rcl", "decl", "none")
+
+
+def kept_rows(ids_shards: list[str], ids_keys: list[str], audit: pl.DataFrame,
+              keep_labels: list[str]) -> np.ndarray:
+    """Rows of the id table whose pair pass 2 kept (label in ``keep_labels``)."""
+    if audit.is_empty():
+        return np.zeros(0, dtype=np.int64)
+    kept = audit.filter(pl.col("label").is_in(keep_labels))
+    wanted = set(zip(kept["source_shard"].to_list(), kept["key"].to_list(), strict=True))
+    pairs = zip(ids_shards, ids_keys, strict=True)
+    return np.asarray([i for i, pair in enumerate(pairs) if pair in wanted], dtype=np.int64)
+
+
+def run_final_model(cfg: PairsiftConfig, layout: RunLayout, audit: pl.DataFrame) -> dict:
+    """Train ``OUT/model`` on the kept pairs. Skipped when its completion marker exists."""
+    from pairsift.models.trainer import train
+
+    loss = cfg.train.final_loss
+    if loss not in FINAL_LOSSES:
+        raise ValueError(f"unknown train.final_loss {loss!r}; choose from {FINAL_LOSSES}")
+    if loss == "none":
+        return {"trained_on": "fit"}
+    done_path = layout.fit_file(FINAL_DONE)
+    if exists(done_path):
+        log.info("final model: already trained, skipping")
+        return read_json(done_path)
+    ids = load_ids(layout)
+    keys = ids.column("key").to_pylist()
+    rows = kept_rows(ids.column("source_shard").to_pylist(), keys, audit,
+                     list(cfg.output.keep_labels))
+    if rows.size < 2:
+        log.warning("final model: %d kept pair(s), too few to train; OUT/model keeps the fit heads",
+                    rows.size)
+        return {"trained_on": "fit", "reason": f"{rows.size} kept pair(s)"}
+    rows = rows[fit_sample([keys[i] for i in rows], cfg.train.max_fit_pairs, cfg.seed)]
+    langs = list(cfg.translate.target_langs)
+    data = to_pair_embeddings(load_embedded(ids.take(rows)), langs)
+    final_cfg = copy.deepcopy(cfg)
+    final_cfg.train.loss, final_cfg.train.co_teaching = loss, False
+    aligned = encoder_aligned(cfg.encoder.spec, data.image.shape[1], data.text.shape[1])
+    log.info("final model: training %s heads on %d kept pairs", loss, len(rows))
+    result = train(data, final_cfg, identity_init=aligned,
+                   progress=lambda e: log.info("final model: %s", e))
+    info = {"trained_on": "kept", "loss": loss, "pairs": int(len(rows)),
+            "train_loss": result.history[-1]["train_loss"] if result.history else None}
+    save_model(layout.model, result.heads, final_cfg, sorted(data.text_tgt),
+               {"pairs": int(len(rows)), "curated_by": cfg.division.method})
+    write_json(done_path, info)
+    return info
