@@ -139,6 +139,24 @@ def test_kept_rows_match_audit_labels() -> None:
     assert kept_rows(["a"], ["1"], pl.DataFrame(), ["clean"]).size == 0
 
 
+def test_final_model_keeps_fit_heads_when_too_little_was_kept(finished_run: Path) -> None:
+    from pairsift.pipeline.final_model import run_final_model
+    from pairsift.pipeline.layout import RunLayout
+
+    cfg = tiny_config()
+    cfg.train.final_min_kept = 0.99
+    audit = audit_frame(finished_run)
+    layout = RunLayout(str(finished_run))
+    done = Path(layout.fit_file("_final_done.json"))
+    saved = done.read_bytes()
+    done.unlink()
+    try:
+        info = run_final_model(cfg, layout, audit)
+    finally:
+        done.write_bytes(saved)
+    assert info["trained_on"] == "fit" and "final_min_kept" in info["reason"]  # model untouched
+
+
 def output_bytes(out: Path) -> dict[str, bytes]:
     files = sorted(p for d in ("shards", "audit") for p in (out / d).iterdir())
     return {f"{p.parent.name}/{p.name}": p.read_bytes() for p in files}
