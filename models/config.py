@@ -114,7 +114,7 @@ class TrainConfig:
     crossfit_max_pairs: int = 2000  # larger sets divide in-sample (memorised less, k× cheaper)
     # OUT/model: heads retrained on the kept pairs with this loss ("none": the fit heads)
     final_loss: str = "contrastive"
-    final_min_kept: float = 0.25  # retrain only when at least this share of pairs was kept
+    final_min_pairs: int = 500  # retrain only when at least this many pairs were kept
     robust_topk: int = 8  # robust phase hinge: mean over the top-k in-batch negatives
 
 

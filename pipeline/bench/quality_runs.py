@@ -88,7 +88,7 @@ BASELINES: dict[str, str] = {
     "all": "(a) all pairs, no cleaning",
     "clip_score": "(b) CLIP-score filter, keep 1 − F",
     "gmm": "(c) GMM on per-pair loss (NCR division)",
-    "pairsift_filter": "(d) pairsift OUT/model: contrastive on the kept pairs (if ≥ 25 % kept)",
+    "pairsift_filter": "(d) pairsift OUT/model: contrastive on the kept pairs (if ≥ 500)",
     "ncr": "NCR training (co-divide, soft margin)",
     "decl": "DECL training (evidential)",
     "oracle": "(e) oracle: clean pairs only",
@@ -238,7 +238,7 @@ def run_job(
         auc, kept = _auc(noisy, 1.0 - division.p_clean), division.kept
         ratios = [e["noise_ratio"] for e in result.history if "noise_ratio" in e]
         est = float(ratios[-1]) if ratios else float((division.label == "noisy").mean())
-        if method == "pairsift_filter" and kept.mean() >= cfg.train.final_min_kept:
+        if method == "pairsift_filter" and kept.sum() >= cfg.train.final_min_pairs:
             # what `pairsift run` does for OUT/model: retrain on the kept pairs (pipeline/
             # final_model.py), unless too few were kept; then the robust heads stay
             heads = train(data.train.subset(np.flatnonzero(kept)), _contrastive(cfg)).heads

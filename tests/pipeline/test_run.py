@@ -39,6 +39,7 @@ def tiny_config() -> PairsiftConfig:
     cfg.train.batch_size = 32
     cfg.train.num_negatives = 16
     cfg.mixture.bins = 256
+    cfg.train.final_min_pairs = 10  # 60 pairs: let the final model retrain
     return cfg
 
 
@@ -144,7 +145,7 @@ def test_final_model_keeps_fit_heads_when_too_little_was_kept(finished_run: Path
     from pairsift.pipeline.layout import RunLayout
 
     cfg = tiny_config()
-    cfg.train.final_min_kept = 0.99
+    cfg.train.final_min_pairs = 61
     audit = audit_frame(finished_run)
     layout = RunLayout(str(finished_run))
     done = Path(layout.fit_file("_final_done.json"))
@@ -154,7 +155,7 @@ def test_final_model_keeps_fit_heads_when_too_little_was_kept(finished_run: Path
         info = run_final_model(cfg, layout, audit)
     finally:
         done.write_bytes(saved)
-    assert info["trained_on"] == "fit" and "final_min_kept" in info["reason"]  # model untouched
+    assert info["trained_on"] == "fit" and "final_min_pairs" in info["reason"]  # model untouched
 
 
 def output_bytes(out: Path) -> dict[str, bytes]:
