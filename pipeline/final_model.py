@@ -2,11 +2,11 @@
 
 The fit step's heads learn while the division is still being found, from every pair, noisy
 ones down-weighted; heads trained afresh on the pairs pass 2 kept never see the dropped ones.
-Measured with `pairsift bench quality` (row "(d) pairsift OUT/model"): 97.7 % / 95.1 % of the oracle's rSum on synth at 50 % caption /
-image noise, against 91.5 % / 86.2 % for the fit heads. When the division keeps fewer than
-``train.final_min_pairs`` pairs the fit heads stay: on tuxpaint, where it kept 45–120 of 756,
-heads retrained on so few pairs reached 35–46 % of the oracle against 60–62 % for the fit
-heads, which learned from every pair weighted by p_clean (on synth at 80 % noise, ~700 kept
+Measured with `pairsift bench quality` (row "(d) pairsift OUT/model"): 97.7 % / 95.1 %
+of the oracle's rSum on synth at 50 % caption / image noise, against 91.5 % / 86.2 % for the fit heads. When the division keeps fewer than
+``train.final_min_pairs`` pairs the fit heads stay: on tuxpaint, where it kept 16–122 of 756,
+heads retrained on so few pairs reached 34–46 % of the oracle against 43–62 % for the fit
+heads, which learned from every pair weighted by p_clean (on synth at 80 % noise, 580–1120 kept
 pairs, retraining gave 88–90 % against 71–76 %). The default 500 sits between those two
 measured cases; it is a small-data guard, not a tuned optimum. ``train.final_loss = "none"``
 always keeps the fit heads.
