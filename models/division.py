@@ -9,7 +9,8 @@
   caption holds more belief and the mixture agrees (else hard: near-duplicate captions in the
   bank can outscore a true match). u ≥ threshold → hard with soft label b_self, unless the
   mixture finds it more likely noise than clean (p_clean < ``noisy_posterior``, 0.5): without
-  evidence either way the loss decides, and keeping it would put likely noise in the shards. The opinion is the dual-view (Dempster–Shafer) one when ``*_dual`` scores exist and
+  evidence either way the loss decides, and keeping it would put likely noise in the shards.
+  The opinion is the dual-view (Dempster–Shafer) one when ``*_dual`` scores exist and
   ``dual_view`` is on. ``mixture_agrees=False`` gives UCPM's rule unchanged.
 - ``bmm``: the beta mixture alone (clean when p_clean ≥ clean_threshold).
 - ``gmm``: NCR-style two-component Gaussian mixture on the per-pair loss.

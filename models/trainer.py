@@ -409,14 +409,16 @@ def train(
             ):
                 use_trust = t.loss == "pairsift" and t.translation_trust
                 trust = translation_trust(scores, cfg) if use_trust else None
-                divisions[(i + 1) % len(nets)] = _division_tensors(div, trust)  # co-divide: swap
+                tensors = _division_tensors(div, trust)
+                if k:  # one cross-fitted division serves every net
+                    divisions = [tensors] * len(nets)
+                else:  # co-divide: each net trains on the other's division
+                    divisions[(i + 1) % len(nets)] = tensors
                 if i == 0:
                     division = div
                     entry.update({f"n_{key}": v for key, v in div.counts().items()})
                     if mixture is not None:
                         entry["noise_ratio"] = mixture.noise_ratio
-            if k:  # one cross-fitted division serves every net
-                divisions = [divisions[0] or divisions[-1]] * len(nets)
         entry["train_loss"] = _train_epoch(
             nets, fold_nets, divisions, (img_all, txt_all, tgt_all), cfg, epoch, gen
         )
@@ -438,8 +440,6 @@ def train(
     if best_state is not None:
         heads.load_state_dict(best_state)
     heads.eval()
-    for net in fold_nets:
-        net.heads.eval()
     memory = memories[0]
     if t.loss in ("pairsift", "ncr"):
         final = _epoch_divisions(nets[:1], fold_nets, folds, data, cfg, t.epochs, memories[:1])

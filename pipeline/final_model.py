@@ -3,11 +3,12 @@
 The fit step's heads learn while the division is still being found, from every pair, noisy
 ones down-weighted; heads trained afresh on the pairs pass 2 kept never see the dropped ones.
 Measured with `pairsift bench quality` (row "(d) pairsift OUT/model"): 97.7 % / 95.1 %
-of the oracle's rSum on synth at 50 % caption / image noise, against 91.5 % / 86.2 % for the fit heads. When the division keeps fewer than
-``train.final_min_pairs`` pairs the fit heads stay: on tuxpaint, where it kept 16–122 of 756,
-heads retrained on so few pairs reached 34–46 % of the oracle against 43–62 % for the fit
-heads, which learned from every pair weighted by p_clean (on synth at 80 % noise, 580–1120 kept
-pairs, retraining gave 88–90 % against 71–76 %). The default 500 sits between those two
+of the oracle's rSum on synth at 50 % caption / image noise, against 91.5 % / 86.2 % for the
+fit heads. When the division keeps fewer than ``train.final_min_pairs`` pairs the fit heads
+stay: on tuxpaint, where it kept 16–122 of 756, heads retrained on so few pairs reached
+34–46 % of the oracle against 43–62 % for the fit heads, which learned from every pair
+weighted by p_clean (on synth at 80 % noise, 580–1120 kept pairs, retraining gave 88–90 %
+against 71–76 %). The default 500 sits between those two
 measured cases; it is a small-data guard, not a tuned optimum. ``train.final_loss = "none"``
 always keeps the fit heads.
 """
@@ -21,14 +22,7 @@ import numpy as np
 import polars as pl
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.pipeline.fit import (
-    encoder_aligned,
-    fit_sample,
-    load_embedded,
-    load_ids,
-    save_model,
-    to_pair_embeddings,
-)
+from pairsift.pipeline.fit import load_fit_pairs, load_ids, save_model
 from pairsift.pipeline.io.atomic import exists, read_json, write_json
 from pairsift.pipeline.layout import RunLayout
 
@@ -49,6 +43,11 @@ def kept_rows(ids_shards: list[str], ids_keys: list[str], audit: pl.DataFrame,
     return np.asarray([i for i, pair in enumerate(pairs) if pair in wanted], dtype=np.int64)
 
 
+def retrains(kept_pairs: int, cfg: PairsiftConfig) -> bool:
+    """Whether OUT/model is retrained on ``kept_pairs`` pairs (else the fit heads stay)."""
+    return cfg.train.final_loss != "none" and kept_pairs >= max(cfg.train.final_min_pairs, 2)
+
+
 def run_final_model(cfg: PairsiftConfig, layout: RunLayout, audit: pl.DataFrame) -> dict:
     """Train ``OUT/model`` on the kept pairs. Skipped when its completion marker exists."""
     from pairsift.models.trainer import train
@@ -66,17 +65,14 @@ def run_final_model(cfg: PairsiftConfig, layout: RunLayout, audit: pl.DataFrame)
     keys = ids.column("key").to_pylist()
     rows = kept_rows(ids.column("source_shard").to_pylist(), keys, audit,
                      list(cfg.output.keep_labels))
-    if rows.size < max(cfg.train.final_min_pairs, 2):
+    if not retrains(rows.size, cfg):
         reason = (f"{rows.size} of {len(keys)} pairs kept, under train.final_min_pairs "
                   f"{cfg.train.final_min_pairs}")
         log.warning("final model: %s; OUT/model keeps the fit heads", reason)
         return {"trained_on": "fit", "reason": reason}
-    rows = rows[fit_sample([keys[i] for i in rows], cfg.train.max_fit_pairs, cfg.seed)]
-    langs = list(cfg.translate.target_langs)
-    data = to_pair_embeddings(load_embedded(ids.take(rows)), langs)
+    rows, data, aligned = load_fit_pairs(ids, rows, cfg)
     final_cfg = copy.deepcopy(cfg)
     final_cfg.train.loss, final_cfg.train.co_teaching = loss, False
-    aligned = encoder_aligned(cfg.encoder.spec, data.image.shape[1], data.text.shape[1])
     log.info("final model: training %s heads on %d kept pairs", loss, len(rows))
     result = train(data, final_cfg, identity_init=aligned,
                    progress=lambda e: log.info("final model: %s", e))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,9 @@ from pairsift.models.records import Status, is_embedding_column
 from pairsift.pipeline.io.atomic import exists, list_files, write_json
 from pairsift.pipeline.io.tables import embedding_matrix, read_table, write_rows
 from pairsift.pipeline.layout import RunLayout
+
+if TYPE_CHECKING:
+    from pairsift.models.pairdata import PairEmbeddings
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +132,18 @@ def to_pair_embeddings(pairs: EmbeddedPairs, langs: list[str]):
     )
 
 
+def load_fit_pairs(
+    ids: pa.Table, rows: np.ndarray, cfg: PairsiftConfig
+) -> tuple[np.ndarray, PairEmbeddings, bool]:
+    """A deterministic sample (``train.max_fit_pairs``) of ``rows``, their vectors, and whether
+    the heads start as the identity: what the fit step and the final model train on."""
+    keys = ids.column("key").to_pylist()
+    rows = rows[fit_sample([keys[i] for i in rows], cfg.train.max_fit_pairs, cfg.seed)]
+    data = to_pair_embeddings(load_embedded(ids.take(rows)), list(cfg.translate.target_langs))
+    aligned = encoder_aligned(cfg.encoder.spec, data.image.shape[1], data.text.shape[1])
+    return rows, data, aligned
+
+
 def save_model(directory: str, heads, cfg: PairsiftConfig, languages: list[str], trained_with: dict) -> None:
     """OUT/model (or `pairsift train --output`): the towers' specs + the trained heads."""
     from pairsift.models.encoders import DEFAULT_MULTILINGUAL_SPEC
@@ -166,18 +182,14 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
         if d
     ]
     write_rows(layout.fit_file("duplicates.parquet"), dup_rows, columns=["key", "source_shard"])
-    unique_rows = np.flatnonzero(~duplicate)
-    keys = ids.column("key").to_pylist()
-    sample = unique_rows[fit_sample([keys[i] for i in unique_rows], cfg.train.max_fit_pairs, cfg.seed)]
-    langs = list(cfg.translate.target_langs)
-    data = to_pair_embeddings(load_embedded(ids.take(sample)), langs)
-    aligned = encoder_aligned(cfg.encoder.spec, data.image.shape[1], data.text.shape[1])
+    sample, data, aligned = load_fit_pairs(ids, np.flatnonzero(~duplicate), cfg)
     log.info(
         "fit: %d embedded pairs, %d duplicates, training heads on %d (identity init: %s)",
         ids.num_rows, int(duplicate.sum()), len(sample), aligned,
     )
     # a pair's cross-fitting fold comes from its key, so the score pass finds the same heads
-    folds = fold_of_keys([keys[i] for i in sample], max(cfg.train.division_folds, 1))
+    assert data.keys is not None  # to_pair_embeddings carries the keys
+    folds = fold_of_keys(data.keys, max(cfg.train.division_folds, 1))
     result = train(data, cfg, identity_init=aligned, progress=_log_epoch, folds=folds)
     save_heads(result.heads, layout.fit_file("heads"))
     state = build_scoring_state(result.heads, data, cfg.train, cfg.seed)

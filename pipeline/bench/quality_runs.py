@@ -34,6 +34,7 @@ from pairsift.models.scoring import build_scoring_state, score_batch
 from pairsift.models.trainer import train
 from pairsift.pipeline.bench.embedding_cache import CleanEmbeddings
 from pairsift.pipeline.datasets.noise import NoisePlan, clean_plan, make_plan
+from pairsift.pipeline.final_model import retrains
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ def run_job(
         auc, kept = _auc(noisy, 1.0 - division.p_clean), division.kept
         ratios = [e["noise_ratio"] for e in result.history if "noise_ratio" in e]
         est = float(ratios[-1]) if ratios else float((division.label == "noisy").mean())
-        if method == "pairsift_filter" and kept.sum() >= cfg.train.final_min_pairs:
+        if method == "pairsift_filter" and retrains(int(kept.sum()), cfg):
             # what `pairsift run` does for OUT/model: retrain on the kept pairs (pipeline/
             # final_model.py), unless too few were kept; then the robust heads stay
             heads = train(data.train.subset(np.flatnonzero(kept)), _contrastive(cfg)).heads
