@@ -63,7 +63,10 @@ class MixtureConfig:
 class DivisionConfig:
     method: str = "pairsift"  # pairsift | bmm | gmm | clip_score | none
     clean_threshold: float = 0.5  # posterior of the clean component for "clean"
-    uncertainty_threshold: float = 0.5  # evidential u above this → hard (UCPM)
+    uncertainty_threshold: float = 0.5  # absolute u_thr, used when uncertainty_quantile is None
+    # u_thr = this quantile of u over the pairs the mixture keeps (relative: u's scale moves
+    # with K, τ and the heads; an absolute ½ never fired with 64 negatives). u < u_thr → determined
+    uncertainty_quantile: float | None = 0.5
     use_uncertainty: bool = True
     self_correction: bool = True
     dual_view: bool = True  # combine image–English and image–target opinions (UML)

@@ -3,15 +3,19 @@
 ``divide`` works on the scalar per-pair scores of :func:`pairsift.models.scoring.score_batch`
 (so the pipeline can divide without the embeddings). Methods (``cfg.method``):
 
-- ``pairsift``: Uncertainty Guided Division. u < threshold → determined: clean when the own
+- ``pairsift``: Uncertainty Guided Division. u < u_thr → determined: clean when the own
   caption holds the largest belief *and* the beta mixture agrees (p_clean ≥ clean_threshold;
   a determined pair the mixture doubts becomes hard rather than clean), noisy when another
   caption holds more belief and the mixture agrees (else hard: near-duplicate captions in the
-  bank can outscore a true match). u ≥ threshold → hard with soft label b_self, unless the
+  bank can outscore a true match). u ≥ u_thr → hard with soft label b_self, unless the
   mixture finds it more likely noise than clean (p_clean < ``noisy_posterior``, 0.5): without
   evidence either way the loss decides, and keeping it would put likely noise in the shards.
   The opinion is the dual-view (Dempster–Shafer) one when ``*_dual`` scores exist and
   ``dual_view`` is on. ``mixture_agrees=False`` gives UCPM's rule unchanged.
+  u_thr is relative by default: the ``uncertainty_quantile`` of u over the pairs the mixture
+  keeps (:func:`relative_threshold`), because u's absolute scale moves with K, τ and how far
+  the heads spread cosines; trained heads put every pair above an absolute ½ and then no pair
+  was ever determined. ``uncertainty_quantile=None`` uses ``uncertainty_threshold`` as is.
 - ``bmm``: the beta mixture alone (clean when p_clean ≥ clean_threshold).
 - ``gmm``: NCR-style two-component Gaussian mixture on the per-pair loss.
 - ``clip_score``: keep the top ``keep_fraction`` by similarity (DataComp-style filter; a
@@ -41,12 +45,16 @@ LABELS = ("clean", "hard", "noisy")
 
 @dataclass
 class Division:
-    """Per-pair outcome: ``label`` (clean/hard/noisy), ``p_clean``, ``soft_label``, ``uncertainty``."""
+    """Per-pair outcome: ``label`` (clean/hard/noisy), ``p_clean``, ``soft_label``, ``uncertainty``.
+
+    ``uncertainty_threshold`` is the u_thr the division used (NaN for methods without one).
+    """
 
     label: np.ndarray
     p_clean: np.ndarray
     soft_label: np.ndarray
     uncertainty: np.ndarray
+    uncertainty_threshold: float = float("nan")
 
     def counts(self) -> dict[str, int]:
         return {name: int((self.label == name).sum()) for name in LABELS}
@@ -161,13 +169,67 @@ def _gmm_posterior(loss: np.ndarray, seed: int = 0) -> np.ndarray:
     return gmm.predict_proba(x)[:, int(np.argmin(gmm.means_.ravel()))]
 
 
+def relative_threshold(unc: np.ndarray, p_clean: np.ndarray, cfg: DivisionConfig) -> float:
+    """u_thr as the ``uncertainty_quantile`` of u over the pairs the mixture keeps.
+
+    Those pairs are the reference because "determined" should sort the kept pairs into clean
+    and hard; over all pairs the share of noise would move the cut. No kept pair: all pairs.
+    """
+    if cfg.uncertainty_quantile is None:
+        return float(cfg.uncertainty_threshold)
+    if not 0.0 < cfg.uncertainty_quantile < 1.0:
+        raise ValueError(f"uncertainty_quantile must be in (0, 1), got {cfg.uncertainty_quantile}")
+    finite = np.isfinite(unc)
+    ref = unc[finite & (p_clean >= cfg.clean_threshold)]
+    if ref.size == 0:
+        ref = unc[finite]
+    if ref.size == 0:
+        return float(cfg.uncertainty_threshold)
+    return float(np.quantile(ref, cfg.uncertainty_quantile))
+
+
+def threshold_from_histogram(
+    counts: np.ndarray, loss_lo: float, loss_hi: float, mixture: BetaMixture | None,
+    cfg: DivisionConfig,
+) -> float:
+    """:func:`relative_threshold` from a joint (loss, u) histogram, u binned over [0, 1].
+
+    For a pipeline that divides shard by shard: the histogram sums over all shards, so every
+    shard divides with one global u_thr, exact up to binning (a loss bin is kept when the
+    posterior at its centre is; u is read at the right edge of the quantile's bin).
+    """
+    if cfg.uncertainty_quantile is None:
+        return float(cfg.uncertainty_threshold)
+    counts = np.asarray(counts, dtype=np.float64)
+    loss_bins, u_bins = counts.shape
+    centres = loss_lo + (np.arange(loss_bins) + 0.5) * (loss_hi - loss_lo) / loss_bins
+    kept_rows = (
+        mixture.posterior_clean(centres) >= cfg.clean_threshold
+        if mixture is not None
+        else np.ones(loss_bins, dtype=bool)
+    )
+    per_u = counts[kept_rows].sum(axis=0)
+    if per_u.sum() <= 0:
+        per_u = counts.sum(axis=0)
+    if per_u.sum() <= 0:
+        return float(cfg.uncertainty_threshold)
+    cumulative = np.cumsum(per_u) / per_u.sum()
+    index = int(np.searchsorted(cumulative, cfg.uncertainty_quantile, side="left"))
+    return float((min(index, u_bins - 1) + 1) / u_bins)
+
+
 def divide(
     scores: dict[str, np.ndarray],
     mixture: BetaMixture | None,
     cfg: DivisionConfig,
     memory: UncertaintyMemory | None = None,
+    uncertainty_threshold: float | None = None,
 ) -> Division:
-    """Label every pair clean / hard / noisy and give it a soft label (see module doc)."""
+    """Label every pair clean / hard / noisy and give it a soft label (see module doc).
+
+    ``uncertainty_threshold`` fixes u_thr (fitted globally, for shard-wise division); without
+    it u_thr comes from these scores (:func:`relative_threshold`).
+    """
     sfx = _view_suffix(scores, cfg)
     unc = _get(scores, "uncertainty" + sfx)
     n = unc.shape[0]
@@ -205,8 +267,10 @@ def divide(
 
     if cfg.self_correction and memory is not None:
         unc = memory.update(unc)
+    if uncertainty_threshold is None:
+        uncertainty_threshold = relative_threshold(unc, p_clean, cfg)
     top = _get(scores, "top" + sfx) > 0.5
-    determined = unc < cfg.uncertainty_threshold
+    determined = unc < uncertainty_threshold
     agrees = p_clean >= cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
     label = np.full(n, "hard", dtype=object)
     label[determined & top & agrees] = "clean"
@@ -216,4 +280,4 @@ def divide(
     label = label.astype(str)
     hard = label == "hard"
     soft = np.where(hard, _get(scores, "belief" + sfx), soft)
-    return Division(label, p_clean, np.clip(soft, 0.0, 1.0), unc)
+    return Division(label, p_clean, np.clip(soft, 0.0, 1.0), unc, uncertainty_threshold)

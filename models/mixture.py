@@ -49,6 +49,26 @@ def histogram(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray
     return np.bincount(idx, minlength=bins).astype(np.int64)
 
 
+def histogram2d(
+    xs: np.ndarray, ys: np.ndarray, x_range: tuple[float, float], y_range: tuple[float, float],
+    bins: tuple[int, int],
+) -> np.ndarray:
+    """int64 [x_bins, y_bins] joint counts, binned like :func:`histogram` on each axis."""
+    (x_lo, x_hi), (y_lo, y_hi) = x_range, y_range
+    if not (x_hi > x_lo and y_hi > y_lo):
+        raise ValueError(f"histogram ranges must have hi > lo, got {x_range}, {y_range}")
+    x = np.asarray(xs, dtype=np.float64).ravel()
+    y = np.asarray(ys, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"xs and ys differ in length: {x.shape} vs {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("histogram values contain NaN or inf; audit those pairs first")
+    nx, ny = bins
+    ix = np.clip(np.floor((x - x_lo) / (x_hi - x_lo) * nx), 0, nx - 1).astype(np.int64)
+    iy = np.clip(np.floor((y - y_lo) / (y_hi - y_lo) * ny), 0, ny - 1).astype(np.int64)
+    return np.bincount(ix * ny + iy, minlength=nx * ny).astype(np.int64).reshape(nx, ny)
+
+
 def _centres(lo: float, hi: float, bins: int) -> np.ndarray:
     width = (hi - lo) / bins
     return lo + (np.arange(bins) + 0.5) * width

@@ -165,7 +165,14 @@ def _division_tensors(
         "soft": torch.from_numpy(div.soft_label.astype(np.float32)),
         "p_clean": torch.from_numpy(div.p_clean.astype(np.float32)),
         "unc": torch.from_numpy(div.uncertainty.astype(np.float32)),
+        "unc_thr": torch.tensor(_margin_threshold(div), dtype=torch.float32),
     }
+
+
+def _margin_threshold(div: Division) -> float:
+    """The u_thr the division used; a division without one (bmm, gmm) shrinks nothing."""
+    thr = div.uncertainty_threshold
+    return float(thr) if np.isfinite(thr) else 0.0
 
 
 def _warmup_loss(b: _Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
@@ -210,7 +217,7 @@ def _pairsift_loss(b: _Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
             d["unc"],
             d["hard"],
             t.margin,
-            cfg.division.uncertainty_threshold,
+            float(d["unc_thr"]),
             t.trusted_margin_power,
         )
     else:
@@ -495,7 +502,7 @@ def _train_epoch(
                 img_all[idx],
                 txt_all[idx],
                 {key: v[idx] for key, v in tgt_all.items()},
-                None if d is None else {key: v[idx] for key, v in d.items()},
+                None if d is None else {key: v[idx] if v.ndim else v for key, v in d.items()},
             )
             loss = _batch_loss(net.heads, batch, cfg, epoch)
             net.opt.zero_grad()

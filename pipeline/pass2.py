@@ -24,7 +24,7 @@ from pairsift.pipeline.io.shard_writer import ShardSample, shard_complete, write
 from pairsift.pipeline.io.tables import read_table, write_rows
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
-from pairsift.pipeline.score_pass import MIXTURE_FILE
+from pairsift.pipeline.score_pass import DIVISION_FILE, MIXTURE_FILE
 from pairsift.transforms.curate import FitState, finish_audit_row, label_scores, sample_json
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,10 @@ class CurateShard(beam.DoFn):
         self.state: FitState | None = None
 
     def setup(self) -> None:
-        self.state = FitState.from_params(read_json(self.layout.fit_file(MIXTURE_FILE)))
+        self.state = FitState.from_params(
+            read_json(self.layout.fit_file(MIXTURE_FILE)),
+            read_json(self.layout.fit_file(DIVISION_FILE)),
+        )
 
     def process(self, element: tuple[int, InputShard]) -> Iterator[str]:
         index, shard = element

@@ -2,7 +2,9 @@
 
 Each shard's scores land in OUT/scores/<shard>.parquet (its completion marker); the losses
 of all unique pairs meet in one histogram (CombineGlobally), on which the driver fits the
-beta mixture: exact up to binning and independent of the number of pairs.
+beta mixture: exact up to binning and independent of the number of pairs. A second, joint
+(loss, uncertainty) histogram gives the division's global uncertainty threshold, so every
+pass-2 shard divides with the same one.
 """
 
 from __future__ import annotations
@@ -23,12 +25,24 @@ from pairsift.pipeline.io.atomic import exists, list_files, read_json, write_jso
 from pairsift.pipeline.io.tables import embedding_matrix, read_table, write_rows
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
-from pairsift.transforms.score import LossHistogram, score_in_chunks
+from pairsift.transforms.score import LossHistogram, UncertaintyHistogram, score_in_chunks
 
 log = logging.getLogger(__name__)
 
 HISTOGRAM_FILE = "loss_histogram.json"
 MIXTURE_FILE = "mixture.json"
+UNCERTAINTY_HISTOGRAM_FILE = "uncertainty_histogram.json"
+DIVISION_FILE = "division.json"
+UNCERTAINTY_BINS = (128, 1000)  # (loss, u): u to 0.001; the loss axis only picks kept bins
+
+
+def division_uncertainty(scores: dict[str, np.ndarray], dual_view: bool) -> np.ndarray:
+    """The u the division reads (dual-view when present and on); a missing view falls back."""
+    single = np.asarray(scores["uncertainty"], dtype=np.float64)
+    if not (dual_view and "belief_dual" in scores and "uncertainty_dual" in scores):
+        return single
+    dual = np.asarray(scores["uncertainty_dual"], dtype=np.float64)
+    return np.where(np.isfinite(dual), dual, single)
 
 
 def shard_matrices(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -45,11 +59,15 @@ def shard_matrices(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, np
 
 
 class ScoreShard(beam.DoFn):
-    """Scores one embedding shard with the frozen scoring state; yields its unique losses."""
+    """Scores one embedding shard with the frozen scoring state.
 
-    def __init__(self, layout: RunLayout, langs: list[str]) -> None:
+    Yields the (loss, uncertainty) arrays of its unique pairs for the global histograms.
+    """
+
+    def __init__(self, layout: RunLayout, langs: list[str], dual_view: bool) -> None:
         self.layout = layout
         self.langs = langs
+        self.dual_view = dual_view
         self.state: Any = None
         self.duplicates: set[tuple[str, str]] = set()
 
@@ -64,12 +82,18 @@ class ScoreShard(beam.DoFn):
             zip(dups.column("source_shard").to_pylist(), dups.column("key").to_pylist(), strict=True)
         )
 
-    def process(self, shard_name: str) -> Iterator[np.ndarray]:
+    def _unique(self, scores: dict[str, np.ndarray], duplicate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(duplicate):
+            return np.zeros(0), np.zeros(0)
+        u = division_uncertainty(scores, self.dual_view)
+        return np.asarray(scores["loss"])[~duplicate], u[~duplicate]
+
+    def process(self, shard_name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         out_path = self.layout.scores_file(shard_name)
-        if exists(out_path):  # resumed run: reuse the scores, still feed the histogram
-            done = read_table(out_path, columns=["loss", "duplicate"])
-            keep = ~np.asarray(done.column("duplicate").to_numpy(zero_copy_only=False), dtype=bool)
-            yield np.asarray(done.column("loss").to_numpy(zero_copy_only=False))[keep]
+        if exists(out_path):  # resumed run: reuse the scores, still feed the histograms
+            done = read_table(out_path)
+            cols = {n: np.asarray(done.column(n).to_numpy(zero_copy_only=False)) for n in done.column_names if n != "key"}
+            yield self._unique(cols, cols.pop("duplicate").astype(bool))
             return
         table = read_table(self.layout.embeddings_file(shard_name))
         table = table.filter(pc.equal(table.column("status"), Status.OK.value)) if table.num_rows else table
@@ -93,7 +117,7 @@ class ScoreShard(beam.DoFn):
             rows.append(row)
         write_rows(out_path, rows, columns=["key", "duplicate", *sorted(scores)] if rows else ["key", "duplicate", "loss"])
         beam.metrics.Metrics.counter("pairsift", "scored").inc(len(rows))
-        yield scores["loss"][~duplicate] if keys else np.zeros(0)
+        yield self._unique(scores, duplicate)
 
 
 class WriteHistogram(beam.DoFn):
@@ -105,25 +129,43 @@ class WriteHistogram(beam.DoFn):
         yield int(counts.sum())
 
 
+def _losses(element: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return element[0]
+
+
 def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> dict[str, int]:
     from pairsift.models.scoring import loss_range
 
     shard_names = [p.rsplit("/", 1)[-1][: -len(".parquet")] for p in list_files(layout.embeddings, ".parquet")]
     lo, hi = loss_range(cfg.train)
     pipeline = new_pipeline(options)
-    (
+    scored = (
         pipeline
         | "EmbeddingShards" >> beam.Create(shard_names)
         | "Spread" >> beam.Reshuffle()
-        | "Score" >> beam.ParDo(ScoreShard(layout, list(cfg.translate.target_langs)))
+        | "Score" >> beam.ParDo(
+            ScoreShard(layout, list(cfg.translate.target_langs), cfg.division.dual_view)
+        )
+    )
+    (
+        scored
+        | "Losses" >> beam.Map(_losses)
         | "Histogram" >> beam.CombineGlobally(LossHistogram(lo, hi, cfg.mixture.bins))
         | "SaveHistogram" >> beam.ParDo(WriteHistogram(layout.fit_file(HISTOGRAM_FILE), lo, hi))
+    )
+    (
+        scored
+        | "JointHistogram" >> beam.CombineGlobally(UncertaintyHistogram(lo, hi, UNCERTAINTY_BINS))
+        | "SaveJoint" >> beam.ParDo(
+            WriteHistogram(layout.fit_file(UNCERTAINTY_HISTOGRAM_FILE), lo, hi)
+        )
     )
     return run_pipeline(pipeline)
 
 
 def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
     """Beta mixture on the global loss histogram → OUT/fit/mixture.json."""
+    from pairsift.models.division import threshold_from_histogram
     from pairsift.models.mixture import BetaMixture
 
     hist = read_json(layout.fit_file(HISTOGRAM_FILE))
@@ -132,4 +174,13 @@ def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
     params = mixture.to_dict()
     write_json(layout.fit_file(MIXTURE_FILE), params)
     log.info("mixture: estimated noise ratio %.3f over %d pairs", mixture.noise_ratio, int(counts.sum()))
-    return params
+    joint = read_json(layout.fit_file(UNCERTAINTY_HISTOGRAM_FILE))
+    threshold = threshold_from_histogram(
+        np.asarray(joint["counts"], dtype=np.int64), joint["lo"], joint["hi"], mixture, cfg.division
+    )
+    write_json(
+        layout.fit_file(DIVISION_FILE),
+        {"uncertainty_threshold": threshold, "uncertainty_quantile": cfg.division.uncertainty_quantile},
+    )
+    log.info("division: uncertainty threshold %.3f", threshold)
+    return params | {"uncertainty_threshold": threshold}

@@ -22,12 +22,14 @@ class FitState:
     """Global results of the fit that every pass-2 worker needs (small, JSON-able)."""
 
     mixture: Any  # models.mixture.BetaMixture
+    uncertainty_threshold: float | None = None  # global u_thr (None: from each shard's scores)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> FitState:
+    def from_params(cls, params: dict[str, Any], division: dict[str, Any] | None = None) -> FitState:
         from pairsift.models.mixture import BetaMixture
 
-        return cls(mixture=BetaMixture.from_dict(params))
+        thr = (division or {}).get("uncertainty_threshold")
+        return cls(mixture=BetaMixture.from_dict(params), uncertainty_threshold=thr)
 
 
 def label_scores(
@@ -38,7 +40,9 @@ def label_scores(
 
     if not scores or len(next(iter(scores.values()))) == 0:
         return {}
-    division = divide(scores, state.mixture, cfg.division)
+    division = divide(
+        scores, state.mixture, cfg.division, uncertainty_threshold=state.uncertainty_threshold
+    )
     out = {
         "label": np.asarray(division.label).astype(str),
         "p_clean": np.asarray(division.p_clean, dtype=np.float64),

@@ -12,7 +12,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from pairsift.models.mixture import histogram
+from pairsift.models.mixture import histogram, histogram2d
 
 
 class LossHistogram(beam.CombineFn):
@@ -26,6 +26,29 @@ class LossHistogram(beam.CombineFn):
 
     def add_input(self, acc: np.ndarray, losses: np.ndarray) -> np.ndarray:
         return acc + histogram(np.asarray(losses, dtype=np.float64), self.lo, self.hi, self.bins)
+
+    def merge_accumulators(self, accumulators: Any) -> np.ndarray:
+        total = self.create_accumulator()
+        for acc in accumulators:
+            total = total + acc
+        return total
+
+    def extract_output(self, acc: np.ndarray) -> np.ndarray:
+        return acc
+
+
+class UncertaintyHistogram(beam.CombineFn):
+    """Sums joint (loss, u) histograms, u over [0, 1]: the global uncertainty threshold."""
+
+    def __init__(self, lo: float, hi: float, bins: tuple[int, int]) -> None:
+        self.lo, self.hi, self.bins = lo, hi, tuple(bins)
+
+    def create_accumulator(self) -> np.ndarray:
+        return np.zeros(self.bins, dtype=np.int64)
+
+    def add_input(self, acc: np.ndarray, element: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        loss, unc = element
+        return acc + histogram2d(loss, unc, (self.lo, self.hi), (0.0, 1.0), self.bins)
 
     def merge_accumulators(self, accumulators: Any) -> np.ndarray:
         total = self.create_accumulator()

@@ -7,9 +7,17 @@ import pytest
 import torch
 
 from pairsift.models.config import DivisionConfig
-from pairsift.models.division import UncertaintyMemory, divide
+from pairsift.models.division import (
+    UncertaintyMemory,
+    divide,
+    relative_threshold,
+    threshold_from_histogram,
+)
 from pairsift.models.evidential import combine, opinion
-from pairsift.models.mixture import fit_raw
+from pairsift.models.mixture import fit_raw, histogram2d
+
+# The constructed cases below put u on both sides of an absolute ½ on purpose.
+ABSOLUTE = {"uncertainty_quantile": None}
 
 
 def _scores(sims: np.ndarray, loss: np.ndarray, tau: float = 0.1) -> dict[str, np.ndarray]:
@@ -44,13 +52,13 @@ def test_clear_clean_clear_noisy_and_uncertain(mixture) -> None:
         ]
     )
     loss = np.array([0.05, 0.9, 0.3])
-    div = divide(_scores(sims, loss), mixture, DivisionConfig())
+    div = divide(_scores(sims, loss), mixture, DivisionConfig(**ABSOLUTE))
     assert div.label.tolist() == ["clean", "noisy", "hard"]
     assert div.uncertainty[2] > 0.5 > div.uncertainty[0]
     s = _scores(sims, loss)
     assert div.soft_label[2] == pytest.approx(s["belief"][2])  # UCPM: hard keeps b_self
     assert div.soft_label[0] > 0.75 and div.soft_label[1] < 0.5
-    sharp = divide(_scores(sims, loss), mixture, DivisionConfig(fisher_soften=False))
+    sharp = divide(_scores(sims, loss), mixture, DivisionConfig(fisher_soften=False, **ABSOLUTE))
     assert sharp.soft_label[0] > 0.99 > div.soft_label[0]
     assert div.counts() == {"clean": 1, "hard": 1, "noisy": 1}
 
@@ -58,10 +66,10 @@ def test_clear_clean_clear_noisy_and_uncertain(mixture) -> None:
 def test_mixture_must_agree_and_sure_noise_is_not_hard(mixture) -> None:
     sims = np.array([[0.9, *np.full(8, -0.3)], [-0.9, *np.full(8, -0.9)]])
     loss = np.array([0.95, 0.97])  # the mixture is sure both are noise
-    div = divide(_scores(sims, loss), mixture, DivisionConfig())
+    div = divide(_scores(sims, loss), mixture, DivisionConfig(**ABSOLUTE))
     assert div.label.tolist() == ["hard", "noisy"]
     off = divide(
-        _scores(sims, loss), mixture, DivisionConfig(mixture_agrees=False, noisy_posterior=0.0)
+        _scores(sims, loss), mixture, DivisionConfig(mixture_agrees=False, noisy_posterior=0.0, **ABSOLUTE)
     )
     assert off.label.tolist() == ["clean", "hard"]
 
@@ -95,12 +103,12 @@ def test_dual_view_used_when_present(mixture) -> None:
             "top_dual": (combined.belief[:, 0] >= neg).double().numpy(),
         }
     )
-    assert divide(s, mixture, DivisionConfig(dual_view=False)).label[0] == "hard"
-    assert divide(s, mixture, DivisionConfig(dual_view=True)).label[0] == "clean"
+    assert divide(s, mixture, DivisionConfig(dual_view=False, **ABSOLUTE)).label[0] == "hard"
+    assert divide(s, mixture, DivisionConfig(dual_view=True, **ABSOLUTE)).label[0] == "clean"
 
 
 def test_self_correction_changes_fluctuating_pair_only(mixture) -> None:
-    cfg = DivisionConfig(uncertainty_threshold=0.5, fluctuation_threshold=0.1)
+    cfg = DivisionConfig(uncertainty_threshold=0.5, fluctuation_threshold=0.1, **ABSOLUTE)
     base = _scores(
         np.array([[0.9, *np.full(8, -0.3)], [0.9, *np.full(8, -0.3)]]), np.array([0.05, 0.05])
     )
@@ -141,3 +149,50 @@ def test_baselines() -> None:
         divide(scores, None, DivisionConfig(method="nope"))
     with pytest.raises(KeyError):
         divide({"loss": loss, "uncertainty": np.ones(n)}, None, DivisionConfig(method="pairsift"))
+
+
+def _trained_like(n: int = 400, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Scores as trained heads give them: negatives pushed below 0, so u > ½ for every pair."""
+    rng = np.random.default_rng(seed)
+    noisy = np.arange(n) >= n // 2
+    own = np.where(noisy, rng.normal(-0.2, 0.05, n), rng.uniform(0.05, 0.3, n))
+    sims = np.concatenate([own[:, None], rng.normal(-0.35, 0.05, (n, 64))], axis=1)
+    loss = np.where(noisy, rng.beta(12, 2, n), rng.beta(2, 12, n))
+    return _scores(sims, loss), noisy
+
+
+def test_relative_threshold_makes_the_three_way_division_fire(mixture) -> None:
+    scores, noisy = _trained_like()
+    assert scores["uncertainty"].min() > 0.5  # an absolute ½ determines no pair at all
+    absolute = divide(scores, mixture, DivisionConfig(**ABSOLUTE))
+    assert absolute.counts()["clean"] == 0
+    div = divide(scores, mixture, DivisionConfig())
+    kept_by_mixture = div.p_clean >= 0.5
+    assert div.uncertainty_threshold == pytest.approx(
+        np.quantile(scores["uncertainty"][kept_by_mixture], 0.5)
+    )
+    counts = div.counts()
+    assert counts["clean"] > 0.3 * (~noisy).sum() and counts["hard"] > 0.3 * (~noisy).sum()
+    assert not div.label[noisy].tolist().count("clean")  # no noisy pair is called clean
+    # clean pairs are the more certain half of the kept ones
+    clean_u = div.uncertainty[div.label == "clean"]
+    assert clean_u.max() < div.uncertainty_threshold <= div.uncertainty[div.label == "hard"].max()
+    fixed = divide(scores, mixture, DivisionConfig(), uncertainty_threshold=0.0)
+    assert fixed.counts()["clean"] == 0 and fixed.uncertainty_threshold == 0.0
+    stricter = divide(scores, mixture, DivisionConfig(uncertainty_quantile=0.2))
+    assert stricter.counts()["clean"] < counts["clean"]
+
+
+def test_threshold_from_joint_histogram_matches_the_exact_quantile(mixture) -> None:
+    scores, _ = _trained_like(2000, seed=3)
+    cfg = DivisionConfig()
+    p_clean = mixture.posterior_clean(scores["loss"])
+    exact = relative_threshold(scores["uncertainty"], p_clean, cfg)
+    lo, hi = float(mixture.x_min), float(mixture.x_max)
+    counts = histogram2d(scores["loss"], scores["uncertainty"], (lo, hi), (0.0, 1.0), (256, 1000))
+    assert counts.sum() == 2000
+    binned = threshold_from_histogram(counts, lo, hi, mixture, cfg)
+    assert abs(binned - exact) < 0.01
+    assert threshold_from_histogram(counts, lo, hi, mixture, DivisionConfig(**ABSOLUTE)) == 0.5
+    with pytest.raises(ValueError, match="uncertainty_quantile"):
+        relative_threshold(scores["uncertainty"], p_clean, DivisionConfig(uncertainty_quantile=1.5))

@@ -115,6 +115,23 @@ def test_summary_reports_noise_ratio_and_auc(finished_run: Path) -> None:
     assert (finished_run / "report.html").read_text().startswith("<!doctype html>")
 
 
+def test_one_global_uncertainty_threshold_divides_every_shard(finished_run: Path) -> None:
+    import numpy as np
+
+    division = json.loads((finished_run / "fit" / "division.json").read_text())
+    thr = division["uncertainty_threshold"]
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert summary["mixture"]["uncertainty_threshold"] == thr
+    ok = audit_frame(finished_run).filter(pl.col("status") == "ok")
+    assert ok["source_shard"].n_unique() == 3  # the pairs come from several pass-2 shards
+    u, p_clean = ok["uncertainty"].to_numpy(), ok["p_clean"].to_numpy()
+    ref = u[p_clean >= 0.5]
+    # the median u of the pairs the mixture keeps, up to the histogram's binning
+    assert np.quantile(ref, 0.3) <= thr <= np.quantile(ref, 0.7) + 1e-3
+    clean = ok.filter(pl.col("label") == "clean")["uncertainty"].to_numpy()
+    assert np.all(clean < thr)
+
+
 def test_final_model_is_trained_on_the_kept_pairs_only(finished_run: Path) -> None:
     from pairsift.models.retrieval import RetrievalModel, load_heads_from_model
 
