@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 from scipy.special import betaln, digamma, polygamma
-from sklearn.isotonic import IsotonicRegression
 
 from pairsift.models.config import MixtureConfig
 from pairsift.models.gauss_mixture import fit_gaussian_histogram, gaussian_log_pdf
@@ -354,26 +353,38 @@ class BetaMixture:
         joint = self._log_joint(x)
         return np.exp(joint[:, 0] - logsumexp(joint, axis=1))
 
-    def _monotone_lookup(self) -> np.ndarray:
-        """Clean posterior on a grid, made non-increasing in loss.
+    def _clean_centre(self) -> float:
+        """Mean of the clean (low-loss) component, normalised loss."""
+        if self.gauss_means is not None:
+            return float(self.gauss_means[0])
+        return float(self.alphas[0] / (self.alphas[0] + self.betas[0]))
 
-        Beta tails can make the raw posterior rise again at extreme losses (a wide clean
-        component outlives a narrow noisy one). Isotonic regression weighted by the mixture
-        density gives the closest non-increasing curve where pairs actually are.
+    def _monotone_lookup(self) -> np.ndarray:
+        """Clean posterior on a grid, made non-increasing in loss, one rule per tail.
+
+        A two-component fit can go wrong at either end. Left of the clean component's mean a
+        broad noisy component can outlive a narrow clean one, so the raw posterior falls again
+        at the lowest losses; there a pair counts as clean as the cleanest posterior between
+        it and the clean mean (a lower loss is never less clean). Right of it a broad clean
+        component can outlive a narrow noisy one and the posterior rises again; there it is
+        held at its running minimum (a higher loss is never cleaner). Where the raw posterior
+        is already monotone both rules leave it as it is. Isotonic regression, used before,
+        averaged the left tail into the peak: on 800 held-out losses with a narrow clean
+        component it capped every pair's posterior at 0.49 and the division kept none.
         """
         if self._lookup is None:
             grid = np.linspace(self.eps, 1 - self.eps, _GRID)
             raw = self._raw_posterior(grid)
-            dens = np.exp(logsumexp(self._log_joint(grid), axis=1))
-            dens = np.maximum(dens, 1e-12)
-            iso = IsotonicRegression(increasing=False, y_min=0.0, y_max=1.0)
-            self._lookup = iso.fit_transform(grid, raw, sample_weight=dens)
+            centre = int(np.clip(np.searchsorted(grid, self._clean_centre()), 0, _GRID - 1))
+            left = np.maximum.accumulate(raw[: centre + 1][::-1])[::-1]
+            curve = np.concatenate([left, raw[centre + 1 :]])
+            self._lookup = np.clip(np.minimum.accumulate(curve), 0.0, 1.0)
         return self._lookup
 
     def posterior_clean(self, losses: np.ndarray) -> np.ndarray:
         """P(clean | loss), strictly decreasing in the loss.
 
-        The isotonic lookup is flat wherever the fitted posterior was not monotone; inside such
+        The monotone lookup is flat wherever the fitted posterior was not monotone; inside such
         a plateau every pair would tie, and a division that ranks pairs worse than their own
         loss is no use. A tie-break of weight ``_TIE_BREAK`` by the normalised loss keeps the
         loss's order and moves no posterior by more than that weight.

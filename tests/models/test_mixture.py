@@ -61,6 +61,57 @@ def test_posterior_monotone_and_serialisable() -> None:
     assert restored.noise_ratio == pytest.approx(model.noise_ratio)
 
 
+def test_narrow_clean_component_keeps_its_left_tail_clean() -> None:
+    """Held-out losses look like this: clean pairs narrow, noise broad with a long left tail.
+
+    The raw posterior falls again at the lowest losses (the broad component outlives the narrow
+    one); a pair with a lower loss than the clean mode must still come out clean.
+    """
+    rng = np.random.default_rng(4)
+    clean = rng.beta(40.0, 45.0, 4400)  # mean 0.47, sd 0.05
+    noisy = rng.beta(4.0, 2.0, 3600)  # mean 0.67, sd 0.18, reaches far left
+    x = np.concatenate([clean, noisy])
+    model = fit_raw(x)
+    centre = model.alphas[0] / (model.alphas[0] + model.betas[0])
+    grid = np.linspace(model.x_min, model.x_max, 4000)
+    raw = model._raw_posterior(model.normalise(grid))
+    assert raw[0] < raw.max() - 0.2  # the fit itself is not monotone at the left end
+    post = model.posterior_clean(grid)
+    assert np.all(np.diff(post) <= 1e-12)
+    below_mode = model.normalise(clean) <= centre
+    assert np.mean(model.posterior_clean(clean[below_mode]) >= 0.5) > 0.99
+    truth = np.arange(x.size) >= clean.size
+    kept = model.posterior_clean(x) >= 0.5
+    # as accurate as the true densities allow (the two populations overlap a lot)
+    from scipy.stats import beta
+
+    bayes = 0.55 * beta.pdf(x, 40.0, 45.0) >= 0.45 * beta.pdf(x, 4.0, 2.0)
+    assert np.mean(kept == ~truth) > np.mean(bayes == ~truth) - 0.03
+
+
+def test_posterior_left_of_a_narrow_clean_mode_is_not_pooled_away() -> None:
+    """The mixture fitted on a demo run's held-out losses (epoch 3 of 10, 800 pairs).
+
+    Clean: narrow Beta(26.6, 28.0), weight 0.3; noise: broad Beta(3.9, 2.5). The raw posterior
+    peaks near the clean mean above ½ and falls at lower losses; pooling that fall into the
+    peak (isotonic regression) had capped every pair below ½, so the division kept none.
+    """
+    model = BetaMixture(
+        alphas=np.array([26.56, 3.9]), betas=np.array([28.03, 2.52]),
+        weights=np.array([0.3, 0.7]), x_min=0.0, x_max=1.0,
+    )
+    grid = np.linspace(0.01, 0.99, 981)
+    raw = model._raw_posterior(grid)
+    centre = 26.56 / (26.56 + 28.03)
+    assert raw.max() > 0.55 and raw[0] < 0.1
+    post = model.posterior_clean(grid)
+    assert np.all(np.diff(post) <= 1e-12)
+    left = grid <= centre
+    assert post[left].min() >= raw[np.searchsorted(grid, centre)] - 2e-3 > 0.5
+    assert np.all(post <= raw.max() + 2e-3)
+    assert post[-1] < 0.01  # the right end stays noise
+
+
 def test_partial_vs_complete_split() -> None:
     rng = np.random.default_rng(2)
     clean = rng.beta(2, 14, 10_000)
