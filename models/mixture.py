@@ -28,6 +28,7 @@ from scipy.special import betaln, digamma, polygamma
 
 from pairsift.models.config import MixtureConfig
 from pairsift.models.gauss_mixture import fit_gaussian_histogram, gaussian_log_pdf
+from pairsift.models.null_model import EmpiricalNull
 
 _GRID = 2049  # lookup grid for the monotone posterior
 _MIN_PARAM = 1e-2
@@ -242,14 +243,23 @@ class BetaMixture:
     gauss_stds: np.ndarray | None = None
     gauss_weights: np.ndarray | None = None
     fallback: str | None = None  # why the Gaussian components are used
+    # set when fitted with null losses: the posterior and noise ratio the division uses
+    null: EmpiricalNull | None = None
     _lookup: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     # ----------------------------------------------------------------- fitting
     @classmethod
     def fit_histogram(
-        cls, counts: np.ndarray, lo: float, hi: float, cfg: MixtureConfig
+        cls, counts: np.ndarray, lo: float, hi: float, cfg: MixtureConfig,
+        null_counts: np.ndarray | None = None,
     ) -> BetaMixture:
-        """EM on bin centres weighted by counts (min–max normalised over occupied bins)."""
+        """EM on bin centres weighted by counts (min–max normalised over occupied bins).
+
+        With ``null_counts`` (losses of caption-swapped pairs on the same bins) and
+        ``cfg.null == "shuffled"``, the division's posterior and noise ratio come from the
+        empirical null (:mod:`pairsift.models.null_model`); the two components stay for the
+        partial/complete split and the report.
+        """
         counts = np.asarray(counts, dtype=np.float64)
         if counts.ndim != 1 or counts.size < 2:
             raise ValueError("counts must be a 1-d histogram with at least 2 bins")
@@ -286,6 +296,12 @@ class BetaMixture:
             raise ValueError(f"unknown mixture fallback {cfg.fallback!r}")
         if cfg.partial_noise:
             model._fit_split(x, w, cfg)
+        if cfg.null not in ("shuffled", "none"):
+            raise ValueError(f"unknown mixture null {cfg.null!r}")
+        if null_counts is not None and cfg.null == "shuffled":
+            model.null = EmpiricalNull.fit(
+                counts, null_counts, centres, x_min, x_max, cfg.eps, cfg.null_lambda
+            )
         return model
 
     def _fit_split(self, x: np.ndarray, w: np.ndarray, cfg: MixtureConfig) -> None:
@@ -333,7 +349,9 @@ class BetaMixture:
 
     @property
     def noise_ratio(self) -> float:
-        """Estimated share of noisy pairs (weight of the noisy component)."""
+        """Estimated share of noisy pairs (the null's π0, else the noisy component's weight)."""
+        if self.null is not None:
+            return self.null.noise_ratio
         weights = self.gauss_weights if self.gauss_weights is not None else self.weights
         return float(weights[1:].sum())
 
@@ -389,8 +407,9 @@ class BetaMixture:
         loss is no use. A tie-break of weight ``_TIE_BREAK`` by the normalised loss keeps the
         loss's order and moves no posterior by more than that weight.
         """
-        grid = np.linspace(self.eps, 1 - self.eps, _GRID)
-        smooth = np.interp(self.normalise(losses), grid, self._monotone_lookup())
+        lookup = self.null.lookup if self.null is not None else self._monotone_lookup()
+        grid = np.linspace(self.eps, 1 - self.eps, len(lookup))
+        smooth = np.interp(self.normalise(losses), grid, lookup)
         # logistic of the unclipped normalised loss: strictly decreasing over every real loss
         raw = (np.asarray(losses, dtype=np.float64) - self.x_min) / (self.x_max - self.x_min)
         order = 1.0 / (1.0 + np.exp(np.clip(4.0 * (raw - 0.5), -700.0, 700.0)))
@@ -437,6 +456,7 @@ class BetaMixture:
             "gauss_stds": lst(self.gauss_stds),
             "gauss_weights": lst(self.gauss_weights),
             "fallback": self.fallback,
+            "null": None if self.null is None else self.null.to_dict(),
         }
 
     @classmethod
@@ -461,6 +481,7 @@ class BetaMixture:
             gauss_stds=arr("gauss_stds"),
             gauss_weights=arr("gauss_weights"),
             fallback=data.get("fallback"),
+            null=EmpiricalNull.from_dict(data["null"]) if data.get("null") else None,
         )
 
 

@@ -33,6 +33,7 @@ from pairsift.models.division import Division, UncertaintyMemory, divide
 from pairsift.models.heads import ProjectionHeads
 from pairsift.models.metrics import recall_at_k
 from pairsift.models.mixture import BetaMixture, histogram
+from pairsift.models.null_model import with_swapped_captions
 from pairsift.models.pairdata import PairEmbeddings, load_embeddings_parquet
 from pairsift.models.scoring import build_scoring_state, loss_range, score_batch
 
@@ -88,8 +89,20 @@ def divide_pairs(
     """Score every pair against a fixed bank, fit the mixture on a histogram, divide."""
     state = build_scoring_state(heads, data, cfg.train, seed)
     scores = score_batch(state, data.image, data.text, data.text_tgt or None, data.text_src_ml)
-    div, mixture = divide_scores(scores, cfg, memory, method)
+    null = None
+    if _wants_null(cfg, data, method):
+        swapped = with_swapped_captions(data, seed)
+        null = score_batch(
+            state, swapped.image, swapped.text, swapped.text_tgt or None, swapped.text_src_ml
+        )["loss"]
+    div, mixture = divide_scores(scores, cfg, memory, method, null)
     return div, mixture, scores
+
+
+def _wants_null(cfg: PairsiftConfig, data: PairEmbeddings, method: str | None) -> bool:
+    """Null losses feed the beta mixture only (pairsift and bmm division)."""
+    div_method = method or cfg.division.method
+    return cfg.mixture.null == "shuffled" and div_method in ("pairsift", "bmm") and len(data.image) >= 2
 
 
 def crossfit_scores(
@@ -114,8 +127,13 @@ def divide_scores(
     cfg: PairsiftConfig,
     memory: UncertaintyMemory | None = None,
     method: str | None = None,
+    null_losses: np.ndarray | None = None,
 ) -> tuple[Division, BetaMixture | None]:
-    """Fit the mixture on a histogram of the losses (pairsift/bmm) and divide."""
+    """Fit the mixture on a histogram of the losses (pairsift/bmm) and divide.
+
+    ``null_losses`` (caption-swapped pairs, :mod:`pairsift.models.null_model`) give the
+    mixture its empirical null when ``mixture.null`` is "shuffled".
+    """
     lo, hi = loss_range(cfg.train)
     dcfg = _division_cfg(cfg)
     if method is not None:
@@ -123,8 +141,11 @@ def divide_scores(
     mixture = None
     if dcfg.method in ("pairsift", "bmm"):
         counts = histogram(scores["loss"], lo, hi, cfg.mixture.bins)
+        null_counts = (
+            None if null_losses is None else histogram(null_losses, lo, hi, cfg.mixture.bins)
+        )
         if np.count_nonzero(counts) >= 2:
-            mixture = BetaMixture.fit_histogram(counts, lo, hi, cfg.mixture)
+            mixture = BetaMixture.fit_histogram(counts, lo, hi, cfg.mixture, null_counts)
     return divide(scores, mixture, dcfg, memory), mixture
 
 
@@ -468,8 +489,13 @@ def _epoch_divisions(
         assert folds is not None
         for net in fold_nets:
             net.heads.eval()
-        scores = crossfit_scores([net.heads for net in fold_nets], folds, data, cfg, seed)
-        div, mixture = divide_scores(scores, cfg, memories[0], method)
+        fold_heads = [net.heads for net in fold_nets]
+        scores = crossfit_scores(fold_heads, folds, data, cfg, seed)
+        null = None
+        if _wants_null(cfg, data, method):
+            swapped = with_swapped_captions(data, seed)
+            null = crossfit_scores(fold_heads, folds, swapped, cfg, seed)["loss"]
+        div, mixture = divide_scores(scores, cfg, memories[0], method, null)
         return [(div, mixture, scores)]
     out = []
     for net, memory in zip(nets, memories, strict=True):

@@ -10,6 +10,7 @@ pass-2 shard divides with the same one.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 HISTOGRAM_FILE = "loss_histogram.json"
 MIXTURE_FILE = "mixture.json"
 UNCERTAINTY_HISTOGRAM_FILE = "uncertainty_histogram.json"
+NULL_HISTOGRAM_FILE = "null_histogram.json"  # losses of caption-swapped pairs
 DIVISION_FILE = "division.json"
 UNCERTAINTY_BINS = (128, 1000)  # (loss, u): u to 0.001; the loss axis only picks kept bins
 
@@ -58,16 +60,41 @@ def shard_matrices(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, np
     return matrices, present
 
 
+def null_losses(
+    state: Any, matrices: dict[str, np.ndarray], keys: list[str], seed: int
+) -> np.ndarray:
+    """English-view losses of the rows with their captions swapped among themselves.
+
+    The empirical null of the mixture (models/null_model.py): a swapped pair is a mismatch by
+    construction. Row i keeps its image and key, so it is scored by the heads of its fold.
+    """
+    from pairsift.models.null_model import derangement
+
+    other = derangement(len(keys), seed)
+    swapped = {"image_emb": matrices["image_emb"], "text_emb": matrices["text_emb"][other]}
+    return score_in_chunks(state, swapped, [], keys=keys)["loss"]
+
+
+def _shard_seed(seed: int, shard_name: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(shard_name.encode("utf-8"))) % (2**32)
+
+
 class ScoreShard(beam.DoFn):
     """Scores one embedding shard with the frozen scoring state.
 
-    Yields the (loss, uncertainty) arrays of its unique pairs for the global histograms.
+    Yields the (loss, uncertainty, null loss) arrays of its unique pairs for the global
+    histograms; the null losses (``null_loss`` column, NaN for duplicates) only when the
+    mixture uses the empirical null.
     """
 
-    def __init__(self, layout: RunLayout, langs: list[str], dual_view: bool) -> None:
+    def __init__(
+        self, layout: RunLayout, langs: list[str], dual_view: bool, null: bool, seed: int
+    ) -> None:
         self.layout = layout
         self.langs = langs
         self.dual_view = dual_view
+        self.null = null
+        self.seed = seed
         self.state: Any = None
         self.duplicates: set[tuple[str, str]] = set()
 
@@ -82,13 +109,16 @@ class ScoreShard(beam.DoFn):
             zip(dups.column("source_shard").to_pylist(), dups.column("key").to_pylist(), strict=True)
         )
 
-    def _unique(self, scores: dict[str, np.ndarray], duplicate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _unique(
+        self, scores: dict[str, np.ndarray], duplicate: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not len(duplicate):
-            return np.zeros(0), np.zeros(0)
+            return np.zeros(0), np.zeros(0), np.zeros(0)
         u = division_uncertainty(scores, self.dual_view)
-        return np.asarray(scores["loss"])[~duplicate], u[~duplicate]
+        null = np.asarray(scores["null_loss"])[~duplicate] if "null_loss" in scores else np.zeros(0)
+        return np.asarray(scores["loss"])[~duplicate], u[~duplicate], null
 
-    def process(self, shard_name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def process(self, shard_name: str) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         out_path = self.layout.scores_file(shard_name)
         if exists(out_path):  # resumed run: reuse the scores, still feed the histograms
             done = read_table(out_path)
@@ -110,6 +140,16 @@ class ScoreShard(beam.DoFn):
                 for name in scores:
                     if name.endswith(f"_{lang}") or name == "translation_consistency":
                         scores[name] = np.where(mask, scores[name], np.nan)
+            unique = np.flatnonzero(~duplicate)
+            if self.null and len(unique) >= 2:
+                null = np.full(len(keys), np.nan)
+                null[unique] = null_losses(
+                    self.state,
+                    {name: matrices[name][unique] for name in ("image_emb", "text_emb")},
+                    [keys[i] for i in unique],
+                    _shard_seed(self.seed, shard_name),
+                )
+                scores["null_loss"] = null
         rows = []
         for i, key in enumerate(keys):
             row: dict[str, Any] = {"key": key, "duplicate": bool(duplicate[i])}
@@ -129,8 +169,12 @@ class WriteHistogram(beam.DoFn):
         yield int(counts.sum())
 
 
-def _losses(element: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def _losses(element: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     return element[0]
+
+
+def _null_losses(element: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    return element[2]
 
 
 def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> dict[str, int]:
@@ -144,8 +188,17 @@ def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOpti
         | "EmbeddingShards" >> beam.Create(shard_names)
         | "Spread" >> beam.Reshuffle()
         | "Score" >> beam.ParDo(
-            ScoreShard(layout, list(cfg.translate.target_langs), cfg.division.dual_view)
+            ScoreShard(
+                layout, list(cfg.translate.target_langs), cfg.division.dual_view,
+                cfg.mixture.null == "shuffled", cfg.seed,
+            )
         )
+    )
+    (
+        scored
+        | "NullLosses" >> beam.Map(_null_losses)
+        | "NullHistogram" >> beam.CombineGlobally(LossHistogram(lo, hi, cfg.mixture.bins))
+        | "SaveNull" >> beam.ParDo(WriteHistogram(layout.fit_file(NULL_HISTOGRAM_FILE), lo, hi))
     )
     (
         scored
@@ -170,7 +223,13 @@ def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
 
     hist = read_json(layout.fit_file(HISTOGRAM_FILE))
     counts = np.asarray(hist["counts"], dtype=np.int64)
-    mixture = BetaMixture.fit_histogram(counts, hist["lo"], hist["hi"], cfg.mixture)
+    null_counts = None
+    if cfg.mixture.null == "shuffled":
+        null_counts = np.asarray(read_json(layout.fit_file(NULL_HISTOGRAM_FILE))["counts"], dtype=np.int64)
+        if null_counts.sum() < 2:  # every shard held a single pair: no swap was possible
+            log.warning("mixture: too few null losses (%d), using the two components", int(null_counts.sum()))
+            null_counts = None
+    mixture = BetaMixture.fit_histogram(counts, hist["lo"], hist["hi"], cfg.mixture, null_counts)
     params = mixture.to_dict()
     write_json(layout.fit_file(MIXTURE_FILE), params)
     log.info("mixture: estimated noise ratio %.3f over %d pairs", mixture.noise_ratio, int(counts.sum()))

@@ -46,8 +46,8 @@ class UncertaintyHistogram(beam.CombineFn):
     def create_accumulator(self) -> np.ndarray:
         return np.zeros(self.bins, dtype=np.int64)
 
-    def add_input(self, acc: np.ndarray, element: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        loss, unc = element
+    def add_input(self, acc: np.ndarray, element: tuple[np.ndarray, ...]) -> np.ndarray:
+        loss, unc = element[0], element[1]  # (loss, uncertainty, ...) of one shard's pairs
         return acc + histogram2d(loss, unc, (self.lo, self.hi), (0.0, 1.0), self.bins)
 
     def merge_accumulators(self, accumulators: Any) -> np.ndarray:
