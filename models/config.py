@@ -59,7 +59,7 @@ class MixtureConfig:
     flat_shape: float = 1.2
     # "shuffled": the clean posterior and noise ratio come from an empirical null, the losses
     # of pairs given another pair's caption (models/null_model.py); "none": the two components
-    null: str = "shuffled"
+    null_model: str = "shuffled"
     null_lambda: float = 0.75  # Storey's λ: the null quantile above which noise is counted
 
 

@@ -256,7 +256,7 @@ class BetaMixture:
         """EM on bin centres weighted by counts (min–max normalised over occupied bins).
 
         With ``null_counts`` (losses of caption-swapped pairs on the same bins) and
-        ``cfg.null == "shuffled"``, the division's posterior and noise ratio come from the
+        ``cfg.null_model == "shuffled"``, the division's posterior and noise ratio come from the
         empirical null (:mod:`pairsift.models.null_model`); the two components stay for the
         partial/complete split and the report.
         """
@@ -296,9 +296,9 @@ class BetaMixture:
             raise ValueError(f"unknown mixture fallback {cfg.fallback!r}")
         if cfg.partial_noise:
             model._fit_split(x, w, cfg)
-        if cfg.null not in ("shuffled", "none"):
-            raise ValueError(f"unknown mixture null {cfg.null!r}")
-        if null_counts is not None and cfg.null == "shuffled":
+        if cfg.null_model not in ("shuffled", "none"):
+            raise ValueError(f"unknown mixture null_model {cfg.null_model!r}")
+        if null_counts is not None and cfg.null_model == "shuffled":
             model.null = EmpiricalNull.fit(
                 counts, null_counts, centres, x_min, x_max, cfg.eps, cfg.null_lambda
             )

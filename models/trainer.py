@@ -102,7 +102,7 @@ def divide_pairs(
 def _wants_null(cfg: PairsiftConfig, data: PairEmbeddings, method: str | None) -> bool:
     """Null losses feed the beta mixture only (pairsift and bmm division)."""
     div_method = method or cfg.division.method
-    return cfg.mixture.null == "shuffled" and div_method in ("pairsift", "bmm") and len(data.image) >= 2
+    return cfg.mixture.null_model == "shuffled" and div_method in ("pairsift", "bmm") and len(data.image) >= 2
 
 
 def crossfit_scores(
@@ -132,7 +132,7 @@ def divide_scores(
     """Fit the mixture on a histogram of the losses (pairsift/bmm) and divide.
 
     ``null_losses`` (caption-swapped pairs, :mod:`pairsift.models.null_model`) give the
-    mixture its empirical null when ``mixture.null`` is "shuffled".
+    mixture its empirical null when ``mixture.null_model`` is "shuffled".
     """
     lo, hi = loss_range(cfg.train)
     dcfg = _division_cfg(cfg)

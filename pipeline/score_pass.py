@@ -190,7 +190,7 @@ def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOpti
         | "Score" >> beam.ParDo(
             ScoreShard(
                 layout, list(cfg.translate.target_langs), cfg.division.dual_view,
-                cfg.mixture.null == "shuffled", cfg.seed,
+                cfg.mixture.null_model == "shuffled", cfg.seed,
             )
         )
     )
@@ -224,7 +224,7 @@ def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
     hist = read_json(layout.fit_file(HISTOGRAM_FILE))
     counts = np.asarray(hist["counts"], dtype=np.int64)
     null_counts = None
-    if cfg.mixture.null == "shuffled":
+    if cfg.mixture.null_model == "shuffled":
         null_counts = np.asarray(read_json(layout.fit_file(NULL_HISTOGRAM_FILE))["counts"], dtype=np.int64)
         if null_counts.sum() < 2:  # every shard held a single pair: no swap was possible
             log.warning("mixture: too few null losses (%d), using the two components", int(null_counts.sum()))

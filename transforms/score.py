@@ -15,49 +15,45 @@ import numpy as np
 from pairsift.models.mixture import histogram, histogram2d
 
 
-class LossHistogram(beam.CombineFn):
+class _CountsSum(beam.CombineFn):
+    """Sums int64 histograms of a fixed shape; subclasses histogram one input."""
+
+    shape: tuple[int, ...]
+
+    def create_accumulator(self) -> np.ndarray:
+        return np.zeros(self.shape, dtype=np.int64)
+
+    def merge_accumulators(self, accumulators: Any) -> np.ndarray:
+        total = self.create_accumulator()
+        for acc in accumulators:
+            total = total + acc
+        return total
+
+    def extract_output(self, acc: np.ndarray) -> np.ndarray:
+        return acc
+
+
+class LossHistogram(_CountsSum):
     """Sums fixed-range histograms of the per-pair loss."""
 
     def __init__(self, lo: float, hi: float, bins: int) -> None:
         self.lo, self.hi, self.bins = lo, hi, bins
-
-    def create_accumulator(self) -> np.ndarray:
-        return np.zeros(self.bins, dtype=np.int64)
+        self.shape = (bins,)
 
     def add_input(self, acc: np.ndarray, losses: np.ndarray) -> np.ndarray:
         return acc + histogram(np.asarray(losses, dtype=np.float64), self.lo, self.hi, self.bins)
 
-    def merge_accumulators(self, accumulators: Any) -> np.ndarray:
-        total = self.create_accumulator()
-        for acc in accumulators:
-            total = total + acc
-        return total
 
-    def extract_output(self, acc: np.ndarray) -> np.ndarray:
-        return acc
-
-
-class UncertaintyHistogram(beam.CombineFn):
+class UncertaintyHistogram(_CountsSum):
     """Sums joint (loss, u) histograms, u over [0, 1]: the global uncertainty threshold."""
 
     def __init__(self, lo: float, hi: float, bins: tuple[int, int]) -> None:
-        self.lo, self.hi, self.bins = lo, hi, tuple(bins)
-
-    def create_accumulator(self) -> np.ndarray:
-        return np.zeros(self.bins, dtype=np.int64)
+        self.lo, self.hi = lo, hi
+        self.shape = tuple(bins)
 
     def add_input(self, acc: np.ndarray, element: tuple[np.ndarray, ...]) -> np.ndarray:
         loss, unc = element[0], element[1]  # (loss, uncertainty, ...) of one shard's pairs
-        return acc + histogram2d(loss, unc, (self.lo, self.hi), (0.0, 1.0), self.bins)
-
-    def merge_accumulators(self, accumulators: Any) -> np.ndarray:
-        total = self.create_accumulator()
-        for acc in accumulators:
-            total = total + acc
-        return total
-
-    def extract_output(self, acc: np.ndarray) -> np.ndarray:
-        return acc
+        return acc + histogram2d(loss, unc, (self.lo, self.hi), (0.0, 1.0), self.shape)
 
 
 def score_in_chunks(

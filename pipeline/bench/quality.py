@@ -135,6 +135,7 @@ def code_version() -> str:
 
 def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
     started = time.perf_counter()
+    version = code_version()  # at the start: edits made while it runs are not what it measured
     source = _source(dataset, args)
     image_size = args.image_size or DEFAULT_IMAGE_SIZE.get(dataset)
     langs = _words(args.langs) if args.langs else []
@@ -175,7 +176,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
-        f"- code: {code_version()}",
+        f"- code: {version}",
         f"- seeds: {', '.join(str(s) for s in range(args.seeds))} (noise plan and training); "
         f"data seed {args.data_seed}",
         f"- pairs: {n_train} train (noisy), {n_test} clean test items (one per distinct caption)",

@@ -79,7 +79,7 @@ ABLATIONS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "-self_correction": ("pairsift − self-correction", {"division": {"self_correction": False}}),
     "-mixture_agrees": ("pairsift − mixture agreement", {"division": {"mixture_agrees": False}}),
     "-null_model": ("pairsift − empirical null (two-component posterior)",
-                    {"mixture": {"null": "none"}}),
+                    {"mixture": {"null_model": "none"}}),
     "-trusted_margin": ("pairsift − trusted margin", {"train": {"trusted_margin": False}}),
     "-refurbish": ("pairsift − refurbished labels", {"train": {"refurbish": False}}),
     "-fisher": ("pairsift − Fisher softening", {"train": {"fisher_soften": False}}),

@@ -86,9 +86,9 @@ def test_null_state_round_trips_and_can_be_switched_off() -> None:
     grid = np.linspace(0, 1, 300)
     np.testing.assert_allclose(restored.posterior_clean(grid), model.posterior_clean(grid), atol=1e-5)
     assert restored.noise_ratio == model.noise_ratio
-    off = _fit(x, null, MixtureConfig(null="none"))
+    off = _fit(x, null, MixtureConfig(null_model="none"))
     assert off.null is None
-    with pytest.raises(ValueError, match="null"):
-        _fit(x, null, MixtureConfig(null="bogus"))
+    with pytest.raises(ValueError, match="null_model"):
+        _fit(x, null, MixtureConfig(null_model="bogus"))
     with pytest.raises(ValueError, match="share their bins"):
         EmpiricalNull.fit(np.ones(4), np.ones(5), np.linspace(0, 1, 4), 0.0, 1.0, 1e-3, 0.75)

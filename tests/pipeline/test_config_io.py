@@ -1,0 +1,20 @@
+"""The defaults documented in docs/config.md are the code's defaults and load as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.pipeline.config_io import load_config
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+
+
+def test_documented_defaults_load_and_equal_the_code_defaults(tmp_path: Path) -> None:
+    block = re.search(r"```yaml\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    assert block is not None, "docs/config.md lost its defaults block"
+    path = tmp_path / "defaults.yaml"
+    path.write_text(block.group(1), encoding="utf-8")
+    # every value keeps its type through YAML (a bare 1e-06 would load as a string)
+    assert load_config(str(path)).to_dict() == PairsiftConfig().to_dict()
