@@ -24,14 +24,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import betaln, digamma, polygamma
 
+from pairsift.models.beta_em import (
+    beta_log_pdf,
+    degenerate_reason,
+    initial_guesses,
+    logsumexp,
+    mle_fit,
+    moment_fit,
+    run_em,
+    sort_by_mean,
+)
 from pairsift.models.config import MixtureConfig
 from pairsift.models.gauss_mixture import fit_gaussian_histogram, gaussian_log_pdf
 from pairsift.models.null_model import EmpiricalNull
 
 _GRID = 2049  # lookup grid for the monotone posterior
-_MIN_PARAM = 1e-2
 _TIE_BREAK = 1e-3  # weight of the loss itself in the clean posterior (order within plateaus)
 
 
@@ -72,149 +80,6 @@ def histogram2d(
 def _centres(lo: float, hi: float, bins: int) -> np.ndarray:
     width = (hi - lo) / bins
     return lo + (np.arange(bins) + 0.5) * width
-
-
-def _log_pdf(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """[n, k] beta log densities."""
-    lx, l1x = np.log(x)[:, None], np.log1p(-x)[:, None]
-    return (a - 1)[None, :] * lx + (b - 1)[None, :] * l1x - betaln(a, b)[None, :]
-
-
-def logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
-    """Row-wise log-sum-exp (a lean version for the [n, 2] arrays of the EM loop)."""
-    top = np.max(a, axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    return np.squeeze(top, axis=axis) + np.log(np.sum(np.exp(a - top), axis=axis))
-
-
-def _min_variance(x: np.ndarray) -> float:
-    """No component narrower than one bin (std ≥ the bin width in normalised units).
-
-    Without it a component can collapse onto one well-filled bin — unbounded likelihood, a
-    useless spike — which happens when most losses sit in the first few bins.
-    """
-    return (1.0 / max(x.size - 1, 1)) ** 2
-
-
-def _cap(a: float, b: float, min_var: float) -> tuple[float, float]:
-    """Shrink a + b (keeping the mean) until the beta variance is at least ``min_var``."""
-    total = a + b
-    m = a / total
-    limit = max(m * (1 - m) / min_var - 1.0, 2.0)
-    if total <= limit:
-        return a, b
-    return max(m * limit, _MIN_PARAM), max((1 - m) * limit, _MIN_PARAM)
-
-
-def _moments(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """Weighted method of moments → (α, β); variance clamped so both stay positive."""
-    total = w.sum()
-    if total <= 0:
-        return 1.0, 1.0
-    m = float((w * x).sum() / total)
-    v = float((w * (x - m) ** 2).sum() / total)
-    m = min(max(m, 1e-4), 1 - 1e-4)
-    v = min(max(v, 1e-8), m * (1 - m) * 0.999)
-    common = m * (1 - m) / v - 1
-    return max(m * common, _MIN_PARAM), max((1 - m) * common, _MIN_PARAM)
-
-
-def _mle(x: np.ndarray, w: np.ndarray, a: float, b: float) -> tuple[float, float]:
-    """Weighted beta MLE by Newton on ψ(a) − ψ(a+b) = E[log x], ψ(b) − ψ(a+b) = E[log(1−x)]."""
-    total = w.sum()
-    if total <= 0:
-        return a, b
-    l1 = float((w * np.log(x)).sum() / total)
-    l2 = float((w * np.log1p(-x)).sum() / total)
-    for _ in range(30):
-        grad = np.array([digamma(a) - digamma(a + b) - l1, digamma(b) - digamma(a + b) - l2])
-        t = polygamma(1, a + b)
-        hess = np.array([[polygamma(1, a) - t, -t], [-t, polygamma(1, b) - t]])
-        try:
-            step = np.linalg.solve(hess, grad)
-        except np.linalg.LinAlgError:
-            break
-        while a - step[0] <= 0 or b - step[1] <= 0:  # stay in the parameter space
-            step = step / 2
-        a, b = max(a - step[0], _MIN_PARAM), max(b - step[1], _MIN_PARAM)
-        if np.abs(step).max() < 1e-8:
-            break
-    return a, b
-
-
-def _em(
-    x: np.ndarray,
-    w: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    pi: np.ndarray,
-    cfg: MixtureConfig,
-    mle: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
-    """EM on weighted points; returns params, weights, log-likelihood and iterations.
-
-    The M-step is the weighted method of moments, or (``mle``) weighted maximum likelihood
-    started from the moments estimate.
-    """
-    a, b, pi = a.astype(np.float64), b.astype(np.float64), pi.astype(np.float64)
-    min_var = _min_variance(x)
-    prev = -np.inf
-    ll = -np.inf
-    it = 0
-    for it in range(1, cfg.max_iter + 1):  # noqa: B007 (returned below)
-        joint = _log_pdf(x, a, b) + np.log(np.maximum(pi, 1e-300))[None, :]
-        norm = logsumexp(joint, axis=1)
-        ll = float((w * norm).sum())
-        resp = np.exp(joint - norm[:, None])
-        for k in range(len(a)):
-            if mle:  # warm start from the previous estimate: a few Newton steps suffice
-                a[k], b[k] = _mle(x, w * resp[:, k], a[k], b[k])
-            else:
-                a[k], b[k] = _moments(x, w * resp[:, k])
-            a[k], b[k] = _cap(a[k], b[k], min_var)
-        pi = (w[:, None] * resp).sum(axis=0)
-        pi = np.maximum(pi / pi.sum(), 1e-8)
-        pi /= pi.sum()
-        if abs(ll - prev) <= cfg.tol * max(1.0, abs(ll)):
-            break
-        prev = ll
-    return a, b, pi, ll, it
-
-
-def _inits(x: np.ndarray, w: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """RCAR's start (α=[1,2], β=[2,1]) and a split at the weighted median.
-
-    The fixed start alone has a degenerate fixed point: two components Beta(a, a+1) and
-    Beta(a+1, a) keep the same linear responsibility ramp for every a, so on (near-)symmetric
-    data EM never leaves it. The median split starts from the two halves' moments; the fit with
-    the higher likelihood wins.
-    """
-    starts = [(np.array([1.0, 2.0]), np.array([2.0, 1.0]), np.array([0.5, 0.5]))]
-    cdf = np.cumsum(w) / w.sum()
-    cut = int(np.searchsorted(cdf, 0.5)) + 1
-    if 0 < cut < x.size:
-        lo, hi = _moments(x[:cut], w[:cut]), _moments(x[cut:], w[cut:])
-        share = float(cdf[cut - 1])
-        starts.append(
-            (np.array([lo[0], hi[0]]), np.array([lo[1], hi[1]]), np.array([share, 1.0 - share]))
-        )
-    return starts
-
-
-def degenerate_reason(a: np.ndarray, b: np.ndarray, pi: np.ndarray, cfg: MixtureConfig) -> str | None:
-    """Why a clean/noisy beta fit does not describe two populations (None if it does)."""
-    names = ("clean", "noisy")
-    for k in range(len(a)):
-        if pi[k] < cfg.min_component_weight:
-            return f"{names[k]} component weight {pi[k]:.3f} < {cfg.min_component_weight}"
-        if a[k] < cfg.flat_shape and b[k] < cfg.flat_shape:
-            return f"{names[k]} component flat or U-shaped (alpha {a[k]:.2f}, beta {b[k]:.2f})"
-    return None
-
-
-def _sorted(a: np.ndarray, b: np.ndarray, pi: np.ndarray) -> tuple[np.ndarray, ...]:
-    order = np.argsort(a / (a + b), kind="stable")
-    return a[order], b[order], pi[order]
 
 
 @dataclass
@@ -276,16 +141,16 @@ class BetaMixture:
         if cfg.m_step not in ("moments", "moments_mle"):
             raise ValueError(f"unknown mixture m_step {cfg.m_step!r}")
         best: tuple[np.ndarray, np.ndarray, np.ndarray, float, int] | None = None
-        for a0, b0, pi0 in _inits(x, w):
-            a, b, pi, ll, it = _em(x, w, a0, b0, pi0, cfg)
+        for a0, b0, pi0 in initial_guesses(x, w):
+            a, b, pi, ll, it = run_em(x, w, a0, b0, pi0, cfg)
             if cfg.m_step == "moments_mle":
-                a, b, pi, ll, it2 = _em(x, w, a, b, pi, cfg, mle=True)
+                a, b, pi, ll, it2 = run_em(x, w, a, b, pi, cfg, mle=True)
                 it += it2
             if best is None or ll > best[3] + 1e-9 * abs(ll):
                 best = (a, b, pi, ll, it)
         assert best is not None
         a, b, pi, ll, it = best
-        a, b, pi = _sorted(a, b, pi)
+        a, b, pi = sort_by_mean(a, b, pi)
         model = cls(a, b, pi, x_min, x_max, cfg.eps, log_likelihood=ll, iterations=it)
         reason = degenerate_reason(a, b, pi, cfg)
         if reason is not None and cfg.fallback == "gaussian":
@@ -310,23 +175,23 @@ class BetaMixture:
         total = noisy_w.sum()
         if total < 10:
             return
-        a1, b1 = _moments(x, noisy_w)
-        ll1 = float((noisy_w * _log_pdf(x, np.array([a1]), np.array([b1]))[:, 0]).sum())
+        a1, b1 = moment_fit(x, noisy_w)
+        ll1 = float((noisy_w * beta_log_pdf(x, np.array([a1]), np.array([b1]))[:, 0]).sum())
         cdf = np.cumsum(noisy_w) / total
         q_lo, q_hi = x[np.searchsorted(cdf, 0.25)], x[np.searchsorted(cdf, 0.75)]
         init_a, init_b = [], []
         for q in (q_lo, q_hi):
             mask = np.abs(x - q) <= 0.15
-            init_a.append(_moments(x[mask], noisy_w[mask])[0] if noisy_w[mask].sum() else 2.0)
-            init_b.append(_moments(x[mask], noisy_w[mask])[1] if noisy_w[mask].sum() else 2.0)
+            init_a.append(moment_fit(x[mask], noisy_w[mask])[0] if noisy_w[mask].sum() else 2.0)
+            init_b.append(moment_fit(x[mask], noisy_w[mask])[1] if noisy_w[mask].sum() else 2.0)
         mle = cfg.m_step == "moments_mle"
         if mle:
-            a1, b1 = _mle(x, noisy_w, a1, b1)
-            ll1 = float((noisy_w * _log_pdf(x, np.array([a1]), np.array([b1]))[:, 0]).sum())
-        a2, b2, pi2, ll2, _ = _em(
+            a1, b1 = mle_fit(x, noisy_w, a1, b1)
+            ll1 = float((noisy_w * beta_log_pdf(x, np.array([a1]), np.array([b1]))[:, 0]).sum())
+        a2, b2, pi2, ll2, _ = run_em(
             x, noisy_w, np.array(init_a), np.array(init_b), np.array([0.5, 0.5]), cfg, mle
         )
-        a2, b2, pi2 = _sorted(a2, b2, pi2)
+        a2, b2, pi2 = sort_by_mean(a2, b2, pi2)
         n_eff = float(total)
         bic1 = -2 * ll1 + 2 * np.log(n_eff)
         bic2 = -2 * ll2 + 5 * np.log(n_eff)
@@ -345,7 +210,7 @@ class BetaMixture:
             assert self.gauss_stds is not None and self.gauss_weights is not None
             dens = gaussian_log_pdf(x, self.gauss_means, self.gauss_stds)
             return dens + np.log(self.gauss_weights)[None, :]
-        return _log_pdf(x, self.alphas, self.betas) + np.log(self.weights)[None, :]
+        return beta_log_pdf(x, self.alphas, self.betas) + np.log(self.weights)[None, :]
 
     @property
     def noise_ratio(self) -> float:
@@ -420,7 +285,7 @@ class BetaMixture:
         x = self.normalise(losses)
         if self.split_alphas is None:
             return np.zeros_like(x)
-        joint = _log_pdf(x, self.split_alphas, self.split_betas)
+        joint = beta_log_pdf(x, self.split_alphas, self.split_betas)
         joint = joint + np.log(self.split_weights)[None, :]
         return np.exp(joint[:, 0] - logsumexp(joint, axis=1))
 

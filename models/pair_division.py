@@ -1,0 +1,126 @@
+"""Score every training pair and divide it: in-sample, cross-fitted, with the empirical null.
+
+What the robust trainer (:mod:`pairsift.models.trainer`) calls once per epoch, and what the
+benchmarks call on finished heads. The division itself is :func:`pairsift.models.division.divide`;
+this module turns heads and embeddings into the scores, the null losses and the fitted mixture
+it needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from pairsift.models.config import DivisionConfig, PairsiftConfig
+from pairsift.models.division import Division, UncertaintyMemory, divide
+from pairsift.models.heads import ProjectionHeads
+from pairsift.models.mixture import BetaMixture, histogram
+from pairsift.models.null_model import with_swapped_captions
+from pairsift.models.pairdata import PairEmbeddings
+from pairsift.models.scoring import build_scoring_state, loss_range, score_batch
+
+
+def _division_cfg(cfg: PairsiftConfig) -> DivisionConfig:
+    return dataclasses.replace(
+        cfg.division,
+        refurbish=cfg.division.refurbish and cfg.train.refurbish,
+        fisher_soften=cfg.division.fisher_soften and cfg.train.fisher_soften,
+    )
+
+
+def divide_pairs(
+    heads: ProjectionHeads,
+    data: PairEmbeddings,
+    cfg: PairsiftConfig,
+    seed: int,
+    memory: UncertaintyMemory | None = None,
+    method: str | None = None,
+) -> tuple[Division, BetaMixture | None, dict[str, np.ndarray]]:
+    """Score every pair against a fixed bank, fit the mixture on a histogram, divide."""
+    state = build_scoring_state(heads, data, cfg.train, seed)
+    scores = score_batch(state, data.image, data.text, data.text_tgt or None, data.text_src_ml)
+    null = None
+    if wants_null(cfg, data, method):
+        swapped = with_swapped_captions(data, seed)
+        null = score_batch(
+            state, swapped.image, swapped.text, swapped.text_tgt or None, swapped.text_src_ml
+        )["loss"]
+    div, mixture = divide_scores(scores, cfg, memory, method, null)
+    return div, mixture, scores
+
+
+def wants_null(cfg: PairsiftConfig, data: PairEmbeddings, method: str | None) -> bool:
+    """Null losses feed the beta mixture only (pairsift and bmm division)."""
+    div_method = method or cfg.division.method
+    return cfg.mixture.null_model == "shuffled" and div_method in ("pairsift", "bmm") and len(data.image) >= 2
+
+
+def crossfit_scores(
+    fold_heads: list[ProjectionHeads], folds: np.ndarray, data: PairEmbeddings,
+    cfg: PairsiftConfig, seed: int,
+) -> dict[str, np.ndarray]:
+    """Each pair scored by the heads of the fold that never trained on it (one shared bank).
+
+    Heads memorise the pairs they train on, noisy ones included, so on a small set the
+    in-sample loss stops separating clean from noisy within a few epochs; a held-out loss
+    cannot be memorised (cross-fitting, as in iterative noisy cross-validation).
+    """
+    state = build_scoring_state(fold_heads[0], data, cfg.train, seed)
+    state.fold_heads = list(fold_heads)
+    return score_batch(
+        state, data.image, data.text, data.text_tgt or None, data.text_src_ml, folds=folds
+    )
+
+
+def divide_scores(
+    scores: dict[str, np.ndarray],
+    cfg: PairsiftConfig,
+    memory: UncertaintyMemory | None = None,
+    method: str | None = None,
+    null_losses: np.ndarray | None = None,
+) -> tuple[Division, BetaMixture | None]:
+    """Fit the mixture on a histogram of the losses (pairsift/bmm) and divide.
+
+    ``null_losses`` (caption-swapped pairs, :mod:`pairsift.models.null_model`) give the
+    mixture its empirical null when ``mixture.null_model`` is "shuffled".
+    """
+    lo, hi = loss_range(cfg.train)
+    dcfg = _division_cfg(cfg)
+    if method is not None:
+        dcfg = dataclasses.replace(dcfg, method=method)
+    mixture = None
+    if dcfg.method in ("pairsift", "bmm"):
+        counts = histogram(scores["loss"], lo, hi, cfg.mixture.bins)
+        null_counts = (
+            None if null_losses is None else histogram(null_losses, lo, hi, cfg.mixture.bins)
+        )
+        if np.count_nonzero(counts) >= 2:
+            mixture = BetaMixture.fit_histogram(counts, lo, hi, cfg.mixture, null_counts)
+    return divide(scores, mixture, dcfg, memory), mixture
+
+
+def fold_ids(n: int, k: int, seed: int) -> np.ndarray:
+    """Balanced random fold of each of n rows (0..k-1)."""
+    return np.random.default_rng(seed).permutation(np.arange(n) % k)
+
+
+def translation_trust(scores: dict[str, np.ndarray], cfg: PairsiftConfig) -> dict[str, np.ndarray]:
+    """Per language, P(the translation agrees with its source) (NRF).
+
+    A beta mixture on the disagreement (1 − translation consistency)/2, fitted like the loss
+    mixture; the low-disagreement component's posterior is the trust. Languages without a
+    consistency score (no multilingual source embedding) get none.
+    """
+    out: dict[str, np.ndarray] = {}
+    for key in sorted(scores):
+        if not key.startswith("translation_consistency_"):
+            continue
+        disagreement = (1.0 - np.asarray(scores[key], dtype=np.float64)) / 2.0
+        counts = histogram(disagreement, 0.0, 1.0, cfg.mixture.bins)
+        if np.count_nonzero(counts) < 2:
+            continue
+        mix_cfg = dataclasses.replace(cfg.mixture, partial_noise=False)
+        mixture = BetaMixture.fit_histogram(counts, 0.0, 1.0, mix_cfg)
+        out[key[len("translation_consistency_") :]] = mixture.posterior_clean(disagreement)
+    return out
