@@ -25,10 +25,13 @@ bandwidth). The posterior is made non-increasing in the loss by a running minimu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import beta as beta_dist
+
+if TYPE_CHECKING:
+    from pairsift.models.pairdata import PairEmbeddings
 
 _GRID = 2049
 
@@ -116,7 +119,7 @@ class EmpiricalNull:
         )
 
 
-def with_swapped_captions(data: Any, seed: int) -> Any:
+def with_swapped_captions(data: PairEmbeddings, seed: int) -> PairEmbeddings:
     """``data`` (PairEmbeddings) with every caption view moved to another row (a derangement).
 
     Row i keeps its image (and key, so cross-fitted scoring picks the heads of its fold) and
