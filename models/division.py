@@ -129,6 +129,11 @@ def _view_suffix(scores: dict[str, np.ndarray], cfg: DivisionConfig) -> str:
     return "_dual" if cfg.dual_view and "belief_dual" in scores else ""
 
 
+def view_uncertainty(scores: dict[str, np.ndarray], cfg: DivisionConfig) -> np.ndarray:
+    """The u :func:`divide` reads: the dual-view one when present and ``dual_view`` is on."""
+    return _get(scores, "uncertainty" + _view_suffix(scores, cfg))
+
+
 def _p_clean(scores: dict[str, np.ndarray], mixture: BetaMixture | None, sfx: str) -> np.ndarray:
     if mixture is not None:
         return mixture.posterior_clean(_get(scores, "loss"))
@@ -231,7 +236,7 @@ def divide(
     it u_thr comes from these scores (:func:`relative_threshold`).
     """
     sfx = _view_suffix(scores, cfg)
-    unc = _get(scores, "uncertainty" + sfx)
+    unc = view_uncertainty(scores, cfg)
     n = unc.shape[0]
     method = cfg.method
     if method == "none":

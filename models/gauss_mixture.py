@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pairsift.models.beta_em import logsumexp
+
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
@@ -17,11 +19,6 @@ def gaussian_log_pdf(x: np.ndarray, means: np.ndarray, stds: np.ndarray) -> np.n
     """[n, k] normal log densities."""
     z = (np.asarray(x, dtype=np.float64)[:, None] - means[None, :]) / stds[None, :]
     return -0.5 * z * z - np.log(stds)[None, :] - 0.5 * _LOG_2PI
-
-
-def _log_sum_exp(a: np.ndarray) -> np.ndarray:
-    top = a.max(axis=1, keepdims=True)
-    return top[:, 0] + np.log(np.exp(a - top).sum(axis=1))
 
 
 def fit_gaussian_histogram(
@@ -42,7 +39,7 @@ def fit_gaussian_histogram(
         stds = np.sqrt(var + reg)
         weights = mass / mass.sum()
         joint = gaussian_log_pdf(x, means, stds) + np.log(weights)[None, :]
-        norm = _log_sum_exp(joint)
+        norm = logsumexp(joint, axis=1)
         ll = float((w * norm).sum())
         resp = np.exp(joint - norm[:, None])
         if abs(ll - prev) <= tol * max(1.0, abs(ll)):

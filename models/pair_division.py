@@ -9,6 +9,7 @@ it needs.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -39,21 +40,36 @@ def divide_pairs(
 ) -> tuple[Division, BetaMixture | None, dict[str, np.ndarray]]:
     """Score every pair against a fixed bank, fit the mixture on a histogram, divide."""
     state = build_scoring_state(heads, data, cfg.train, seed)
-    scores = score_batch(state, data.image, data.text, data.text_tgt or None, data.text_src_ml)
-    null = None
-    if wants_null(cfg, data, method):
-        swapped = with_swapped_captions(data, seed)
-        null = score_batch(
-            state, swapped.image, swapped.text, swapped.text_tgt or None, swapped.text_src_ml
-        )["loss"]
+
+    def score(pairs: PairEmbeddings) -> dict[str, np.ndarray]:
+        return score_batch(
+            state, pairs.image, pairs.text, pairs.text_tgt or None, pairs.text_src_ml
+        )
+
+    scores = score(data)
+    null = null_losses(score, data, cfg, seed, method)
     div, mixture = divide_scores(scores, cfg, memory, method, null)
     return div, mixture, scores
 
 
-def wants_null(cfg: PairsiftConfig, data: PairEmbeddings, method: str | None) -> bool:
-    """Null losses feed the beta mixture only (pairsift and bmm division)."""
+def null_losses(
+    score: Callable[[PairEmbeddings], dict[str, np.ndarray]],
+    data: PairEmbeddings,
+    cfg: PairsiftConfig,
+    seed: int,
+    method: str | None = None,
+) -> np.ndarray | None:
+    """Losses of ``data`` with its captions swapped (:mod:`pairsift.models.null_model`), scored
+    by ``score``; None where the division does not use them (only the beta mixture of the
+    pairsift and bmm divisions does, with ``mixture.null_model`` "shuffled")."""
     div_method = method or cfg.division.method
-    return cfg.mixture.null_model == "shuffled" and div_method in ("pairsift", "bmm") and len(data.image) >= 2
+    if not (
+        cfg.mixture.null_model == "shuffled"
+        and div_method in ("pairsift", "bmm")
+        and len(data.image) >= 2
+    ):
+        return None
+    return score(with_swapped_captions(data, seed))["loss"]
 
 
 def crossfit_scores(

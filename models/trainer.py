@@ -33,14 +33,13 @@ from pairsift.models.division import Division, UncertaintyMemory
 from pairsift.models.heads import ProjectionHeads
 from pairsift.models.metrics import recall_at_k
 from pairsift.models.mixture import BetaMixture
-from pairsift.models.null_model import with_swapped_captions
 from pairsift.models.pair_division import (
     crossfit_scores,
     divide_pairs,
     divide_scores,
     fold_ids,
+    null_losses,
     translation_trust,
-    wants_null,
 )
 from pairsift.models.pairdata import PairEmbeddings, load_embeddings_parquet
 
@@ -392,11 +391,12 @@ def _epoch_divisions(
         for net in fold_nets:
             net.heads.eval()
         fold_heads = [net.heads for net in fold_nets]
-        scores = crossfit_scores(fold_heads, folds, data, cfg, seed)
-        null = None
-        if wants_null(cfg, data, method):
-            swapped = with_swapped_captions(data, seed)
-            null = crossfit_scores(fold_heads, folds, swapped, cfg, seed)["loss"]
+
+        def score(pairs: PairEmbeddings) -> dict[str, np.ndarray]:
+            return crossfit_scores(fold_heads, folds, pairs, cfg, seed)
+
+        scores = score(data)
+        null = null_losses(score, data, cfg, seed, method)
         div, mixture = divide_scores(scores, cfg, memories[0], method, null)
         return [(div, mixture, scores)]
     out = []

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pairsift.models.config import PairsiftConfig
+from pairsift.models.config import DivisionConfig, PairsiftConfig
 from pairsift.models.records import Status, is_embedding_column
 from pairsift.pipeline.io.atomic import exists, list_files, read_json, write_json
 from pairsift.pipeline.io.tables import embedding_matrix, read_table, write_rows
@@ -38,13 +38,14 @@ DIVISION_FILE = "division.json"
 UNCERTAINTY_BINS = (128, 1000)  # (loss, u): u to 0.001; the loss axis only picks kept bins
 
 
-def division_uncertainty(scores: dict[str, np.ndarray], dual_view: bool) -> np.ndarray:
-    """The u the division reads (dual-view when present and on); a missing view falls back."""
+def division_uncertainty(scores: dict[str, np.ndarray], division: DivisionConfig) -> np.ndarray:
+    """The u the division reads (models.division.view_uncertainty); where a dual-view u is
+    missing (NaN) the single-view one stands in, so the histogram never sees a NaN."""
+    from pairsift.models.division import view_uncertainty
+
+    u = view_uncertainty(scores, division)
     single = np.asarray(scores["uncertainty"], dtype=np.float64)
-    if not (dual_view and "belief_dual" in scores and "uncertainty_dual" in scores):
-        return single
-    dual = np.asarray(scores["uncertainty_dual"], dtype=np.float64)
-    return np.where(np.isfinite(dual), dual, single)
+    return np.where(np.isfinite(u), u, single)
 
 
 def shard_matrices(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -60,7 +61,7 @@ def shard_matrices(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, np
     return matrices, present
 
 
-def null_losses(
+def shard_null_losses(
     state: Any, matrices: dict[str, np.ndarray], keys: list[str], seed: int
 ) -> np.ndarray:
     """English-view losses of the rows with their captions swapped among themselves.
@@ -88,11 +89,11 @@ class ScoreShard(beam.DoFn):
     """
 
     def __init__(
-        self, layout: RunLayout, langs: list[str], dual_view: bool, null: bool, seed: int
+        self, layout: RunLayout, langs: list[str], division: DivisionConfig, null: bool, seed: int
     ) -> None:
         self.layout = layout
         self.langs = langs
-        self.dual_view = dual_view
+        self.division = division
         self.null = null
         self.seed = seed
         self.state: Any = None
@@ -114,7 +115,7 @@ class ScoreShard(beam.DoFn):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not len(duplicate):
             return np.zeros(0), np.zeros(0), np.zeros(0)
-        u = division_uncertainty(scores, self.dual_view)
+        u = division_uncertainty(scores, self.division)
         null = np.asarray(scores["null_loss"])[~duplicate] if "null_loss" in scores else np.zeros(0)
         return np.asarray(scores["loss"])[~duplicate], u[~duplicate], null
 
@@ -143,7 +144,7 @@ class ScoreShard(beam.DoFn):
             unique = np.flatnonzero(~duplicate)
             if self.null and len(unique) >= 2:
                 null = np.full(len(keys), np.nan)
-                null[unique] = null_losses(
+                null[unique] = shard_null_losses(
                     self.state,
                     {name: matrices[name][unique] for name in ("image_emb", "text_emb")},
                     [keys[i] for i in unique],
@@ -189,7 +190,7 @@ def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOpti
         | "Spread" >> beam.Reshuffle()
         | "Score" >> beam.ParDo(
             ScoreShard(
-                layout, list(cfg.translate.target_langs), cfg.division.dual_view,
+                layout, list(cfg.translate.target_langs), cfg.division,
                 cfg.mixture.null_model == "shuffled", cfg.seed,
             )
         )
