@@ -81,6 +81,11 @@ class DivisionConfig:
     fisher_soften: bool = True  # soft labels: UML Fisher softening (AND-ed with train flag)
     mixture_agrees: bool = True  # determined clean/noisy need the mixture to agree, else hard
     noisy_posterior: float = 0.5  # an undetermined pair with p_clean below this is noisy
+    # which pairs are dropped: "posterior", p_clean < noisy_posterior (undetermined pairs) or
+    # a determined mismatch the mixture doubts; "noise_share", with an empirical null, every
+    # pair whose loss is above the (1 − π0) quantile (kept count = estimated clean count);
+    # "both", dropped by either rule
+    keep_rule: str = "both"
     memory_window: int = 3  # epochs of uncertainty kept per pair (self-correction)
     fluctuation_threshold: float = 0.1  # u range over the window that marks a pair unstable
 
@@ -121,7 +126,7 @@ class TrainConfig:
     crossfit_max_pairs: int = 2000  # larger sets divide in-sample (memorised less, k× cheaper)
     # OUT/model: heads retrained on the kept pairs with this loss ("none": the fit heads)
     final_loss: str = "contrastive"
-    final_min_pairs: int = 500  # retrain only when at least this many pairs were kept
+    final_min_pairs: int = 50  # retrain only when at least this many pairs were kept
     robust_topk: int = 8  # robust phase hinge: mean over the top-k in-batch negatives
 
 

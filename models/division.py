@@ -12,6 +12,13 @@
   evidence either way the loss decides, and keeping it would put likely noise in the shards.
   The opinion is the dual-view (Dempster–Shafer) one when ``*_dual`` scores exist and
   ``dual_view`` is on. ``mixture_agrees=False`` gives UCPM's rule unchanged.
+  ``keep_rule`` (default "both"): with an empirical null a pair is also noisy when its loss
+  is above the (1 − π0) quantile of the losses ("noise_share" alone: only then; the opinion
+  still sorts the kept pairs into clean and hard). Where clean and noisy losses overlap
+  heavily the Bayes cut p_clean ≥ ½ can keep far more pairs than the π0 it came from says
+  are clean (tuxpaint at 50 %: 65–70 % of them at precision 0.64–0.67); the count caps that.
+  Where they separate well but π0 reads low (synth at 80 %: 0.69–0.71) the count alone
+  would keep too many, and the Bayes cut caps that.
   u_thr is relative by default: the ``uncertainty_quantile`` of u over the pairs the mixture
   keeps (:func:`relative_threshold`), because u's absolute scale moves with K, τ and how far
   the heads spread cosines; trained heads put every pair above an absolute ½ and then no pair
@@ -223,6 +230,20 @@ def threshold_from_histogram(
     return float((min(index, u_bins - 1) + 1) / u_bins)
 
 
+KEEP_RULES = ("noise_share", "posterior", "both")
+
+
+def share_cut(mixture: BetaMixture | None, cfg: DivisionConfig) -> float | None:
+    """The loss above which the count ("noise_share", "both") drops a pair; None where no
+    count applies: keep_rule "posterior", no empirical null, or a null reading π0 = 1, which
+    leaves no clean share to count (then the posterior rule alone decides)."""
+    if cfg.keep_rule not in KEEP_RULES:
+        raise ValueError(f"unknown division keep_rule {cfg.keep_rule!r}; choose from {KEEP_RULES}")
+    if cfg.keep_rule == "posterior" or mixture is None:
+        return None
+    return mixture.keep_loss()
+
+
 def divide(
     scores: dict[str, np.ndarray],
     mixture: BetaMixture | None,
@@ -279,9 +300,13 @@ def divide(
     agrees = p_clean >= cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
     label = np.full(n, "hard", dtype=object)
     label[determined & top & agrees] = "clean"
-    doubts = p_clean < cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
-    label[determined & ~top & doubts] = "noisy"
-    label[~determined & (p_clean < cfg.noisy_posterior)] = "noisy"
+    cut = share_cut(mixture, cfg)
+    if cut is not None:  # the null's count decides kept or not; the opinion, clean or hard
+        label[_get(scores, "loss") > cut] = "noisy"
+    if cut is None or cfg.keep_rule == "both":
+        doubts = p_clean < cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
+        label[determined & ~top & doubts] = "noisy"
+        label[~determined & (p_clean < cfg.noisy_posterior)] = "noisy"
     label = label.astype(str)
     hard = label == "hard"
     soft = np.where(hard, _get(scores, "belief" + sfx), soft)

@@ -280,6 +280,13 @@ class BetaMixture:
         order = 1.0 / (1.0 + np.exp(np.clip(4.0 * (raw - 0.5), -700.0, 700.0)))
         return (1.0 - _TIE_BREAK) * smooth + _TIE_BREAK * order
 
+    def keep_loss(self) -> float | None:
+        """Raw loss below which the estimated clean share 1 − π0 of the pairs lies; None without
+        an empirical null or when it reads no clean share (π0 = 1)."""
+        if self.null is None or self.null.keep_x is None or self.null.noise_ratio >= 1.0:
+            return None
+        return float(self.x_min + self.null.keep_x * (self.x_max - self.x_min))
+
     def posterior_partial(self, losses: np.ndarray) -> np.ndarray:
         """P(partial noise | loss, noisy); zeros when no partial component was accepted."""
         x = self.normalise(losses)

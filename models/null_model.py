@@ -67,6 +67,21 @@ def _smoothed_density(x: np.ndarray, w: np.ndarray, grid: np.ndarray) -> np.ndar
     return dens / (n * width * np.sqrt(2 * np.pi))
 
 
+def _quantile_x(
+    counts: np.ndarray, centres: np.ndarray, x_min: float, x_max: float, share: float
+) -> float:
+    """Normalised loss below which ``share`` of the histogram's mass lies (linear in a bin)."""
+    width = (centres[1] - centres[0]) if centres.size > 1 else 1.0
+    edges = np.concatenate([centres - width / 2, centres[-1:] + width / 2])
+    cdf = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
+    share = float(np.clip(share, 0.0, 1.0))
+    i = int(np.clip(np.searchsorted(cdf, share, side="left"), 1, cdf.size - 1))
+    step = cdf[i] - cdf[i - 1]  # > 0: the first edge whose cdf reaches ``share``
+    frac = (share - cdf[i - 1]) / step if step > 0 else 1.0
+    loss = float(edges[i - 1] + frac * (edges[i] - edges[i - 1]))
+    return float((loss - x_min) / (x_max - x_min))
+
+
 @dataclass
 class EmpiricalNull:
     """The fitted null: π0, the null beta and the clean posterior on a normalised-loss grid."""
@@ -76,6 +91,8 @@ class EmpiricalNull:
     beta: float
     lam: float
     lookup: np.ndarray = field(repr=False)
+    # normalised loss below which the observed share 1 − π0 lies: the estimated clean count
+    keep_x: float | None = None
 
     @classmethod
     def fit(
@@ -102,12 +119,14 @@ class EmpiricalNull:
         observed = np.maximum(_smoothed_density(x, counts, grid), 1e-12)
         lfdr = np.clip(pi0 * beta_dist.pdf(grid, a0, b0) / observed, 0.0, 1.0)
         lookup = np.minimum.accumulate(1.0 - lfdr)  # a higher loss is never cleaner
-        return cls(noise_ratio=pi0, alpha=float(a0), beta=float(b0), lam=lam, lookup=lookup)
+        return cls(noise_ratio=pi0, alpha=float(a0), beta=float(b0), lam=lam, lookup=lookup,
+                   keep_x=_quantile_x(counts, centres, x_min, x_max, 1.0 - pi0))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "noise_ratio": self.noise_ratio, "alpha": self.alpha, "beta": self.beta,
             "lambda": self.lam, "lookup": [round(float(v), 6) for v in self.lookup],
+            "keep_x": self.keep_x,
         }
 
     @classmethod
@@ -116,6 +135,7 @@ class EmpiricalNull:
             noise_ratio=float(data["noise_ratio"]), alpha=float(data["alpha"]),
             beta=float(data["beta"]), lam=float(data["lambda"]),
             lookup=np.asarray(data["lookup"], dtype=np.float64),
+            keep_x=None if data.get("keep_x") is None else float(data["keep_x"]),
         )
 
 

@@ -72,21 +72,35 @@ def null_losses(
     return score(with_swapped_captions(data, seed))["loss"]
 
 
+def crossfit_scorer(
+    fold_heads: list[ProjectionHeads], folds: np.ndarray, data: PairEmbeddings,
+    cfg: PairsiftConfig, seed: int,
+) -> Callable[[PairEmbeddings], dict[str, np.ndarray]]:
+    """Scores rows aligned with ``data`` by the heads of each row's fold, against one bank.
+
+    Heads memorise the pairs they train on, noisy ones included, so on a small set the
+    in-sample loss stops separating clean from noisy within a few epochs; a held-out loss
+    cannot be memorised (cross-fitting, as in iterative noisy cross-validation). The bank is
+    drawn once from ``data``'s real pairs, so the caption-swapped null rows are scored against
+    the same bank as the pairs themselves (as in the in-sample division and the score pass).
+    """
+    state = build_scoring_state(fold_heads[0], data, cfg.train, seed)
+    state.fold_heads = list(fold_heads)
+
+    def score(pairs: PairEmbeddings) -> dict[str, np.ndarray]:
+        return score_batch(
+            state, pairs.image, pairs.text, pairs.text_tgt or None, pairs.text_src_ml, folds=folds
+        )
+
+    return score
+
+
 def crossfit_scores(
     fold_heads: list[ProjectionHeads], folds: np.ndarray, data: PairEmbeddings,
     cfg: PairsiftConfig, seed: int,
 ) -> dict[str, np.ndarray]:
-    """Each pair scored by the heads of the fold that never trained on it (one shared bank).
-
-    Heads memorise the pairs they train on, noisy ones included, so on a small set the
-    in-sample loss stops separating clean from noisy within a few epochs; a held-out loss
-    cannot be memorised (cross-fitting, as in iterative noisy cross-validation).
-    """
-    state = build_scoring_state(fold_heads[0], data, cfg.train, seed)
-    state.fold_heads = list(fold_heads)
-    return score_batch(
-        state, data.image, data.text, data.text_tgt or None, data.text_src_ml, folds=folds
-    )
+    """Each pair of ``data`` scored by the heads of the fold that never trained on it."""
+    return crossfit_scorer(fold_heads, folds, data, cfg, seed)(data)
 
 
 def divide_scores(

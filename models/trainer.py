@@ -34,6 +34,7 @@ from pairsift.models.heads import ProjectionHeads
 from pairsift.models.metrics import recall_at_k
 from pairsift.models.mixture import BetaMixture
 from pairsift.models.pair_division import (
+    crossfit_scorer,
     crossfit_scores,
     divide_pairs,
     divide_scores,
@@ -50,6 +51,7 @@ __all__ = [
     "load_embeddings_parquet",
     "divide_pairs",
     "divide_scores",
+    "crossfit_scorer",
     "crossfit_scores",
     "fold_ids",
     "translation_trust",
@@ -390,11 +392,7 @@ def _epoch_divisions(
         assert folds is not None
         for net in fold_nets:
             net.heads.eval()
-        fold_heads = [net.heads for net in fold_nets]
-
-        def score(pairs: PairEmbeddings) -> dict[str, np.ndarray]:
-            return crossfit_scores(fold_heads, folds, pairs, cfg, seed)
-
+        score = crossfit_scorer([net.heads for net in fold_nets], folds, data, cfg, seed)
         scores = score(data)
         null = null_losses(score, data, cfg, seed, method)
         div, mixture = divide_scores(scores, cfg, memories[0], method, null)

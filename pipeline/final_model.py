@@ -2,15 +2,15 @@
 
 The fit step's heads learn while the division is still being found, from every pair, noisy
 ones down-weighted; heads trained afresh on the pairs pass 2 kept never see the dropped ones.
-Measured with `pairsift bench quality` (row "(d) pairsift OUT/model"): 97.7 % / 95.1 %
-of the oracle's rSum on synth at 50 % caption / image noise, against 91.5 % / 86.2 % for the
-fit heads. When the division keeps fewer than ``train.final_min_pairs`` pairs the fit heads
-stay: on tuxpaint, where it kept 16–122 of 756, heads retrained on so few pairs reached
-34–46 % of the oracle against 43–62 % for the fit heads, which learned from every pair
-weighted by p_clean (on synth at 80 % noise, 580–1120 kept pairs, retraining gave 88–90 %
-against 71–76 %). The default 500 sits between those two
-measured cases; it is a small-data guard, not a tuned optimum. ``train.final_loss = "none"``
-always keeps the fit heads.
+Measured with `pairsift bench quality` (row "(d) pairsift OUT/model"; figures in
+benchmarks/results/README.md): on synth at 50 % noise 97–98 % of the oracle's rSum against
+91–92 % for the fit heads, and on tuxpaint at 50 %, where the fit heads reach 55–89 % of the
+oracle seed by seed, heads retrained on the 326–408 kept pairs reach 77–85 % (seeds 0–2,
+diagnostic runs). When the division keeps fewer than ``train.final_min_pairs`` pairs the fit
+heads stay: on tuxpaint at 80 % noise, retrained on 8 or 20 kept pairs the heads reached
+24 / 39 rSum against 31 / 45 for the fit heads, on 61 or 186 pairs 55 / 88 against 48 / 60.
+The default 50 sits between those measured cases; it is a small-data guard, not a tuned
+optimum. ``train.final_loss = "none"`` always keeps the fit heads.
 """
 
 from __future__ import annotations

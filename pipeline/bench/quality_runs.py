@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pairsift.models.config import PairsiftConfig
+from pairsift.models.config import PairsiftConfig, TrainConfig
 from pairsift.models.division import divide
 from pairsift.models.heads import ProjectionHeads
 from pairsift.models.metrics import detection_auc, kept_precision_recall, recall_at_k
@@ -80,6 +80,8 @@ ABLATIONS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "-mixture_agrees": ("pairsift − mixture agreement", {"division": {"mixture_agrees": False}}),
     "-null_model": ("pairsift − empirical null (two-component posterior)",
                     {"mixture": {"null_model": "none"}}),
+    "-noise_share": ("pairsift − noise-share cut (Bayes cut alone)",
+                     {"division": {"keep_rule": "posterior"}}),
     "-trusted_margin": ("pairsift − trusted margin", {"train": {"trusted_margin": False}}),
     "-refurbish": ("pairsift − refurbished labels", {"train": {"refurbish": False}}),
     "-fisher": ("pairsift − Fisher softening", {"train": {"fisher_soften": False}}),
@@ -91,7 +93,8 @@ BASELINES: dict[str, str] = {
     "all": "(a) all pairs, no cleaning",
     "clip_score": "(b) CLIP-score filter, keep 1 − F",
     "gmm": "(c) GMM on per-pair loss (NCR division)",
-    "pairsift_filter": "(d) pairsift OUT/model: contrastive on the kept pairs (if ≥ 500)",
+    "pairsift_filter": "(d) pairsift OUT/model: contrastive on the kept pairs "
+                       f"(if ≥ {TrainConfig().final_min_pairs})",
     "ncr": "NCR training (co-divide, soft margin)",
     "decl": "DECL training (evidential)",
     "oracle": "(e) oracle: clean pairs only",
