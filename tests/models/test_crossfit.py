@@ -8,6 +8,7 @@ import torch
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.heads import ProjectionHeads
+from pairsift.models.null_model import with_swapped_captions
 from pairsift.models.scoring import (
     ScoringState,
     build_scoring_state,
@@ -15,7 +16,7 @@ from pairsift.models.scoring import (
     score_batch,
 )
 from pairsift.models.synthetic import make_pairs
-from pairsift.models.trainer import crossfit_scores, train
+from pairsift.models.trainer import crossfit_scorer, crossfit_scores, train
 
 
 def _cfg(epochs: int = 6, **train) -> PairsiftConfig:
@@ -114,3 +115,25 @@ def test_state_with_fold_heads_scores_by_fold_and_round_trips(tmp_path) -> None:
         score_batch(state, pairs.data.image, pairs.data.text, folds=folds[:5])
     with pytest.raises(ValueError, match="fold ids"):
         score_batch(state, pairs.data.image, pairs.data.text, folds=folds + 5)
+
+
+def test_swapped_pairs_are_scored_against_the_real_pairs_bank() -> None:
+    """The null's rows must meet the same negatives as the pairs they are compared with."""
+    pairs = make_pairs(60, 0.3, seed=5)
+    torch.manual_seed(0)
+    heads = [ProjectionHeads(64, 48, 16) for _ in range(2)]
+    folds = np.arange(60) % 2
+    cfg = PairsiftConfig()
+    cfg.train.num_negatives = 16  # a bank of some pairs, not all of them
+    score = crossfit_scorer(heads, folds, pairs.data, cfg, seed=3)
+    np.testing.assert_allclose(
+        score(pairs.data)["loss"], crossfit_scores(heads, folds, pairs.data, cfg, 3)["loss"]
+    )
+    swapped = with_swapped_captions(pairs.data, seed=4)
+    state = build_scoring_state(heads[0], pairs.data, cfg.train, 3)  # bank of the real pairs
+    state.fold_heads = heads
+    expected = score_batch(state, swapped.image, swapped.text, folds=folds)["loss"]
+    np.testing.assert_allclose(score(swapped)["loss"], expected, rtol=1e-6)
+    # a bank drawn from the swapped rows (other captions for the same images) differs
+    other_bank = crossfit_scores(heads, folds, swapped, cfg, 3)["loss"]
+    assert not np.allclose(other_bank, expected)

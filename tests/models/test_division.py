@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from pairsift.models.config import DivisionConfig
+from pairsift.models.config import DivisionConfig, MixtureConfig
 from pairsift.models.division import (
     UncertaintyMemory,
     divide,
     relative_threshold,
+    share_cut,
     threshold_from_histogram,
 )
 from pairsift.models.evidential import combine, opinion
-from pairsift.models.mixture import fit_raw, histogram2d
+from pairsift.models.mixture import BetaMixture, fit_raw, histogram, histogram2d
 
 # The constructed cases below put u on both sides of an absolute ½ on purpose.
 ABSOLUTE = {"uncertainty_quantile": None}
@@ -196,3 +197,54 @@ def test_threshold_from_joint_histogram_matches_the_exact_quantile(mixture) -> N
     assert threshold_from_histogram(counts, lo, hi, mixture, DivisionConfig(**ABSOLUTE)) == 0.5
     with pytest.raises(ValueError, match="uncertainty_quantile"):
         relative_threshold(scores["uncertainty"], p_clean, DivisionConfig(uncertainty_quantile=1.5))
+
+
+def _overlapping(seed: int, n: int = 3000) -> tuple[dict[str, np.ndarray], np.ndarray, BetaMixture]:
+    """Half noise; clean and noisy losses overlap as on tuxpaint (shapes: test_null_model)."""
+    rng = np.random.default_rng(seed)
+    noisy = np.arange(n) < n // 2
+    loss = np.where(noisy, rng.beta(12, 4.7, n), np.clip(0.82 - rng.gamma(2.0, 0.1, n), 0, 1))
+    null = rng.beta(12, 4.7, n)
+    cfg = MixtureConfig()
+    mixture = BetaMixture.fit_histogram(
+        histogram(loss, 0, 1, cfg.bins), 0.0, 1.0, cfg, histogram(null, 0, 1, cfg.bins)
+    )
+    sims = np.concatenate([rng.uniform(-0.2, 0.3, (n, 1)), rng.normal(-0.35, 0.05, (n, 16))], 1)
+    return _scores(sims, loss), noisy, mixture
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_noise_share_caps_what_the_bayes_cut_keeps(seed: int) -> None:
+    scores, noisy, mixture = _overlapping(seed)
+    cut = share_cut(mixture, DivisionConfig())
+    assert cut is not None and cut == mixture.keep_loss()
+    within = scores["loss"] <= cut
+    bayes = divide(scores, mixture, DivisionConfig(keep_rule="posterior"))
+    count = divide(scores, mixture, DivisionConfig(keep_rule="noise_share"))
+    both = divide(scores, mixture, DivisionConfig(keep_rule="both"))
+    # the count keeps exactly the pairs within the estimated clean share, ...
+    np.testing.assert_array_equal(count.kept, within)
+    assert abs(count.kept.mean() - (1.0 - mixture.noise_ratio)) < 0.02
+    # ... "both" keeps what both rules keep, and the opinion still sorts kept pairs
+    np.testing.assert_array_equal(both.kept, bayes.kept & within)
+    assert both.counts()["clean"] > 0 and both.counts()["hard"] > 0
+    # where the losses overlap this much the Bayes cut keeps well over the clean share
+    assert bayes.kept.mean() > (1.0 - mixture.noise_ratio) + 0.15
+    precision = {name: float((~noisy[d.kept]).mean()) for name, d in
+                 (("bayes", bayes), ("count", count), ("both", both))}
+    assert precision["count"] > precision["bayes"] + 0.05
+    assert precision["both"] >= precision["count"] - 0.01
+
+
+def test_without_a_clean_share_the_posterior_rule_decides() -> None:
+    scores, _, mixture = _overlapping(2)
+    bayes = divide(scores, mixture, DivisionConfig(keep_rule="posterior"))
+    assert share_cut(None, DivisionConfig()) is None
+    mixture.null.noise_ratio = 1.0  # every pair read as noise: no share to count
+    assert share_cut(mixture, DivisionConfig()) is None
+    for rule in ("both", "noise_share"):
+        np.testing.assert_array_equal(
+            divide(scores, mixture, DivisionConfig(keep_rule=rule)).kept, bayes.kept
+        )
+    with pytest.raises(ValueError, match="keep_rule"):
+        divide(scores, mixture, DivisionConfig(keep_rule="count"))

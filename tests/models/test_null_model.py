@@ -92,3 +92,30 @@ def test_null_state_round_trips_and_can_be_switched_off() -> None:
         _fit(x, null, MixtureConfig(null_model="bogus"))
     with pytest.raises(ValueError, match="share their bins"):
         EmpiricalNull.fit(np.ones(4), np.ones(5), np.linspace(0, 1, 4), 0.0, 1.0, 1e-3, 0.75)
+
+
+def test_keep_loss_marks_the_estimated_clean_share() -> None:
+    cfg = MixtureConfig()
+    for rate in (0.2, 0.5):
+        x, null, _ = _losses(rate, 4000, seed=11)
+        model = _fit(x, null, cfg)
+        cut = model.keep_loss()
+        assert cut is not None
+        # the share of observed losses at or below the cut is the clean share 1 − π0, up to
+        # interpolation inside one histogram bin
+        one_bin = histogram(x, 0.0, 1.0, cfg.bins).max() / x.size
+        assert abs((x <= cut).mean() - (1.0 - model.noise_ratio)) <= one_bin
+        back = BetaMixture.from_dict(json.loads(json.dumps(model.to_dict())))
+        assert back.keep_loss() == pytest.approx(cut)
+
+
+def test_keep_loss_is_absent_without_a_clean_share() -> None:
+    x, null, _ = _losses(0.5, 2000, seed=12)
+    cfg = MixtureConfig()
+    assert _fit(x, None, cfg).keep_loss() is None  # no null: nothing to count with
+    model = _fit(x, null, cfg)
+    model.null.noise_ratio = 1.0  # a null reading every pair as noise leaves no share to keep
+    assert model.keep_loss() is None
+    state = model.null.to_dict()
+    del state["keep_x"]  # a null saved before the cut existed still loads
+    assert EmpiricalNull.from_dict(state).keep_x is None
