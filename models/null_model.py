@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.stats import beta as beta_dist
 
+from pairsift.models.beta_em import moment_fit
+
 if TYPE_CHECKING:
     from pairsift.models.pairdata import PairEmbeddings
 
@@ -44,14 +46,6 @@ def derangement(n: int, seed: int) -> np.ndarray:
     out = np.empty(n, dtype=np.int64)
     out[order] = np.roll(order, 1)  # a single cycle through a random order
     return out
-
-
-def _moments(x: np.ndarray, w: np.ndarray, eps: float) -> tuple[float, float]:
-    mean = float(np.average(x, weights=w))
-    var = float(np.average((x - mean) ** 2, weights=w))
-    var = min(max(var, eps * eps), mean * (1 - mean) * (1 - 1e-6))
-    k = mean * (1 - mean) / var - 1.0
-    return mean * k, (1 - mean) * k
 
 
 def _smoothed_density(x: np.ndarray, w: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -109,7 +103,7 @@ class EmpiricalNull:
         if not 0.0 < lam < 1.0:
             raise ValueError(f"null_lambda must be in (0, 1), got {lam}")
         x = np.clip((centres - x_min) / (x_max - x_min), eps, 1 - eps)
-        a0, b0 = _moments(x, null_counts, eps)
+        a0, b0 = moment_fit(x, null_counts)
         # Storey at the null's λ-quantile, counted in whole bins on both histograms
         cut = int(np.searchsorted(np.cumsum(null_counts) / null_counts.sum(), lam, side="left"))
         above_null = null_counts[cut + 1 :].sum() / null_counts.sum()
