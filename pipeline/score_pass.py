@@ -221,6 +221,7 @@ def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
     """Beta mixture on the global loss histogram → OUT/fit/mixture.json."""
     from pairsift.models.division import threshold_from_histogram
     from pairsift.models.mixture import BetaMixture
+    from pairsift.pipeline.summary import fit_warnings
 
     hist = read_json(layout.fit_file(HISTOGRAM_FILE))
     counts = np.asarray(hist["counts"], dtype=np.int64)
@@ -234,6 +235,8 @@ def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
     params = mixture.to_dict()
     write_json(layout.fit_file(MIXTURE_FILE), params)
     log.info("mixture: estimated noise ratio %.3f over %d pairs", mixture.noise_ratio, int(counts.sum()))
+    for warning in fit_warnings(params):
+        log.warning("mixture: %s", warning)
     joint = read_json(layout.fit_file(UNCERTAINTY_HISTOGRAM_FILE))
     threshold = threshold_from_histogram(
         np.asarray(joint["counts"], dtype=np.int64), joint["lo"], joint["hi"], mixture, cfg.division

@@ -52,6 +52,22 @@ def detection_metrics(audit: pl.DataFrame, keep_labels: list[str]) -> dict[str, 
     return metrics
 
 
+NULL_WARN_RATIO = 0.95
+
+
+def fit_warnings(mixture: dict[str, Any]) -> list[str]:
+    """What a user must hear about the fit: a null that calls (nearly) every pair noise."""
+    null = mixture.get("null") or {}
+    ratio = null.get("noise_ratio")
+    if ratio is None or ratio < NULL_WARN_RATIO:
+        return []
+    return [
+        f"the empirical null reads a noise share of {ratio:.2f}: the heads barely tell a pair "
+        "from one given another pair's caption, so few or no pairs are kept. A random-init or "
+        "unsuitable encoder does this (--encoder); so does input that really is almost all noise."
+    ]
+
+
 def build_summary(
     audit: pl.DataFrame,
     *,
@@ -76,6 +92,7 @@ def build_summary(
             "labelled_noisy_ratio": (by_label.get("noisy", 0) / labelled.height) if labelled.height else None,
         },
         "estimated_noise_ratio": mixture.get("noise_ratio"),
+        "warnings": fit_warnings(mixture),
         "detection": detection_metrics(audit, keep_labels),
         "mixture": mixture,
         "fit": {k: v for k, v in fit_info.items() if k != "history"},
@@ -117,6 +134,8 @@ def write_report(path: str, summary: dict[str, Any], histogram: list[int]) -> No
     body = "".join(
         [
             "<h1>pairsift report</h1>",
+            "".join(f"<p><strong>Warning:</strong> {html.escape(w)}</p>"
+                    for w in summary.get("warnings", [])),
             table("Pairs by status", summary["pairs"]["by_status"]),
             table("Pairs by label", summary["pairs"]["by_label"]),
             table(

@@ -120,6 +120,18 @@ def test_summary_reports_noise_ratio_and_auc(finished_run: Path) -> None:
     loss_hist = json.loads((finished_run / "fit" / "loss_histogram.json").read_text())
     assert sum(null_hist["counts"]) == sum(loss_hist["counts"]) == 60
     assert summary["mixture"]["null"]["noise_ratio"] == summary["estimated_noise_ratio"]
+    # the random-init tiny model cannot rank pairs: the run says so rather than keep quiet
+    assert summary["estimated_noise_ratio"] >= 0.95
+    assert len(summary["warnings"]) == 1 and "encoder" in summary["warnings"][0]
+    assert "Warning:" in (finished_run / "report.html").read_text()
+
+
+def test_no_warning_for_a_null_with_a_clean_share() -> None:
+    from pairsift.pipeline.summary import fit_warnings
+
+    assert fit_warnings({"noise_ratio": 0.5, "null": {"noise_ratio": 0.5}}) == []
+    assert fit_warnings({"noise_ratio": 0.97}) == []  # two components only: no null to read
+    assert len(fit_warnings({"null": {"noise_ratio": 0.96}})) == 1
 
 
 def test_one_global_uncertainty_threshold_divides_every_shard(finished_run: Path) -> None:
