@@ -61,6 +61,9 @@ class MixtureConfig:
     # of pairs given another pair's caption (models/null_model.py); "none": the two components
     null_model: str = "shuffled"
     null_lambda: float = 0.75  # Storey's λ: the null quantile above which noise is counted
+    # a null reading a noise share at or above this gives every pair p_clean ≈ 0 and starves
+    # the robust phase: the posterior then comes from the two components (π0 stays the null's)
+    null_max_ratio: float = 0.95
 
 
 @dataclass

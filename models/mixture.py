@@ -89,7 +89,12 @@ class BetaMixture:
     ``alphas``/``betas``/``weights`` hold the clean (0) and noisy (1) components; ``split_*``
     hold the optional partial (0) / complete (1) split of the noisy component. When the beta
     fit is degenerate (see :func:`degenerate_reason`), ``gauss_*`` hold the two Gaussians the
-    posterior and the noise ratio come from instead, and ``fallback`` says why.
+    posterior and the noise ratio come from instead, and ``fallback`` says why. With an
+    empirical null (``null``) the posterior and noise ratio are the null's, except that a null
+    reading a noise share ≥ ``null_max_ratio`` leaves the posterior to the components
+    (``null_fallback`` says why): its p_clean ≈ 0 for every pair would starve the robust phase.
+    On tuxpaint at 80 % caption noise that lifted detection AUC from 0.585 / 0.724 / 0.606 to
+    0.680 / 0.714 / 0.702 (seeds 0–2, diagnostic runs).
     """
 
     alphas: np.ndarray
@@ -110,6 +115,7 @@ class BetaMixture:
     fallback: str | None = None  # why the Gaussian components are used
     # set when fitted with null losses: the posterior and noise ratio the division uses
     null: EmpiricalNull | None = None
+    null_fallback: str | None = None  # why the posterior is the components' despite a null
     _lookup: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     # ----------------------------------------------------------------- fitting
@@ -167,6 +173,13 @@ class BetaMixture:
             model.null = EmpiricalNull.fit(
                 counts, null_counts, centres, x_min, x_max, cfg.eps, cfg.null_lambda
             )
+            if not 0.0 < cfg.null_max_ratio <= 1.0:
+                raise ValueError(f"null_max_ratio must be in (0, 1], got {cfg.null_max_ratio}")
+            if model.null.noise_ratio >= cfg.null_max_ratio:
+                model.null_fallback = (
+                    f"the null reads a noise share of {model.null.noise_ratio:.3f} "
+                    f"(>= null_max_ratio {cfg.null_max_ratio}): no clean share to weigh pairs by"
+                )
         return model
 
     def _fit_split(self, x: np.ndarray, w: np.ndarray, cfg: MixtureConfig) -> None:
@@ -272,7 +285,8 @@ class BetaMixture:
         loss is no use. A tie-break of weight ``_TIE_BREAK`` by the normalised loss keeps the
         loss's order and moves no posterior by more than that weight.
         """
-        lookup = self.null.lookup if self.null is not None else self._monotone_lookup()
+        use_null = self.null is not None and self.null_fallback is None
+        lookup = self.null.lookup if use_null else self._monotone_lookup()
         grid = np.linspace(self.eps, 1 - self.eps, len(lookup))
         smooth = np.interp(self.normalise(losses), grid, lookup)
         # logistic of the unclipped normalised loss: strictly decreasing over every real loss
@@ -329,6 +343,7 @@ class BetaMixture:
             "gauss_weights": lst(self.gauss_weights),
             "fallback": self.fallback,
             "null": None if self.null is None else self.null.to_dict(),
+            "null_fallback": self.null_fallback,
         }
 
     @classmethod
@@ -354,6 +369,7 @@ class BetaMixture:
             gauss_weights=arr("gauss_weights"),
             fallback=data.get("fallback"),
             null=EmpiricalNull.from_dict(data["null"]) if data.get("null") else None,
+            null_fallback=data.get("null_fallback"),
         )
 
 

@@ -119,3 +119,24 @@ def test_keep_loss_is_absent_without_a_clean_share() -> None:
     state = model.null.to_dict()
     del state["keep_x"]  # a null saved before the cut existed still loads
     assert EmpiricalNull.from_dict(state).keep_x is None
+
+
+def test_a_null_without_a_clean_share_leaves_the_posterior_to_the_components() -> None:
+    rng = np.random.default_rng(13)
+    x = np.concatenate([_clean(rng, 20), rng.beta(*NOISE, 1980)])  # 99 % noise
+    null = rng.beta(*NOISE, 2000)
+    grid = np.linspace(0.05, 0.95, 50)
+    two = _fit(x, None, MixtureConfig())
+    strict = _fit(x, null, MixtureConfig(null_max_ratio=1.0))
+    capped = _fit(x, null, MixtureConfig())  # default 0.95
+    assert capped.null.noise_ratio >= 0.95 and capped.null_fallback is not None
+    assert strict.null_fallback is None
+    # the noise share stays the null's; the posterior is the two components'
+    assert capped.noise_ratio == capped.null.noise_ratio
+    np.testing.assert_allclose(capped.posterior_clean(grid), two.posterior_clean(grid))
+    # the null's own posterior gives nearly every pair p_clean ≈ 0: nothing to learn from
+    assert strict.posterior_clean(x).mean() < 0.05 < capped.posterior_clean(x).mean()
+    back = BetaMixture.from_dict(json.loads(json.dumps(capped.to_dict())))
+    np.testing.assert_allclose(back.posterior_clean(grid), capped.posterior_clean(grid))
+    with pytest.raises(ValueError, match="null_max_ratio"):
+        _fit(x, null, MixtureConfig(null_max_ratio=0.0))
