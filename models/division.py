@@ -45,7 +45,7 @@ from sklearn.mixture import GaussianMixture
 
 from pairsift.models.config import DivisionConfig
 from pairsift.models.evidential import fisher_soften
-from pairsift.models.mixture import BetaMixture
+from pairsift.models.mixture import BetaMixture, bin_centres
 
 LABELS = ("clean", "hard", "noisy")
 
@@ -214,7 +214,7 @@ def threshold_from_histogram(
         return float(cfg.uncertainty_threshold)
     counts = np.asarray(counts, dtype=np.float64)
     loss_bins, u_bins = counts.shape
-    centres = loss_lo + (np.arange(loss_bins) + 0.5) * (loss_hi - loss_lo) / loss_bins
+    centres = bin_centres(loss_lo, loss_hi, loss_bins)
     kept_rows = (
         mixture.posterior_clean(centres) >= cfg.clean_threshold
         if mixture is not None

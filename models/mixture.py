@@ -43,6 +43,12 @@ _GRID = 2049  # lookup grid for the monotone posterior
 _TIE_BREAK = 1e-3  # weight of the loss itself in the clean posterior (order within plateaus)
 
 
+def _bin_index(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+    """Bin of each value among ``bins`` equal bins of [lo, hi]; outliers go to the edge bins."""
+    idx = np.floor((values - lo) / (hi - lo) * bins)
+    return np.clip(idx, 0, bins - 1).astype(np.int64)
+
+
 def histogram(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
     """int64 counts of ``values`` over ``bins`` equal bins of [lo, hi]; outliers go to edges."""
     if not hi > lo:
@@ -52,9 +58,7 @@ def histogram(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray
     arr = np.asarray(values, dtype=np.float64).ravel()
     if not np.all(np.isfinite(arr)):
         raise ValueError("histogram values contain NaN or inf; audit those pairs first")
-    idx = np.floor((arr - lo) / (hi - lo) * bins)
-    idx = np.clip(idx, 0, bins - 1).astype(np.int64)
-    return np.bincount(idx, minlength=bins).astype(np.int64)
+    return np.bincount(_bin_index(arr, lo, hi, bins), minlength=bins).astype(np.int64)
 
 
 def histogram2d(
@@ -72,12 +76,12 @@ def histogram2d(
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError("histogram values contain NaN or inf; audit those pairs first")
     nx, ny = bins
-    ix = np.clip(np.floor((x - x_lo) / (x_hi - x_lo) * nx), 0, nx - 1).astype(np.int64)
-    iy = np.clip(np.floor((y - y_lo) / (y_hi - y_lo) * ny), 0, ny - 1).astype(np.int64)
-    return np.bincount(ix * ny + iy, minlength=nx * ny).astype(np.int64).reshape(nx, ny)
+    flat = _bin_index(x, x_lo, x_hi, nx) * ny + _bin_index(y, y_lo, y_hi, ny)
+    return np.bincount(flat, minlength=nx * ny).astype(np.int64).reshape(nx, ny)
 
 
-def _centres(lo: float, hi: float, bins: int) -> np.ndarray:
+def bin_centres(lo: float, hi: float, bins: int) -> np.ndarray:
+    """Centres of the bins :func:`histogram` counts into."""
     width = (hi - lo) / bins
     return lo + (np.arange(bins) + 0.5) * width
 
@@ -139,7 +143,7 @@ class BetaMixture:
         occupied = np.flatnonzero(counts)
         if occupied.size < 2:
             raise ValueError("need losses spread over at least 2 histogram bins to fit a mixture")
-        centres = _centres(lo, hi, counts.size)
+        centres = bin_centres(lo, hi, counts.size)
         keep = slice(occupied[0], occupied[-1] + 1)
         raw, w = centres[keep], counts[keep]
         x_min, x_max = float(raw[0]), float(raw[-1])

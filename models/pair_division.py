@@ -19,7 +19,7 @@ from pairsift.models.heads import ProjectionHeads
 from pairsift.models.mixture import BetaMixture, histogram
 from pairsift.models.null_model import with_swapped_captions
 from pairsift.models.pairdata import PairEmbeddings
-from pairsift.models.scoring import build_scoring_state, loss_range, score_batch
+from pairsift.models.scoring import ScoringState, build_scoring_state, loss_range, score_batch
 
 
 def _division_cfg(cfg: PairsiftConfig) -> DivisionConfig:
@@ -28,6 +28,19 @@ def _division_cfg(cfg: PairsiftConfig) -> DivisionConfig:
         refurbish=cfg.division.refurbish and cfg.train.refurbish,
         fisher_soften=cfg.division.fisher_soften and cfg.train.fisher_soften,
     )
+
+
+def _scorer(
+    state: ScoringState, folds: np.ndarray | None = None
+) -> Callable[[PairEmbeddings], dict[str, np.ndarray]]:
+    """Scores any rows against ``state``'s fixed bank: the pairs, or their swapped null."""
+
+    def score(pairs: PairEmbeddings) -> dict[str, np.ndarray]:
+        return score_batch(
+            state, pairs.image, pairs.text, pairs.text_tgt or None, pairs.text_src_ml, folds=folds
+        )
+
+    return score
 
 
 def divide_pairs(
@@ -39,13 +52,7 @@ def divide_pairs(
     method: str | None = None,
 ) -> tuple[Division, BetaMixture | None, dict[str, np.ndarray]]:
     """Score every pair against a fixed bank, fit the mixture on a histogram, divide."""
-    state = build_scoring_state(heads, data, cfg.train, seed)
-
-    def score(pairs: PairEmbeddings) -> dict[str, np.ndarray]:
-        return score_batch(
-            state, pairs.image, pairs.text, pairs.text_tgt or None, pairs.text_src_ml
-        )
-
+    score = _scorer(build_scoring_state(heads, data, cfg.train, seed))
     scores = score(data)
     null = null_losses(score, data, cfg, seed, method)
     div, mixture = divide_scores(scores, cfg, memory, method, null)
@@ -86,13 +93,7 @@ def crossfit_scorer(
     """
     state = build_scoring_state(fold_heads[0], data, cfg.train, seed)
     state.fold_heads = list(fold_heads)
-
-    def score(pairs: PairEmbeddings) -> dict[str, np.ndarray]:
-        return score_batch(
-            state, pairs.image, pairs.text, pairs.text_tgt or None, pairs.text_src_ml, folds=folds
-        )
-
-    return score
+    return _scorer(state, folds)
 
 
 def crossfit_scores(

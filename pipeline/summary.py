@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from pairsift.models.config import MixtureConfig
 from pairsift.pipeline.io.atomic import atomic_open, list_files
 
 VERSIONED = ("pairsift", "torch", "apache-beam", "open_clip_torch", "transformers", "pyarrow")
@@ -52,7 +53,7 @@ def detection_metrics(audit: pl.DataFrame, keep_labels: list[str]) -> dict[str, 
     return metrics
 
 
-NULL_WARN_RATIO = 0.95
+NULL_WARN_RATIO = MixtureConfig.null_max_ratio  # where the posterior leaves the null, warn
 
 
 def fit_warnings(mixture: dict[str, Any]) -> list[str]:
