@@ -44,6 +44,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 
 from pairsift.models.config import DivisionConfig
+from pairsift.models.consistency import share_threshold
 from pairsift.models.evidential import fisher_soften
 from pairsift.models.mixture import BetaMixture, bin_centres
 
@@ -143,7 +144,9 @@ def view_uncertainty(scores: dict[str, np.ndarray], cfg: DivisionConfig) -> np.n
 
 def _p_clean(scores: dict[str, np.ndarray], mixture: BetaMixture | None, sfx: str) -> np.ndarray:
     if mixture is not None:
-        return mixture.posterior_clean(_get(scores, "loss"))
+        consistency = scores.get("consistency")
+        return mixture.posterior(_get(scores, "loss"), None if consistency is None else
+                                 np.asarray(consistency, dtype=np.float64))
     # Without a mixture the opinion itself estimates the match: expected probability relative
     # to an even split between the own caption and its strongest rival.
     own, rival = _get(scores, "belief" + sfx), _get(scores, "belief_neg_max" + sfx)
@@ -244,17 +247,25 @@ def share_cut(mixture: BetaMixture | None, cfg: DivisionConfig) -> float | None:
     return mixture.keep_loss()
 
 
+def fused(mixture: BetaMixture | None, scores: dict[str, np.ndarray]) -> bool:
+    """Whether the division's posterior is the loss fused with the neighbour consistency."""
+    return mixture is not None and mixture.consistency is not None and "consistency" in scores
+
+
 def divide(
     scores: dict[str, np.ndarray],
     mixture: BetaMixture | None,
     cfg: DivisionConfig,
     memory: UncertaintyMemory | None = None,
     uncertainty_threshold: float | None = None,
+    keep_posterior: float | None = None,
 ) -> Division:
     """Label every pair clean / hard / noisy and give it a soft label (see module doc).
 
     ``uncertainty_threshold`` fixes u_thr (fitted globally, for shard-wise division); without
-    it u_thr comes from these scores (:func:`relative_threshold`).
+    it u_thr comes from these scores (:func:`relative_threshold`). ``keep_posterior`` likewise
+    fixes the noise-share cut of a fused posterior (:func:`share_threshold` on these scores
+    without it); a loss-only posterior cuts at the loss :func:`share_cut` reads off the null.
     """
     sfx = _view_suffix(scores, cfg)
     unc = view_uncertainty(scores, cfg)
@@ -301,7 +312,11 @@ def divide(
     label = np.full(n, "hard", dtype=object)
     label[determined & top & agrees] = "clean"
     cut = share_cut(mixture, cfg)
-    if cut is not None:  # the null's count decides kept or not; the opinion, clean or hard
+    if cut is not None and fused(mixture, scores):  # rank by the fused posterior instead
+        if keep_posterior is None:
+            keep_posterior = share_threshold(p_clean, None, 1.0 - mixture.noise_ratio)
+        label[p_clean < keep_posterior] = "noisy"
+    elif cut is not None:  # the null's count decides kept or not; the opinion, clean or hard
         label[_get(scores, "loss") > cut] = "noisy"
     if cut is None or cfg.keep_rule == "both":
         doubts = p_clean < cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)

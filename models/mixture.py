@@ -36,6 +36,7 @@ from pairsift.models.beta_em import (
     sort_by_mean,
 )
 from pairsift.models.config import MixtureConfig
+from pairsift.models.consistency import ConsistencyRatio
 from pairsift.models.gauss_mixture import fit_gaussian_histogram, gaussian_log_pdf
 from pairsift.models.null_model import EmpiricalNull
 
@@ -120,6 +121,9 @@ class BetaMixture:
     # set when fitted with null losses: the posterior and noise ratio the division uses
     null: EmpiricalNull | None = None
     null_fallback: str | None = None  # why the posterior is the components' despite a null
+    # set by :meth:`with_consistency`: the neighbour-consistency likelihood ratio the division
+    # multiplies the loss posterior's noise odds by (models/consistency.py)
+    consistency: ConsistencyRatio | None = None
     _lookup: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     # ----------------------------------------------------------------- fitting
@@ -298,6 +302,25 @@ class BetaMixture:
         order = 1.0 / (1.0 + np.exp(np.clip(4.0 * (raw - 0.5), -700.0, 700.0)))
         return (1.0 - _TIE_BREAK) * smooth + _TIE_BREAK * order
 
+    def with_consistency(
+        self, counts: np.ndarray, null_counts: np.ndarray, weight: float = 1.0
+    ) -> BetaMixture:
+        """Attach the consistency ratio fitted on the observed and null consistency histograms
+        (bins of :data:`CONSISTENCY_RANGE`). Only with an empirical null: its π0 is what
+        separates the clean density from the null's; the two components' weight is no
+        estimate of it (on tuxpaint they read 0.84–0.88 noise for a true 0.2–0.8)."""
+        if self.null is None:
+            raise ValueError("the consistency ratio needs the empirical null (mixture.null_model)")
+        self.consistency = ConsistencyRatio.fit(counts, null_counts, self.noise_ratio, weight)
+        return self
+
+    def posterior(self, losses: np.ndarray, consistency: np.ndarray | None = None) -> np.ndarray:
+        """P(clean | loss), fused with the neighbour consistency where both are at hand."""
+        p = self.posterior_clean(losses)
+        if self.consistency is None or consistency is None:
+            return p
+        return self.consistency.fuse(p, consistency)
+
     def keep_loss(self) -> float | None:
         """Raw loss below which the estimated clean share 1 − π0 of the pairs lies; None without
         an empirical null or when it reads no clean share (π0 = 1)."""
@@ -348,6 +371,7 @@ class BetaMixture:
             "fallback": self.fallback,
             "null": None if self.null is None else self.null.to_dict(),
             "null_fallback": self.null_fallback,
+            "consistency": None if self.consistency is None else self.consistency.to_dict(),
         }
 
     @classmethod
@@ -374,6 +398,9 @@ class BetaMixture:
             fallback=data.get("fallback"),
             null=EmpiricalNull.from_dict(data["null"]) if data.get("null") else None,
             null_fallback=data.get("null_fallback"),
+            consistency=(
+                ConsistencyRatio.from_dict(data["consistency"]) if data.get("consistency") else None
+            ),
         )
 
 

@@ -48,7 +48,7 @@ def derangement(n: int, seed: int) -> np.ndarray:
     return out
 
 
-def _smoothed_density(x: np.ndarray, w: np.ndarray, grid: np.ndarray) -> np.ndarray:
+def smoothed_density(x: np.ndarray, w: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Gaussian-kernel density of weighted points on ``grid`` (Silverman's bandwidth)."""
     n = float(w.sum())
     mean = float(np.average(x, weights=w))
@@ -110,7 +110,7 @@ class EmpiricalNull:
         above_obs = counts[cut + 1 :].sum() / counts.sum()
         pi0 = float(np.clip(above_obs / above_null, 0.0, 1.0)) if above_null > 0 else 1.0
         grid = np.linspace(eps, 1 - eps, _GRID)
-        observed = np.maximum(_smoothed_density(x, counts, grid), 1e-12)
+        observed = np.maximum(smoothed_density(x, counts, grid), 1e-12)
         lfdr = np.clip(pi0 * beta_dist.pdf(grid, a0, b0) / observed, 0.0, 1.0)
         lookup = np.minimum.accumulate(1.0 - lfdr)  # a higher loss is never cleaner
         return cls(noise_ratio=pi0, alpha=float(a0), beta=float(b0), lam=lam, lookup=lookup,

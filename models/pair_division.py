@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from pairsift.models.config import DivisionConfig, PairsiftConfig
+from pairsift.models.consistency import CONSISTENCY_RANGE, NeighbourIndex
 from pairsift.models.division import Division, UncertaintyMemory, divide
 from pairsift.models.heads import ProjectionHeads
 from pairsift.models.mixture import BetaMixture, histogram
-from pairsift.models.null_model import with_swapped_captions
+from pairsift.models.null_model import derangement, with_swapped_captions
 from pairsift.models.pairdata import PairEmbeddings
 from pairsift.models.scoring import ScoringState, build_scoring_state, loss_range, score_batch
 
@@ -50,13 +52,25 @@ def divide_pairs(
     seed: int,
     memory: UncertaintyMemory | None = None,
     method: str | None = None,
+    neighbours: NeighbourScores | None = None,
 ) -> tuple[Division, BetaMixture | None, dict[str, np.ndarray]]:
-    """Score every pair against a fixed bank, fit the mixture on a histogram, divide."""
+    """Score every pair against a fixed bank, fit the mixture on a histogram, divide (fusing
+    ``neighbours``' consistency into the posterior when given)."""
     score = _scorer(build_scoring_state(heads, data, cfg.train, seed))
     scores = score(data)
     null = null_losses(score, data, cfg, seed, method)
-    div, mixture = divide_scores(scores, cfg, memory, method, null)
-    return div, mixture, scores
+    return (*divide_with(scores, cfg, memory, method, null, neighbours), scores)
+
+
+def divide_with(
+    scores: dict[str, np.ndarray], cfg: PairsiftConfig, memory: UncertaintyMemory | None,
+    method: str | None, null: np.ndarray | None, neighbours: NeighbourScores | None,
+) -> tuple[Division, BetaMixture | None]:
+    """:func:`divide_scores` with the pairs' neighbour consistency added to their scores."""
+    if neighbours is not None:
+        scores["consistency"] = neighbours.observed
+    null_consistency = None if neighbours is None else neighbours.null
+    return divide_scores(scores, cfg, memory, method, null, null_consistency)
 
 
 def null_losses(
@@ -110,11 +124,14 @@ def divide_scores(
     memory: UncertaintyMemory | None = None,
     method: str | None = None,
     null_losses: np.ndarray | None = None,
+    null_consistency: np.ndarray | None = None,
 ) -> tuple[Division, BetaMixture | None]:
     """Fit the mixture on a histogram of the losses (pairsift/bmm) and divide.
 
     ``null_losses`` (caption-swapped pairs, :mod:`pairsift.models.null_model`) give the
-    mixture its empirical null when ``mixture.null_model`` is "shuffled".
+    mixture its empirical null when ``mixture.null_model`` is "shuffled". With that null,
+    ``scores["consistency"]`` and ``null_consistency`` (the same construction's neighbour
+    consistency, :func:`neighbour_consistency`) fuse the consistency into the posterior.
     """
     lo, hi = loss_range(cfg.train)
     dcfg = _division_cfg(cfg)
@@ -128,7 +145,55 @@ def divide_scores(
         )
         if np.count_nonzero(counts) >= 2:
             mixture = BetaMixture.fit_histogram(counts, lo, hi, cfg.mixture, null_counts)
+    observed = scores.get("consistency")
+    if (
+        mixture is not None and mixture.null is not None and cfg.consistency.enabled
+        and observed is not None and null_consistency is not None
+    ):
+        hist = [consistency_histogram(v, cfg) for v in (observed, null_consistency)]
+        if min(h.sum() for h in hist) >= 2:
+            mixture.with_consistency(*hist, cfg.consistency.weight)
     return divide(scores, mixture, dcfg, memory), mixture
+
+
+def consistency_histogram(values: np.ndarray, cfg: PairsiftConfig) -> np.ndarray:
+    """Counts of the finite consistency values over :data:`CONSISTENCY_RANGE`."""
+    v = np.asarray(values, dtype=np.float64)
+    return histogram(v[np.isfinite(v)], *CONSISTENCY_RANGE, cfg.consistency.bins)
+
+
+@dataclass
+class NeighbourScores:
+    """Neighbour consistency of the training pairs and of a caption-swapped sample of them."""
+
+    observed: np.ndarray
+    null: np.ndarray
+
+
+def neighbour_consistency(
+    data: PairEmbeddings, cfg: PairsiftConfig, seed: int
+) -> NeighbourScores | None:
+    """Consistency of every pair of ``data`` among anchors drawn from ``data`` itself, and of
+    caption-swapped pairs (at most ``max_anchors`` of them: they only fill a histogram).
+    None when it is off, there is no empirical null to fuse with, or too few pairs."""
+    c = cfg.consistency
+    n = len(data.image)
+    if not c.enabled or cfg.mixture.null_model != "shuffled" or n < 4:
+        return None
+    rng = np.random.default_rng(seed)
+    anchors = np.sort(rng.choice(n, min(n, c.max_anchors), replace=False))
+    index = NeighbourIndex.build(
+        data.image[anchors], data.text[anchors], [str(i) for i in anchors], c.neighbours
+    )
+    position = np.full(n, -1, dtype=np.int64)
+    position[anchors] = np.arange(len(anchors))
+    observed = index.score(data.image, data.text, position, position)
+    other = derangement(n, seed)
+    rows = np.sort(rng.choice(n, min(n, c.max_anchors), replace=False))
+    null = index.score(
+        data.image[rows], data.text[other[rows]], position[rows], position[other[rows]]
+    )
+    return NeighbourScores(observed, null)
 
 
 def fold_ids(n: int, k: int, seed: int) -> np.ndarray:

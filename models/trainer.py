@@ -34,11 +34,14 @@ from pairsift.models.heads import ProjectionHeads
 from pairsift.models.metrics import recall_at_k
 from pairsift.models.mixture import BetaMixture
 from pairsift.models.pair_division import (
+    NeighbourScores,
     crossfit_scorer,
     crossfit_scores,
     divide_pairs,
     divide_scores,
+    divide_with,
     fold_ids,
+    neighbour_consistency,
     null_losses,
     translation_trust,
 )
@@ -328,6 +331,8 @@ def train(
     ]
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
+    # fixed over the epochs: it reads the tower embeddings, not the heads
+    neighbours = neighbour_consistency(data, cfg, cfg.seed) if t.loss == "pairsift" else None
     best_rsum, best_state, stale = -np.inf, None, 0
     division: Division | None = None
     for epoch in range(t.epochs):
@@ -336,7 +341,7 @@ def train(
         divisions: list[dict[str, torch.Tensor] | None] = [None] * len(nets)
         if t.loss in ("pairsift", "ncr") and epoch >= t.warmup_epochs:
             for i, (div, mixture, scores) in enumerate(
-                _epoch_divisions(nets, fold_nets, folds, data, cfg, epoch, memories)
+                _epoch_divisions(nets, fold_nets, folds, data, cfg, epoch, memories, neighbours)
             ):
                 use_trust = t.loss == "pairsift" and t.translation_trust
                 trust = translation_trust(scores, cfg) if use_trust else None
@@ -373,7 +378,9 @@ def train(
     heads.eval()
     memory = memories[0]
     if t.loss in ("pairsift", "ncr"):
-        final = _epoch_divisions(nets[:1], fold_nets, folds, data, cfg, t.epochs, memories[:1])
+        final = _epoch_divisions(
+            nets[:1], fold_nets, folds, data, cfg, t.epochs, memories[:1], neighbours
+        )
         division = final[0][0]
     return TrainResult(
         heads=heads, history=history, memory=memory, division=division,
@@ -384,6 +391,7 @@ def train(
 def _epoch_divisions(
     nets: list[_Net], fold_nets: list[_Net], folds: np.ndarray | None, data: PairEmbeddings,
     cfg: PairsiftConfig, epoch: int, memories: list[UncertaintyMemory | None],
+    neighbours: NeighbourScores | None = None,
 ) -> list[tuple[Division, BetaMixture | None, dict[str, np.ndarray]]]:
     """This epoch's division per net: one cross-fitted division, or one per net (co-divide)."""
     seed = cfg.seed + epoch
@@ -395,12 +403,14 @@ def _epoch_divisions(
         score = crossfit_scorer([net.heads for net in fold_nets], folds, data, cfg, seed)
         scores = score(data)
         null = null_losses(score, data, cfg, seed, method)
-        div, mixture = divide_scores(scores, cfg, memories[0], method, null)
+        div, mixture = divide_with(scores, cfg, memories[0], method, null, neighbours)
         return [(div, mixture, scores)]
     out = []
     for net, memory in zip(nets, memories, strict=True):
         net.heads.eval()
-        div, mixture, scores = divide_pairs(net.heads, data, cfg, seed, memory, method)
+        div, mixture, scores = divide_pairs(
+            net.heads, data, cfg, seed, memory, method, neighbours
+        )
         if cfg.train.loss == "ncr":
             div = _ncr_division(div, scores)
         out.append((div, mixture, scores))

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FIT_DONE = "_fit_done.json"
+NEIGHBOURS_DIR = "neighbours"  # under OUT/fit: the consistency anchors
 ID_COLUMNS = ["key", "source_shard", "index", "status", "sha256", "caption_sha256"]
 
 
@@ -195,6 +196,7 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     state = build_scoring_state(result.heads, data, cfg.train, cfg.seed)
     state.fold_heads = result.fold_heads
     state.save(layout.fit_file("scoring"))
+    anchors = save_neighbours(data, cfg, layout)
     save_model(layout.model, result.heads, cfg, sorted(data.text_tgt), {"fit_pairs": int(len(sample))})
     info = {
         "embedded_pairs": ids.num_rows,
@@ -202,6 +204,7 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
         "fit_pairs": int(len(sample)),
         "identity_init": aligned,
         "crossfit_folds": len(result.fold_heads),
+        "consistency_anchors": anchors,
         "history": result.history,
         "image_dim": int(data.image.shape[1]),
         "text_dim": int(data.text.shape[1]),
@@ -209,6 +212,24 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     write_json(layout.fit_file("train.json"), info)
     write_json(done_path, info)
     return info
+
+
+def save_neighbours(data: PairEmbeddings, cfg: PairsiftConfig, layout: RunLayout) -> int:
+    """The anchors the score pass finds each pair's neighbours among (models/consistency.py):
+    a deterministic sample of the fit pairs. Returns their number (0: consistency is off)."""
+    from pairsift.models.consistency import NeighbourIndex
+
+    c = cfg.consistency
+    if not c.enabled or cfg.mixture.null_model != "shuffled" or len(data) < 4:
+        return 0
+    assert data.keys is not None
+    rows = fit_sample(data.keys, c.max_anchors, cfg.seed + 1)
+    index = NeighbourIndex.build(
+        data.image[rows], data.text[rows], [data.keys[i] for i in rows], c.neighbours
+    )
+    index.save(layout.fit_file(NEIGHBOURS_DIR))
+    log.info("fit: %d neighbour-consistency anchors", len(index))
+    return len(index)
 
 
 def _log_epoch(entry: dict) -> None:

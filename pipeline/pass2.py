@@ -68,11 +68,13 @@ class CurateShard(beam.DoFn):
         score_names = [n for n in next(iter(scored_rows.values()), {}) if n not in ("key", "duplicate")]
         scores = {n: np.array([scored_rows[k][n] for k in unique_keys], dtype=np.float64) for n in score_names}
         labels = label_scores(scores, self.state, self.cfg)
-        # audit carries loss/similarity, every per-language view score and the consistency
+        # audit carries loss/similarity, the neighbour consistency, every per-language view
+        # score and the translation consistency
         view_suffixes = tuple(f"_{lang}" for lang in self.cfg.translate.target_langs)
         audited = [
             n for n in score_names
-            if n in ("loss", "similarity", "translation_consistency") or n.endswith(view_suffixes)
+            if n in ("loss", "similarity", "consistency", "translation_consistency")
+            or n.endswith(view_suffixes)
         ]
         per_key: dict[str, dict[str, Any]] = {}
         for i, key in enumerate(unique_keys):

@@ -21,12 +21,18 @@ import pyarrow.compute as pc
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import DivisionConfig, PairsiftConfig
+from pairsift.models.consistency import CONSISTENCY_RANGE
 from pairsift.models.records import Status, is_embedding_column
 from pairsift.pipeline.io.atomic import exists, list_files, read_json, write_json
 from pairsift.pipeline.io.tables import embedding_matrix, read_table, write_rows
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
-from pairsift.transforms.score import LossHistogram, UncertaintyHistogram, score_in_chunks
+from pairsift.transforms.score import (
+    JointHistogram,
+    LossHistogram,
+    UncertaintyHistogram,
+    score_in_chunks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,9 @@ MIXTURE_FILE = "mixture.json"
 UNCERTAINTY_HISTOGRAM_FILE = "uncertainty_histogram.json"
 NULL_HISTOGRAM_FILE = "null_histogram.json"  # losses of caption-swapped pairs
 DIVISION_FILE = "division.json"
+CONSISTENCY_HISTOGRAM_FILE = "consistency_histogram.json"
+NULL_CONSISTENCY_HISTOGRAM_FILE = "null_consistency_histogram.json"
+JOINT_CONSISTENCY_FILE = "loss_consistency_histogram.json"  # for the fused noise-share cut
 UNCERTAINTY_BINS = (128, 1000)  # (loss, u): u to 0.001; the loss axis only picks kept bins
 
 
@@ -62,16 +71,14 @@ def shard_matrices(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, np
 
 
 def shard_null_losses(
-    state: Any, matrices: dict[str, np.ndarray], keys: list[str], seed: int
+    state: Any, matrices: dict[str, np.ndarray], keys: list[str], other: np.ndarray
 ) -> np.ndarray:
-    """English-view losses of the rows with their captions swapped among themselves.
+    """English-view losses of the rows with their captions swapped among themselves (row i
+    gets caption ``other[i]``, a derangement).
 
     The empirical null of the mixture (models/null_model.py): a swapped pair is a mismatch by
     construction. Row i keeps its image and key, so it is scored by the heads of its fold.
     """
-    from pairsift.models.null_model import derangement
-
-    other = derangement(len(keys), seed)
     swapped = {"image_emb": matrices["image_emb"], "text_emb": matrices["text_emb"][other]}
     return score_in_chunks(state, swapped, [], keys=keys)["loss"]
 
@@ -83,9 +90,11 @@ def _shard_seed(seed: int, shard_name: str) -> int:
 class ScoreShard(beam.DoFn):
     """Scores one embedding shard with the frozen scoring state.
 
-    Yields the (loss, uncertainty, null loss) arrays of its unique pairs for the global
-    histograms; the null losses (``null_loss`` column, NaN for duplicates) only when the
-    mixture uses the empirical null.
+    Yields the (loss, uncertainty, null loss, consistency, null consistency) arrays of its
+    unique pairs for the global histograms. The null columns (``null_loss``,
+    ``null_consistency``: the same rows with their captions swapped, NaN for duplicates) only
+    when the mixture uses the empirical null; the neighbour consistency (``consistency``)
+    only when the fit saved anchors (models/consistency.py).
     """
 
     def __init__(
@@ -97,12 +106,17 @@ class ScoreShard(beam.DoFn):
         self.null = null
         self.seed = seed
         self.state: Any = None
+        self.neighbours: Any = None
         self.duplicates: set[tuple[str, str]] = set()
 
     def setup(self) -> None:
+        from pairsift.models.consistency import NeighbourIndex
         from pairsift.models.scoring import ScoringState
+        from pairsift.pipeline.fit import NEIGHBOURS_DIR
 
         self.state = ScoringState.load(self.layout.fit_file("scoring"))
+        anchors = self.layout.fit_file(NEIGHBOURS_DIR)
+        self.neighbours = NeighbourIndex.load(anchors) if NeighbourIndex.exists(anchors) else None
         # a language the fit saw too few translations of has no bank: score English view only
         self.langs = [lang for lang in self.langs if lang in self.state.bank_text_tgt]
         dups = read_table(self.layout.fit_file("duplicates.parquet"))
@@ -112,14 +126,18 @@ class ScoreShard(beam.DoFn):
 
     def _unique(
         self, scores: dict[str, np.ndarray], duplicate: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, ...]:
         if not len(duplicate):
-            return np.zeros(0), np.zeros(0), np.zeros(0)
+            return tuple(np.zeros(0) for _ in range(5))
         u = division_uncertainty(scores, self.division)
-        null = np.asarray(scores["null_loss"])[~duplicate] if "null_loss" in scores else np.zeros(0)
-        return np.asarray(scores["loss"])[~duplicate], u[~duplicate], null
 
-    def process(self, shard_name: str) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        def unique(name: str) -> np.ndarray:
+            return np.asarray(scores[name])[~duplicate] if name in scores else np.zeros(0)
+
+        return (unique("loss"), u[~duplicate], unique("null_loss"), unique("consistency"),
+                unique("null_consistency"))
+
+    def process(self, shard_name: str) -> Iterator[tuple[np.ndarray, ...]]:
         out_path = self.layout.scores_file(shard_name)
         if exists(out_path):  # resumed run: reuse the scores, still feed the histograms
             done = read_table(out_path)
@@ -141,16 +159,7 @@ class ScoreShard(beam.DoFn):
                 for name in scores:
                     if name.endswith(f"_{lang}") or name == "translation_consistency":
                         scores[name] = np.where(mask, scores[name], np.nan)
-            unique = np.flatnonzero(~duplicate)
-            if self.null and len(unique) >= 2:
-                null = np.full(len(keys), np.nan)
-                null[unique] = shard_null_losses(
-                    self.state,
-                    {name: matrices[name][unique] for name in ("image_emb", "text_emb")},
-                    [keys[i] for i in unique],
-                    _shard_seed(self.seed, shard_name),
-                )
-                scores["null_loss"] = null
+            scores.update(self._null_scores(shard_name, matrices, keys, duplicate))
         rows = []
         for i, key in enumerate(keys):
             row: dict[str, Any] = {"key": key, "duplicate": bool(duplicate[i])}
@@ -159,6 +168,39 @@ class ScoreShard(beam.DoFn):
         write_rows(out_path, rows, columns=["key", "duplicate", *sorted(scores)] if rows else ["key", "duplicate", "loss"])
         beam.metrics.Metrics.counter("pairsift", "scored").inc(len(rows))
         yield self._unique(scores, duplicate)
+
+
+    def _null_scores(
+        self, shard_name: str, matrices: dict[str, np.ndarray], keys: list[str],
+        duplicate: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Consistency of the pairs, and the loss and consistency of the unique pairs with
+        their captions swapped among themselves (NaN for duplicates)."""
+        from pairsift.models.null_model import derangement
+
+        out: dict[str, np.ndarray] = {}
+        image, text = matrices["image_emb"], matrices["text_emb"]
+        anchor_rows = None
+        if self.neighbours is not None:
+            anchor_rows = self.neighbours.rows_of(keys)
+            out["consistency"] = self.neighbours.score(image, text, anchor_rows, anchor_rows)
+        unique = np.flatnonzero(~duplicate)
+        if not self.null or len(unique) < 2:
+            return out
+        swap = unique[derangement(len(unique), _shard_seed(self.seed, shard_name))]
+        null = np.full(len(keys), np.nan)
+        null[unique] = shard_null_losses(
+            self.state, {"image_emb": image[unique], "text_emb": text},
+            [keys[i] for i in unique], swap,
+        )
+        out["null_loss"] = null
+        if anchor_rows is not None:
+            null_c = np.full(len(keys), np.nan)
+            null_c[unique] = self.neighbours.score(
+                image[unique], text[swap], anchor_rows[unique], anchor_rows[swap]
+            )
+            out["null_consistency"] = null_c
+        return out
 
 
 class WriteHistogram(beam.DoFn):
@@ -170,12 +212,33 @@ class WriteHistogram(beam.DoFn):
         yield int(counts.sum())
 
 
-def _losses(element: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+def _losses(element: tuple[np.ndarray, ...]) -> np.ndarray:
     return element[0]
 
 
-def _null_losses(element: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+def _null_losses(element: tuple[np.ndarray, ...]) -> np.ndarray:
     return element[2]
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """A shard with fewer than 3 anchors to compare with has NaN consistency: not counted."""
+    return values[np.isfinite(values)]
+
+
+def _consistency(element: tuple[np.ndarray, ...]) -> np.ndarray:
+    return _finite(element[3])
+
+
+def _null_consistency(element: tuple[np.ndarray, ...]) -> np.ndarray:
+    return _finite(element[4])
+
+
+def _loss_and_consistency(element: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    loss, consistency = element[0], element[3]
+    if consistency.size != loss.size:
+        return np.zeros(0), np.zeros(0)
+    finite = np.isfinite(consistency)
+    return loss[finite], consistency[finite]
 
 
 def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> dict[str, int]:
@@ -214,6 +277,29 @@ def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOpti
             WriteHistogram(layout.fit_file(UNCERTAINTY_HISTOGRAM_FILE), lo, hi)
         )
     )
+    c_lo, c_hi = CONSISTENCY_RANGE
+    for name, values, path in (
+        ("Consistency", _consistency, CONSISTENCY_HISTOGRAM_FILE),
+        ("NullConsistency", _null_consistency, NULL_CONSISTENCY_HISTOGRAM_FILE),
+    ):
+        (
+            scored
+            | name >> beam.Map(values)
+            | f"{name}Histogram" >> beam.CombineGlobally(
+                LossHistogram(c_lo, c_hi, cfg.consistency.bins)
+            )
+            | f"Save{name}" >> beam.ParDo(WriteHistogram(layout.fit_file(path), c_lo, c_hi))
+        )
+    (
+        scored
+        | "LossAndConsistency" >> beam.Map(_loss_and_consistency)
+        | "JointConsistency" >> beam.CombineGlobally(
+            JointHistogram((lo, hi), CONSISTENCY_RANGE, (UNCERTAINTY_BINS[0], cfg.consistency.bins))
+        )
+        | "SaveJointConsistency" >> beam.ParDo(
+            WriteHistogram(layout.fit_file(JOINT_CONSISTENCY_FILE), lo, hi)
+        )
+    )
     return run_pipeline(pipeline)
 
 
@@ -232,6 +318,7 @@ def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
             log.warning("mixture: too few null losses (%d), using the two components", int(null_counts.sum()))
             null_counts = None
     mixture = BetaMixture.fit_histogram(counts, hist["lo"], hist["hi"], cfg.mixture, null_counts)
+    _attach_consistency(mixture, cfg, layout)
     params = mixture.to_dict()
     write_json(layout.fit_file(MIXTURE_FILE), params)
     log.info("mixture: estimated noise ratio %.3f over %d pairs", mixture.noise_ratio, int(counts.sum()))
@@ -241,9 +328,45 @@ def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
     threshold = threshold_from_histogram(
         np.asarray(joint["counts"], dtype=np.int64), joint["lo"], joint["hi"], mixture, cfg.division
     )
+    keep_posterior = _keep_posterior(mixture, cfg, layout)
     write_json(
         layout.fit_file(DIVISION_FILE),
-        {"uncertainty_threshold": threshold, "uncertainty_quantile": cfg.division.uncertainty_quantile},
+        {"uncertainty_threshold": threshold, "uncertainty_quantile": cfg.division.uncertainty_quantile,
+         "keep_posterior": keep_posterior},
     )
     log.info("division: uncertainty threshold %.3f", threshold)
-    return params | {"uncertainty_threshold": threshold}
+    return params | {"uncertainty_threshold": threshold, "keep_posterior": keep_posterior}
+
+
+def _attach_consistency(mixture: Any, cfg: PairsiftConfig, layout: RunLayout) -> None:
+    """Fuse the neighbour consistency into the mixture's posterior when the score pass
+    measured it (anchors saved, empirical null fitted, at least 2 values each)."""
+    path = layout.fit_file(CONSISTENCY_HISTOGRAM_FILE)
+    if not cfg.consistency.enabled or mixture.null is None or not exists(path):
+        return
+    counts = np.asarray(read_json(path)["counts"], dtype=np.int64)
+    null_counts = np.asarray(
+        read_json(layout.fit_file(NULL_CONSISTENCY_HISTOGRAM_FILE))["counts"], dtype=np.int64
+    )
+    if counts.sum() < 2 or null_counts.sum() < 2:
+        return
+    mixture.with_consistency(counts, null_counts, cfg.consistency.weight)
+    log.info("mixture: fused with the neighbour consistency of %d pairs", int(counts.sum()))
+
+
+def _keep_posterior(mixture: Any, cfg: PairsiftConfig, layout: RunLayout) -> float | None:
+    """The fused posterior below which a pair falls outside the null's clean count, read
+    off the joint (loss, consistency) histogram at the cells' centres (exact up to binning:
+    every shard then cuts at one global value); None where no fused count applies."""
+    from pairsift.models.consistency import share_threshold
+    from pairsift.models.division import share_cut
+    from pairsift.models.mixture import bin_centres
+
+    if mixture.consistency is None or share_cut(mixture, cfg.division) is None:
+        return None
+    joint = read_json(layout.fit_file(JOINT_CONSISTENCY_FILE))
+    counts = np.asarray(joint["counts"], dtype=np.float64)
+    losses = bin_centres(joint["lo"], joint["hi"], counts.shape[0])
+    values = bin_centres(*CONSISTENCY_RANGE, counts.shape[1])
+    p = mixture.posterior(np.repeat(losses, values.size), np.tile(values, losses.size))
+    return share_threshold(p, counts.ravel(), 1.0 - mixture.noise_ratio)

@@ -23,13 +23,15 @@ class FitState:
 
     mixture: Any  # models.mixture.BetaMixture
     uncertainty_threshold: float | None = None  # global u_thr (None: from each shard's scores)
+    keep_posterior: float | None = None  # global fused noise-share cut (None: none applies)
 
     @classmethod
     def from_params(cls, params: dict[str, Any], division: dict[str, Any] | None = None) -> FitState:
         from pairsift.models.mixture import BetaMixture
 
         thr = (division or {}).get("uncertainty_threshold")
-        return cls(mixture=BetaMixture.from_dict(params), uncertainty_threshold=thr)
+        keep = (division or {}).get("keep_posterior")
+        return cls(BetaMixture.from_dict(params), uncertainty_threshold=thr, keep_posterior=keep)
 
 
 def label_scores(
@@ -41,7 +43,8 @@ def label_scores(
     if not scores or len(next(iter(scores.values()))) == 0:
         return {}
     division = divide(
-        scores, state.mixture, cfg.division, uncertainty_threshold=state.uncertainty_threshold
+        scores, state.mixture, cfg.division, uncertainty_threshold=state.uncertainty_threshold,
+        keep_posterior=state.keep_posterior,
     )
     out = {
         "label": np.asarray(division.label).astype(str),

@@ -44,16 +44,24 @@ class LossHistogram(_CountsSum):
         return acc + histogram(np.asarray(losses, dtype=np.float64), self.lo, self.hi, self.bins)
 
 
-class UncertaintyHistogram(_CountsSum):
-    """Sums joint (loss, u) histograms, u over [0, 1]: the global uncertainty threshold."""
+class JointHistogram(_CountsSum):
+    """Sums joint histograms of the first two arrays of each element (one shard's pairs)."""
 
-    def __init__(self, lo: float, hi: float, bins: tuple[int, int]) -> None:
-        self.lo, self.hi = lo, hi
+    def __init__(
+        self, x_range: tuple[float, float], y_range: tuple[float, float], bins: tuple[int, int]
+    ) -> None:
+        self.x_range, self.y_range = tuple(x_range), tuple(y_range)
         self.shape = tuple(bins)
 
     def add_input(self, acc: np.ndarray, element: tuple[np.ndarray, ...]) -> np.ndarray:
-        loss, unc = element[0], element[1]  # (loss, uncertainty, ...) of one shard's pairs
-        return acc + histogram2d(loss, unc, (self.lo, self.hi), (0.0, 1.0), self.shape)
+        return acc + histogram2d(element[0], element[1], self.x_range, self.y_range, self.shape)
+
+
+class UncertaintyHistogram(JointHistogram):
+    """Sums joint (loss, u) histograms, u over [0, 1]: the global uncertainty threshold."""
+
+    def __init__(self, lo: float, hi: float, bins: tuple[int, int]) -> None:
+        super().__init__((lo, hi), (0.0, 1.0), bins)
 
 
 def score_in_chunks(

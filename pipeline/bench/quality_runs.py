@@ -82,6 +82,8 @@ ABLATIONS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
                     {"mixture": {"null_model": "none"}}),
     "-noise_share": ("pairsift − noise-share cut (Bayes cut alone)",
                      {"division": {"keep_rule": "posterior"}}),
+    "-consistency": ("pairsift − neighbour consistency (loss posterior alone)",
+                     {"consistency": {"enabled": False}}),
     "-trusted_margin": ("pairsift − trusted margin", {"train": {"trusted_margin": False}}),
     "-refurbish": ("pairsift − refurbished labels", {"train": {"refurbish": False}}),
     "-fisher": ("pairsift − Fisher softening", {"train": {"fisher_soften": False}}),

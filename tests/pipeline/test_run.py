@@ -159,6 +159,28 @@ def test_one_global_uncertainty_threshold_divides_every_shard(finished_run: Path
     assert np.all(clean < thr)
 
 
+def test_pass_two_divides_by_the_fused_posterior(finished_run: Path) -> None:
+    import numpy as np
+
+    from pairsift.models.mixture import BetaMixture
+
+    train = json.loads((finished_run / "fit" / "train.json").read_text())
+    assert train["consistency_anchors"] == train["fit_pairs"]  # fewer than max_anchors
+    params = json.loads((finished_run / "fit" / "mixture.json").read_text())
+    assert params["consistency"] is not None and params["consistency"]["weight"] == 0.5
+    mixture = BetaMixture.from_dict(params)
+    ok = audit_frame(finished_run).filter(pl.col("status") == "ok")
+    loss, consistency = ok["loss"].to_numpy(), ok["consistency"].to_numpy()
+    assert np.all(np.isfinite(consistency))
+    fused = mixture.posterior(loss, consistency)
+    np.testing.assert_allclose(ok["p_clean"].to_numpy(), fused, atol=1e-4)  # audit rounds
+    assert not np.allclose(fused, mixture.posterior_clean(loss), atol=1e-3)
+    # the random-init tiny towers read π0 = 1: no clean share to count, so no fused cut
+    # (tests/pipeline/test_fused_cut.py covers the cut where there is one)
+    keep = json.loads((finished_run / "fit" / "division.json").read_text())["keep_posterior"]
+    assert (keep is None) == (mixture.keep_loss() is None)
+
+
 def test_final_model_is_trained_on_the_kept_pairs_only(finished_run: Path) -> None:
     from pairsift.models.retrieval import RetrievalModel, load_heads_from_model
 
