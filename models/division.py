@@ -18,7 +18,10 @@
   heavily the Bayes cut p_clean ≥ ½ can keep far more pairs than the π0 it came from says
   are clean (tuxpaint at 50 %: 65–70 % of them at precision 0.64–0.67); the count caps that.
   Where they separate well but π0 reads low (synth at 80 %: 0.69–0.71) the count alone
-  would keep too many, and the Bayes cut caps that.
+  would keep too many, and the Bayes cut caps that. With a fused posterior (the mixture
+  carries a :class:`~pairsift.models.consistency.ConsistencyRatio` and the scores a
+  ``consistency``), p_clean is P(clean | loss, neighbour consistency) and the count keeps the
+  top 1 − π0 by it (``keep_posterior``) instead of cutting the loss.
   u_thr is relative by default: the ``uncertainty_quantile`` of u over the pairs the mixture
   keeps (:func:`relative_threshold`), because u's absolute scale moves with K, τ and how far
   the heads spread cosines; trained heads put every pair above an absolute ½ and then no pair

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("pairsift.pipeline.bench.quality", "bench"),
     ("pairsift.pipeline.bench.translate", "bench"),
     ("pairsift.pipeline.bench.crosslingual", "bench"),
+    ("pairsift.pipeline.bench.score_cost", "bench"),
 )
 
 
