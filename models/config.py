@@ -146,6 +146,9 @@ class TrainConfig:
     # OUT/model: heads retrained on the kept pairs with this loss ("none": the fit heads)
     final_loss: str = "contrastive"
     final_min_pairs: int = 50  # retrain only when at least this many pairs were kept
+    # each kept pair's loss weighted by p_clean**power (0: unweighted): a quarter of the kept
+    # set at tuxpaint 50 % is still noise, and it sits among the lowest posteriors
+    final_weight_power: float = 2.0
     robust_topk: int = 8  # robust phase hinge: mean over the top-k in-batch negatives
 
 

@@ -79,6 +79,7 @@ class _Batch:
     txt: torch.Tensor
     tgt: dict[str, torch.Tensor]
     div: dict[str, torch.Tensor] | None  # label masks, soft labels, uncertainty
+    weight: torch.Tensor | None = None  # per-pair weights of the plain losses (train weights=)
 
 
 def _division_tensors(
@@ -202,20 +203,25 @@ def _ncr_loss(b: _Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
 
 def _plain_loss(b: _Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
     t = cfg.train
+
+    def reduce(per_pair: torch.Tensor) -> torch.Tensor:
+        if b.weight is None:
+            return per_pair.mean()
+        return (b.weight * per_pair).sum() / b.weight.sum().clamp_min(1e-12)
+
     total = torch.zeros((), dtype=torch.float32)
     for txt in [emb["txt"], *emb["tgt"].values()]:
         if t.loss == "contrastive":
-            total = total + L.info_nce(emb["img"], txt, t.temperature).mean()
+            total = total + reduce(L.info_nce(emb["img"], txt, t.temperature))
         elif t.loss == "rcl":
-            total = total + L.complementary_loss(emb["img"], txt, t.temperature).mean()
+            total = total + reduce(L.complementary_loss(emb["img"], txt, t.temperature))
         else:  # decl
             ramp = min(1.0, (epoch + 1) / max(t.warmup_epochs, 1))
             topk = L.hinge_schedule(epoch, t.warmup_epochs, t.warmup_topk)
-            total = (
-                total
-                + L.evidential_loss(emb["img"], txt, t.evidence_tau, t.kl_weight * ramp).mean()
+            total = total + reduce(
+                L.evidential_loss(emb["img"], txt, t.evidence_tau, t.kl_weight * ramp)
             )
-            total = total + L.hinge_topk(emb["img"], txt, t.margin, topk).mean()
+            total = total + reduce(L.hinge_topk(emb["img"], txt, t.margin, topk))
     return total
 
 
@@ -284,6 +290,7 @@ def train(
     identity_init: bool = False,
     progress: Callable[[dict], None] | None = None,
     folds: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> TrainResult:
     """Train projection heads with the recipe ``cfg.train.loss`` (see module doc).
 
@@ -291,7 +298,9 @@ def train(
     main heads, each on all pairs outside its fold, and every division scores a pair with the
     heads that never saw it (:func:`crossfit_scores`). ``folds`` fixes each row's fold (the
     pipeline derives it from the pair key so its score pass can use the same heads); by
-    default it is drawn from the seed.
+    default it is drawn from the seed. ``weights`` (one per pair, ≥ 0) weigh each pair's
+    term in the plain losses (contrastive, rcl, decl): the final model weighs the kept pairs
+    by their clean posterior (``train.final_weight_power``).
     """
     t = cfg.train
     if t.loss not in METHODS:
@@ -299,12 +308,14 @@ def train(
     if len(data) < 2:
         raise ValueError("training needs at least 2 pairs")
     data.check_finite()
+    weights = _check_weights(weights, len(data), t.loss)
     if folds is not None and len(folds) != len(data):
         raise ValueError(f"folds has {len(folds)} entries for {len(data)} pairs")
     if len(data) > t.max_fit_pairs:
         rows = np.sort(np.random.default_rng(cfg.seed).choice(len(data), t.max_fit_pairs, False))
         data = data.subset(rows)
         folds = None if folds is None else np.asarray(folds)[rows]
+        weights = None if weights is None else weights[rows]
     n = len(data)
     torch.manual_seed(cfg.seed)
     k = _use_folds(cfg, n)
@@ -356,7 +367,8 @@ def train(
                     if mixture is not None:
                         entry["noise_ratio"] = mixture.noise_ratio
         entry["train_loss"] = _train_epoch(
-            nets, fold_nets, divisions, (img_all, txt_all, tgt_all), cfg, epoch, gen
+            nets, fold_nets, divisions, (img_all, txt_all, tgt_all), cfg, epoch, gen,
+            None if weights is None else torch.from_numpy(weights.astype(np.float32)),
         )
         nets[0].heads.eval()
         if val is not None:
@@ -386,6 +398,19 @@ def train(
         heads=heads, history=history, memory=memory, division=division,
         fold_heads=[net.heads for net in fold_nets], folds=folds if k else None,
     )
+
+
+def _check_weights(weights: np.ndarray | None, n: int, loss: str) -> np.ndarray | None:
+    if weights is None:
+        return None
+    if loss not in ("contrastive", "rcl", "decl"):
+        raise ValueError(f"per-pair weights apply to the plain losses, not train.loss {loss!r}")
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"weights has shape {w.shape} for {n} pairs")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+        raise ValueError("weights must be finite, non-negative and not all zero")
+    return w
 
 
 def _epoch_divisions(
@@ -421,6 +446,7 @@ def _train_epoch(
     nets: list[_Net], fold_nets: list[_Net], divisions: list[dict[str, torch.Tensor] | None],
     tensors: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]],
     cfg: PairsiftConfig, epoch: int, gen: torch.Generator,
+    weight_all: torch.Tensor | None = None,
 ) -> float:
     """One pass of every net over its rows; returns the first net's mean batch loss."""
     img_all, txt_all, tgt_all = tensors
@@ -439,6 +465,7 @@ def _train_epoch(
                 txt_all[idx],
                 {key: v[idx] for key, v in tgt_all.items()},
                 None if d is None else {key: v[idx] if v.ndim else v for key, v in d.items()},
+                None if weight_all is None else weight_all[idx],
             )
             loss = _batch_loss(net.heads, batch, cfg, epoch)
             net.opt.zero_grad()

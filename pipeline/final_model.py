@@ -43,6 +43,27 @@ def kept_rows(ids_shards: list[str], ids_keys: list[str], audit: pl.DataFrame,
     return np.asarray([i for i, pair in enumerate(pairs) if pair in wanted], dtype=np.int64)
 
 
+def kept_weights(ids, audit: pl.DataFrame, power: float) -> np.ndarray | None:
+    """p_clean**power of each pair of ``ids`` (from its audit row); None for power 0.
+
+    A quarter of what the division keeps on tuxpaint at 50 % noise is still noise, most of it
+    among the lowest posteriors; weighing each pair by its posterior lets the final model lean
+    on the surer pairs without dropping the rest (docs/noise_modelling.md, the final model).
+    """
+    if power == 0:
+        return None
+    if power < 0:
+        raise ValueError(f"train.final_weight_power must be >= 0, got {power}")
+    p_clean = {
+        (shard, key): p
+        for shard, key, p in zip(audit["source_shard"].to_list(), audit["key"].to_list(),
+                                 audit["p_clean"].to_list(), strict=True)
+    }
+    wanted = zip(ids.column("source_shard").to_pylist(), ids.column("key").to_pylist(), strict=True)
+    p = np.asarray([p_clean.get(pair) for pair in wanted], dtype=np.float64)
+    return np.nan_to_num(np.clip(p, 0.0, 1.0), nan=1.0) ** power
+
+
 def retrains(kept_pairs: int, cfg: PairsiftConfig) -> bool:
     """Whether OUT/model is retrained on ``kept_pairs`` pairs (else the fit heads stay)."""
     return cfg.train.final_loss != "none" and kept_pairs >= max(cfg.train.final_min_pairs, 2)
@@ -73,8 +94,10 @@ def run_final_model(cfg: PairsiftConfig, layout: RunLayout, audit: pl.DataFrame)
     rows, data, aligned = load_fit_pairs(ids, rows, cfg)
     final_cfg = copy.deepcopy(cfg)
     final_cfg.train.loss, final_cfg.train.co_teaching = loss, False
-    log.info("final model: training %s heads on %d kept pairs", loss, len(rows))
-    result = train(data, final_cfg, identity_init=aligned,
+    weights = kept_weights(ids.take(rows), audit, cfg.train.final_weight_power)
+    log.info("final model: training %s heads on %d kept pairs (weights p_clean^%g)",
+             loss, len(rows), cfg.train.final_weight_power)
+    result = train(data, final_cfg, identity_init=aligned, weights=weights,
                    progress=lambda e: log.info("final model: %s", e))
     info = {"trained_on": "kept", "loss": loss, "pairs": int(len(rows)),
             "train_loss": result.history[-1]["train_loss"] if result.history else None}

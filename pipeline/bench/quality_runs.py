@@ -95,7 +95,8 @@ BASELINES: dict[str, str] = {
     "all": "(a) all pairs, no cleaning",
     "clip_score": "(b) CLIP-score filter, keep 1 − F",
     "gmm": "(c) GMM on per-pair loss (NCR division)",
-    "pairsift_filter": "(d) pairsift OUT/model: contrastive on the kept pairs "
+    "pairsift_filter": "(d) pairsift OUT/model: contrastive on the kept pairs weighted by "
+                       f"p_clean^{TrainConfig().final_weight_power:g} "
                        f"(if ≥ {TrainConfig().final_min_pairs})",
     "ncr": "NCR training (co-divide, soft margin)",
     "decl": "DECL training (evidential)",
@@ -249,7 +250,11 @@ def run_job(
         if method == "pairsift_filter" and retrains(int(kept.sum()), cfg):
             # what `pairsift run` does for OUT/model: retrain on the kept pairs (pipeline/
             # final_model.py), unless too few were kept; then the robust heads stay
-            heads = train(data.train.subset(np.flatnonzero(kept)), _contrastive(cfg)).heads
+            power = cfg.train.final_weight_power
+            weights = division.p_clean[kept] ** power if power else None
+            heads = train(
+                data.train.subset(np.flatnonzero(kept)), _contrastive(cfg), weights=weights
+            ).heads
     else:
         raise ValueError(f"unknown method {method!r}")
     pr = kept_precision_recall(kept, noisy)

@@ -151,3 +151,22 @@ def test_bad_input() -> None:
     pairs.data.image[0, 0] = np.inf
     with pytest.raises(ValueError, match="NaN or inf"):
         train(pairs.data, _cfg("contrastive", epochs=1))
+
+
+def test_pair_weights_steer_the_plain_losses(noisy_half) -> None:
+    train_set, test_set = noisy_half
+    cfg = _cfg("contrastive", epochs=6)
+    plain = train(train_set.data, cfg)
+    ones = train(train_set.data, cfg, weights=np.ones(len(train_set.data)))
+    for a, b in zip(plain.heads.parameters(), ones.heads.parameters(), strict=True):
+        torch.testing.assert_close(a, b)  # unit weights are no weights
+    # weighing the known-noisy pairs down trains on the clean ones (they stay negatives)
+    clean_weighted = train(train_set.data, cfg, weights=np.where(train_set.is_noisy, 0.01, 1.0))
+    assert _rsum(clean_weighted.heads, test_set.data) > _rsum(plain.heads, test_set.data) + 10
+    n = len(train_set.data)
+    with pytest.raises(ValueError, match="shape"):
+        train(train_set.data, cfg, weights=np.ones(n - 1))
+    with pytest.raises(ValueError, match="non-negative"):
+        train(train_set.data, cfg, weights=-np.ones(n))
+    with pytest.raises(ValueError, match="plain losses"):
+        train(train_set.data, _cfg("pairsift"), weights=np.ones(n))

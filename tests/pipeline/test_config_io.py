@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+
 from pairsift.models.config import PairsiftConfig
 from pairsift.pipeline.config_io import load_config
 
@@ -18,3 +20,14 @@ def test_documented_defaults_load_and_equal_the_code_defaults(tmp_path: Path) ->
     path.write_text(block.group(1), encoding="utf-8")
     # every value keeps its type through YAML (a bare 1e-06 would load as a string)
     assert load_config(str(path)).to_dict() == PairsiftConfig().to_dict()
+    # and every option is in the block: a missing one would load as its default unseen
+    assert _keys(yaml.safe_load(block.group(1))) == _keys(PairsiftConfig().to_dict())
+
+
+def _keys(tree: dict, prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for key, value in tree.items():
+        out.add(prefix + key)
+        if isinstance(value, dict):
+            out |= _keys(value, f"{prefix}{key}.")
+    return out

@@ -206,6 +206,21 @@ def test_kept_rows_match_audit_labels() -> None:
     assert kept_rows(["a"], ["1"], pl.DataFrame(), ["clean"]).size == 0
 
 
+def test_final_model_weighs_each_kept_pair_by_its_posterior() -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from pairsift.pipeline.final_model import kept_weights
+
+    audit = pl.DataFrame({"source_shard": ["a", "a", "b"], "key": ["1", "2", "1"],
+                          "p_clean": [0.5, 0.9, None]})
+    ids = pa.table({"source_shard": ["b", "a", "a", "c"], "key": ["1", "2", "1", "9"]})
+    np.testing.assert_allclose(kept_weights(ids, audit, 2.0), [1.0, 0.81, 0.25, 1.0])
+    assert kept_weights(ids, audit, 0.0) is None
+    with pytest.raises(ValueError, match="final_weight_power"):
+        kept_weights(ids, audit, -1.0)
+
+
 def test_final_model_keeps_fit_heads_when_too_little_was_kept(finished_run: Path) -> None:
     from pairsift.pipeline.final_model import run_final_model
     from pairsift.pipeline.layout import RunLayout
