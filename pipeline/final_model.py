@@ -10,7 +10,8 @@ diagnostic runs). When the division keeps fewer than ``train.final_min_pairs`` p
 heads stay: on tuxpaint at 80 % noise, retrained on 8 or 20 kept pairs the heads reached
 24 / 39 rSum against 31 / 45 for the fit heads, on 61 or 186 pairs 55 / 88 against 48 / 60.
 The default 50 sits between those measured cases; it is a small-data guard, not a tuned
-optimum. ``train.final_loss = "none"`` always keeps the fit heads.
+optimum. ``train.final_loss = "none"`` always keeps the fit heads. Each kept pair's loss is
+weighted by its clean posterior to the power ``train.final_weight_power`` (:func:`kept_weights`).
 """
 
 from __future__ import annotations
