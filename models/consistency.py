@@ -22,14 +22,11 @@ P(clean | loss): naive Bayes, the two views taken as independent given the class
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from pairsift.models.null_model import smoothed_density
 
@@ -115,32 +112,30 @@ class NeighbourIndex:
         return out
 
     def save(self, directory: str) -> None:
-        """Anchors as safetensors, keys and k as JSON (written then renamed, like the scoring
-        state beside it)."""
-        os.makedirs(directory, exist_ok=True)
-        tensors = {
+        """Anchors as safetensors, keys and k as JSON, beside the scoring state (any fsspec
+        path, written atomically)."""
+        from pairsift.models.tensor_files import join, write_json_file, write_tensors
+
+        write_tensors(join(directory, ANCHORS_FILE), {
             name: torch.from_numpy(np.ascontiguousarray(getattr(self, name)))
             for name in ("image", "text", "image_mean", "text_mean")
-        }
-        tmp = os.path.join(directory, ANCHORS_FILE + ".tmp")
-        save_file(tensors, tmp)
-        os.replace(tmp, os.path.join(directory, ANCHORS_FILE))
-        tmp = os.path.join(directory, META_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"k": self.k, "keys": self.keys}, fh)
-        os.replace(tmp, os.path.join(directory, META_FILE))
+        })
+        write_json_file(join(directory, META_FILE), {"k": self.k, "keys": self.keys})
 
     @classmethod
     def load(cls, directory: str) -> NeighbourIndex:
-        with open(os.path.join(directory, META_FILE), encoding="utf-8") as fh:
-            meta = json.load(fh)
-        arrays = {name: t.numpy() for name, t in load_file(os.path.join(directory, ANCHORS_FILE)).items()}
+        from pairsift.models.tensor_files import join, read_json_file, read_tensors
+
+        meta = read_json_file(join(directory, META_FILE))
+        arrays = {name: t.numpy() for name, t in read_tensors(join(directory, ANCHORS_FILE)).items()}
         return cls(arrays["image"], arrays["text"], arrays["image_mean"], arrays["text_mean"],
                    list(meta["keys"]), int(meta["k"]))
 
     @staticmethod
     def exists(directory: str) -> bool:
-        return os.path.exists(os.path.join(directory, META_FILE))
+        from pairsift.models.tensor_files import exists, join
+
+        return exists(join(directory, META_FILE))
 
 
 def _neighbour_mean(

@@ -7,13 +7,10 @@ are already aligned (a pretrained CLIP) training starts from the towers' own geo
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 HEADS_JSON = "heads.json"
@@ -92,22 +89,19 @@ def save_heads(heads: ProjectionHeads, directory: str) -> None:
 def write_heads(
     heads: ProjectionHeads, directory: str, weights_name: str, json_name: str, config: dict[str, Any]
 ) -> None:
-    """Heads' weights (safetensors) + a JSON config, each written under a temp name and renamed."""
-    os.makedirs(directory, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
-    tmp_w = os.path.join(directory, weights_name + ".tmp")
-    save_file(state, tmp_w)
-    os.replace(tmp_w, os.path.join(directory, weights_name))
-    tmp_j = os.path.join(directory, json_name + ".tmp")
-    with open(tmp_j, "w", encoding="utf-8") as fh:
-        json.dump(config, fh, indent=2, sort_keys=True)
-    os.replace(tmp_j, os.path.join(directory, json_name))
+    """Heads' weights (safetensors) + a JSON config, each written under a temp name and renamed
+    (any fsspec path: :mod:`pairsift.models.tensor_files`)."""
+    from pairsift.models.tensor_files import join, write_json_file, write_tensors
+
+    write_tensors(join(directory, weights_name), dict(heads.state_dict()))
+    write_json_file(join(directory, json_name), config)
 
 
 def load_heads(directory: str) -> ProjectionHeads:
     """Rebuild heads from a directory written by :func:`save_heads`."""
-    with open(os.path.join(directory, HEADS_JSON), encoding="utf-8") as fh:
-        config = json.load(fh)
+    from pairsift.models.tensor_files import join, read_json_file, read_tensors
+
+    config = read_json_file(join(directory, HEADS_JSON))
     heads = ProjectionHeads(
         config["image_dim"],
         config["text_dim"],
@@ -116,6 +110,6 @@ def load_heads(directory: str) -> ProjectionHeads:
         target_text_dims=config.get("target_text_dims") or None,
     )
     heads.config["identity"] = bool(config.get("identity", False))
-    heads.load_state_dict(load_file(os.path.join(directory, HEADS_WEIGHTS)))
+    heads.load_state_dict(read_tensors(join(directory, HEADS_WEIGHTS)))
     heads.eval()
     return heads

@@ -7,15 +7,12 @@ their specs, so the file stays small and loading never unpickles code).
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from pairsift.models.heads import ProjectionHeads, write_heads
 
@@ -38,14 +35,15 @@ def save_retrieval_model(directory: str, heads: ProjectionHeads, config: Retriev
 
 
 def load_heads_from_model(directory: str) -> tuple[ProjectionHeads, RetrievalConfig]:
-    with open(os.path.join(directory, CONFIG_FILE), encoding="utf-8") as handle:
-        config = RetrievalConfig(**json.load(handle))
+    from pairsift.models.tensor_files import join, read_json_file, read_tensors
+
+    config = RetrievalConfig(**read_json_file(join(directory, CONFIG_FILE)))
     h = config.heads
     heads = ProjectionHeads(
         h["image_dim"], h["text_dim"], h["out_dim"], identity=False,
         target_text_dims=h.get("target_text_dims") or None,
     )
-    heads.load_state_dict(load_file(os.path.join(directory, WEIGHTS_FILE)))
+    heads.load_state_dict(read_tensors(join(directory, WEIGHTS_FILE)))
     heads.eval()
     return heads, config
 

@@ -24,15 +24,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import json
 import math
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from pairsift.models.config import TrainConfig
 from pairsift.models.evidential import Opinion, combine, discount, opinion
@@ -81,19 +78,19 @@ class ScoringState:
         )
 
     def save(self, directory: str) -> None:
-        os.makedirs(directory, exist_ok=True)
+        """Heads, fold heads, bank and constants under ``directory`` (any fsspec path)."""
+        from pairsift.models.tensor_files import join, write_json_file, write_tensors
+
         save_heads(self.heads, directory)
         for f, heads in enumerate(self.fold_heads):
-            save_heads(heads, os.path.join(directory, f"fold_{f}"))
+            save_heads(heads, join(directory, f"fold_{f}"))
         tensors = {
             "image": torch.from_numpy(np.ascontiguousarray(self.bank_image)),
             "text": torch.from_numpy(np.ascontiguousarray(self.bank_text)),
         }
         for lang, arr in self.bank_text_tgt.items():
             tensors[f"text_tgt.{lang}"] = torch.from_numpy(np.ascontiguousarray(arr))
-        tmp = os.path.join(directory, BANK_WEIGHTS + ".tmp")
-        save_file(tensors, tmp)
-        os.replace(tmp, os.path.join(directory, BANK_WEIGHTS))
+        write_tensors(join(directory, BANK_WEIGHTS), tensors)
         meta = {
             "tau": self.tau,
             "margin": self.margin,
@@ -102,16 +99,14 @@ class ScoringState:
             "languages": sorted(self.bank_text_tgt),
             "folds": len(self.fold_heads),
         }
-        tmp = os.path.join(directory, SCORING_JSON + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=2, sort_keys=True)
-        os.replace(tmp, os.path.join(directory, SCORING_JSON))
+        write_json_file(join(directory, SCORING_JSON), meta)
 
     @classmethod
     def load(cls, directory: str) -> ScoringState:
-        with open(os.path.join(directory, SCORING_JSON), encoding="utf-8") as fh:
-            meta = json.load(fh)
-        bank = load_file(os.path.join(directory, BANK_WEIGHTS))
+        from pairsift.models.tensor_files import join, read_json_file, read_tensors
+
+        meta = read_json_file(join(directory, SCORING_JSON))
+        bank = read_tensors(join(directory, BANK_WEIGHTS))
         tgt = {k.split(".", 1)[1]: v.numpy() for k, v in bank.items() if k.startswith("text_tgt.")}
         return cls(
             heads=load_heads(directory),
@@ -122,7 +117,7 @@ class ScoringState:
             margin=float(meta["margin"]),
             temperature=float(meta["temperature"]),
             fold_heads=[
-                load_heads(os.path.join(directory, f"fold_{f}"))
+                load_heads(join(directory, f"fold_{f}"))
                 for f in range(int(meta.get("folds", 0)))
             ],
         )
