@@ -16,8 +16,11 @@ VERSIONED = ("pairsift", "torch", "apache-beam", "open_clip_torch", "transformer
 
 
 def load_audit(audit_dir: str) -> pl.DataFrame:
+    """Every audit shard under ``audit_dir`` (any fsspec path: read through it, not by name)."""
+    from pairsift.pipeline.io.tables import read_table
+
     files = list_files(audit_dir, ".parquet")
-    frames = [pl.read_parquet(f) for f in files]
+    frames = [pl.from_arrow(read_table(f)) for f in files]
     frames = [f for f in frames if f.height]
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 

@@ -304,3 +304,31 @@ def test_train_from_run_and_from_shards_then_eval(
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["pairs"] >= 2 and 0.0 <= metrics["rsum"] <= 600.0
     assert set(metrics) >= {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10"}
+
+
+def test_a_run_to_a_remote_path_writes_everything_there(
+    noisy_input: Path, finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An fsspec output (memory:// here, gs:// on Dataflow) gets every file, fit state
+    included, and the launcher's disk none: workers can only read what is in the bucket."""
+    import os
+    import uuid
+
+    import fsspec
+
+    from pairsift.pipeline.run import run
+
+    monkeypatch.chdir(tmp_path)
+    out = f"memory://pairsift-run-{uuid.uuid4().hex}"
+    run(str(noisy_input), out, tiny_config(), wave_size=2)
+    assert not [name for name in os.listdir(".") if name.startswith("memory")]
+    fs = fsspec.filesystem("memory")
+    root = out[len("memory://"):]
+    for name in ("fit/scoring/bank.safetensors", "fit/neighbours/anchors.safetensors",
+                 "fit/heads/heads.safetensors", "model/model.safetensors", "summary.json"):
+        assert fs.exists(f"{root}/{name}"), name
+    with fs.open(f"{root}/summary.json", "r") as handle:
+        remote = json.load(handle)
+    local = json.loads((finished_run / "summary.json").read_text())
+    assert remote["pairs"] == local["pairs"]  # the same labels as the local run
+    assert remote["detection"] == local["detection"]
