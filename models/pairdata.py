@@ -81,10 +81,11 @@ def _matrix(column: object, name: str) -> np.ndarray:
 
 
 def _read_parquet(path: str) -> object:
-    """Through polars: pyarrow's parquet reader rejects null fixed-size-list entries (error rows)."""
-    import polars as pl
+    """Through fsspec (any output path) and polars: pyarrow's parquet reader rejects null
+    fixed-size-list entries (error rows)."""
+    from pairsift.pipeline.io.tables import read_table
 
-    return pl.read_parquet(path).to_arrow(compat_level=pl.CompatLevel.oldest())
+    return read_table(path)
 
 
 def load_embeddings_parquet(paths: list[str]) -> PairEmbeddings:
