@@ -114,19 +114,19 @@ class NeighbourIndex:
     def save(self, directory: str) -> None:
         """Anchors as safetensors, keys and k as JSON, beside the scoring state (any fsspec
         path, written atomically)."""
-        from pairsift.models.tensor_files import join, write_json_file, write_tensors
+        from pairsift.models.tensor_files import join, write_json, write_tensors
 
         write_tensors(join(directory, ANCHORS_FILE), {
             name: torch.from_numpy(np.ascontiguousarray(getattr(self, name)))
             for name in ("image", "text", "image_mean", "text_mean")
         })
-        write_json_file(join(directory, META_FILE), {"k": self.k, "keys": self.keys})
+        write_json(join(directory, META_FILE), {"k": self.k, "keys": self.keys})
 
     @classmethod
     def load(cls, directory: str) -> NeighbourIndex:
-        from pairsift.models.tensor_files import join, read_json_file, read_tensors
+        from pairsift.models.tensor_files import join, read_json, read_tensors
 
-        meta = read_json_file(join(directory, META_FILE))
+        meta = read_json(join(directory, META_FILE))
         arrays = {name: t.numpy() for name, t in read_tensors(join(directory, ANCHORS_FILE)).items()}
         return cls(arrays["image"], arrays["text"], arrays["image_mean"], arrays["text_mean"],
                    list(meta["keys"]), int(meta["k"]))
@@ -173,9 +173,10 @@ class ConsistencyRatio:
             raise ValueError(f"consistency.weight must be in [0, 1], got {weight}")
         if counts.sum() < 2 or null_counts.sum() < 2:
             raise ValueError("the consistency ratio needs at least 2 observed and 2 null values")
+        from pairsift.models.mixture import bin_centres  # mixture imports this module
+
         pi0 = float(np.clip(noise_ratio, 0.0, 1.0 - 1e-3))
-        width = (hi - lo) / counts.size
-        centres = lo + (np.arange(counts.size) + 0.5) * width
+        centres = bin_centres(lo, hi, counts.size)
         grid = np.linspace(lo, hi, _GRID)
         f = np.maximum(smoothed_density(centres, counts, grid), 1e-12)
         f0 = np.maximum(smoothed_density(centres, null_counts, grid), 1e-12)

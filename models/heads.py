@@ -91,17 +91,17 @@ def write_heads(
 ) -> None:
     """Heads' weights (safetensors) + a JSON config, each written under a temp name and renamed
     (any fsspec path: :mod:`pairsift.models.tensor_files`)."""
-    from pairsift.models.tensor_files import join, write_json_file, write_tensors
+    from pairsift.models.tensor_files import join, write_json, write_tensors
 
     write_tensors(join(directory, weights_name), dict(heads.state_dict()))
-    write_json_file(join(directory, json_name), config)
+    write_json(join(directory, json_name), config)
 
 
 def load_heads(directory: str) -> ProjectionHeads:
     """Rebuild heads from a directory written by :func:`save_heads`."""
-    from pairsift.models.tensor_files import join, read_json_file, read_tensors
+    from pairsift.models.tensor_files import join, read_json, read_tensors
 
-    config = read_json_file(join(directory, HEADS_JSON))
+    config = read_json(join(directory, HEADS_JSON))
     heads = ProjectionHeads(
         config["image_dim"],
         config["text_dim"],

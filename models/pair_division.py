@@ -146,14 +146,32 @@ def divide_scores(
         if np.count_nonzero(counts) >= 2:
             mixture = BetaMixture.fit_histogram(counts, lo, hi, cfg.mixture, null_counts)
     observed = scores.get("consistency")
-    if (
-        mixture is not None and mixture.null is not None and cfg.consistency.enabled
-        and observed is not None and null_consistency is not None
-    ):
-        hist = [consistency_histogram(v, cfg) for v in (observed, null_consistency)]
-        if min(h.sum() for h in hist) >= 2:
-            mixture.with_consistency(*hist, cfg.consistency.weight)
+    if mixture is not None and observed is not None and null_consistency is not None:
+        fuse_consistency(
+            mixture, consistency_histogram(observed, cfg),
+            consistency_histogram(null_consistency, cfg), cfg,
+        )
     return divide(scores, mixture, dcfg, memory), mixture
+
+
+def fuse_consistency(
+    mixture: BetaMixture, counts: np.ndarray, null_counts: np.ndarray, cfg: PairsiftConfig
+) -> bool:
+    """Attach the consistency ratio to ``mixture`` from the observed and null consistency
+    histograms, where it applies: consistency on, an empirical null fitted, at least 2 values
+    in each. The trainer's and the pipeline's division both go through here."""
+    if not cfg.consistency.enabled or mixture.null is None:
+        return False
+    if np.sum(counts) < 2 or np.sum(null_counts) < 2:
+        return False
+    mixture.with_consistency(counts, null_counts, cfg.consistency.weight)
+    return True
+
+
+def consistency_applies(cfg: PairsiftConfig, pairs: int) -> bool:
+    """Whether neighbour consistency is computed for ``pairs`` fit pairs: it is on, there is
+    an empirical null to fuse it with, and there are enough pairs to have neighbours."""
+    return cfg.consistency.enabled and cfg.mixture.null_model == "shuffled" and pairs >= 4
 
 
 def consistency_histogram(values: np.ndarray, cfg: PairsiftConfig) -> np.ndarray:
@@ -178,7 +196,7 @@ def neighbour_consistency(
     None when it is off, there is no empirical null to fuse with, or too few pairs."""
     c = cfg.consistency
     n = len(data.image)
-    if not c.enabled or cfg.mixture.null_model != "shuffled" or n < 4:
+    if not consistency_applies(cfg, n):
         return None
     rng = np.random.default_rng(seed)
     anchors = np.sort(rng.choice(n, min(n, c.max_anchors), replace=False))

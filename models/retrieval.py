@@ -35,9 +35,9 @@ def save_retrieval_model(directory: str, heads: ProjectionHeads, config: Retriev
 
 
 def load_heads_from_model(directory: str) -> tuple[ProjectionHeads, RetrievalConfig]:
-    from pairsift.models.tensor_files import join, read_json_file, read_tensors
+    from pairsift.models.tensor_files import join, read_json, read_tensors
 
-    config = RetrievalConfig(**read_json_file(join(directory, CONFIG_FILE)))
+    config = RetrievalConfig(**read_json(join(directory, CONFIG_FILE)))
     h = config.heads
     heads = ProjectionHeads(
         h["image_dim"], h["text_dim"], h["out_dim"], identity=False,

@@ -79,7 +79,7 @@ class ScoringState:
 
     def save(self, directory: str) -> None:
         """Heads, fold heads, bank and constants under ``directory`` (any fsspec path)."""
-        from pairsift.models.tensor_files import join, write_json_file, write_tensors
+        from pairsift.models.tensor_files import join, write_json, write_tensors
 
         save_heads(self.heads, directory)
         for f, heads in enumerate(self.fold_heads):
@@ -99,13 +99,13 @@ class ScoringState:
             "languages": sorted(self.bank_text_tgt),
             "folds": len(self.fold_heads),
         }
-        write_json_file(join(directory, SCORING_JSON), meta)
+        write_json(join(directory, SCORING_JSON), meta)
 
     @classmethod
     def load(cls, directory: str) -> ScoringState:
-        from pairsift.models.tensor_files import join, read_json_file, read_tensors
+        from pairsift.models.tensor_files import join, read_json, read_tensors
 
-        meta = read_json_file(join(directory, SCORING_JSON))
+        meta = read_json(join(directory, SCORING_JSON))
         bank = read_tensors(join(directory, BANK_WEIGHTS))
         tgt = {k.split(".", 1)[1]: v.numpy() for k, v in bank.items() if k.startswith("text_tgt.")}
         return cls(

@@ -9,14 +9,11 @@ file name.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from pairsift.pipeline.io.atomic import atomic_open, exists, filesystem, join
+from pairsift.pipeline.io.atomic import atomic_open, exists, filesystem, join, read_json, write_json
 
 
 def write_tensors(path: str, tensors: dict[str, torch.Tensor]) -> None:
@@ -31,15 +28,5 @@ def read_tensors(path: str) -> dict[str, torch.Tensor]:
         return load_safetensors(handle.read())
 
 
-def write_json_file(path: str, data: Any) -> None:
-    with atomic_open(path, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-
-
-def read_json_file(path: str) -> Any:
-    fs, p = filesystem(path)
-    with fs.open(p, "r") as handle:
-        return json.load(handle)
-
-
-__all__ = ["exists", "join", "read_json_file", "read_tensors", "write_json_file", "write_tensors"]
+# the JSON beside the tensors goes through the project's own atomic JSON helpers
+__all__ = ["exists", "join", "read_json", "read_tensors", "write_json", "write_tensors"]

@@ -53,16 +53,24 @@ def kept_weights(ids, audit: pl.DataFrame, power: float) -> np.ndarray | None:
     """
     if power == 0:
         return None
-    if power < 0:
-        raise ValueError(f"train.final_weight_power must be >= 0, got {power}")
     p_clean = {
         (shard, key): p
         for shard, key, p in zip(audit["source_shard"].to_list(), audit["key"].to_list(),
                                  audit["p_clean"].to_list(), strict=True)
     }
     wanted = zip(ids.column("source_shard").to_pylist(), ids.column("key").to_pylist(), strict=True)
-    p = np.asarray([p_clean.get(pair) for pair in wanted], dtype=np.float64)
-    return np.nan_to_num(np.clip(p, 0.0, 1.0), nan=1.0) ** power
+    return posterior_weights(np.asarray([p_clean.get(pair) for pair in wanted], dtype=np.float64),
+                             power)
+
+
+def posterior_weights(p_clean: np.ndarray, power: float) -> np.ndarray | None:
+    """The final model's weight of each kept pair, p_clean**power (a missing posterior counts
+    as 1); None for power 0, unweighted. The pipeline and the benchmark both use this rule."""
+    if power < 0:
+        raise ValueError(f"train.final_weight_power must be >= 0, got {power}")
+    if power == 0:
+        return None
+    return np.nan_to_num(np.clip(np.asarray(p_clean, dtype=np.float64), 0.0, 1.0), nan=1.0) ** power
 
 
 def retrains(kept_pairs: int, cfg: PairsiftConfig) -> bool:

@@ -218,9 +218,10 @@ def save_neighbours(data: PairEmbeddings, cfg: PairsiftConfig, layout: RunLayout
     """The anchors the score pass finds each pair's neighbours among (models/consistency.py):
     a deterministic sample of the fit pairs. Returns their number (0: consistency is off)."""
     from pairsift.models.consistency import NeighbourIndex
+    from pairsift.models.pair_division import consistency_applies
 
     c = cfg.consistency
-    if not c.enabled or cfg.mixture.null_model != "shuffled" or len(data) < 4:
+    if not consistency_applies(cfg, len(data)):
         return 0
     assert data.keys is not None
     rows = fit_sample(data.keys, c.max_anchors, cfg.seed + 1)

@@ -340,18 +340,18 @@ def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
 
 def _attach_consistency(mixture: Any, cfg: PairsiftConfig, layout: RunLayout) -> None:
     """Fuse the neighbour consistency into the mixture's posterior when the score pass
-    measured it (anchors saved, empirical null fitted, at least 2 values each)."""
+    measured it (:func:`pairsift.models.pair_division.fuse_consistency` says where it applies)."""
+    from pairsift.models.pair_division import fuse_consistency
+
     path = layout.fit_file(CONSISTENCY_HISTOGRAM_FILE)
-    if not cfg.consistency.enabled or mixture.null is None or not exists(path):
+    if not exists(path):
         return
     counts = np.asarray(read_json(path)["counts"], dtype=np.int64)
     null_counts = np.asarray(
         read_json(layout.fit_file(NULL_CONSISTENCY_HISTOGRAM_FILE))["counts"], dtype=np.int64
     )
-    if counts.sum() < 2 or null_counts.sum() < 2:
-        return
-    mixture.with_consistency(counts, null_counts, cfg.consistency.weight)
-    log.info("mixture: fused with the neighbour consistency of %d pairs", int(counts.sum()))
+    if fuse_consistency(mixture, counts, null_counts, cfg):
+        log.info("mixture: fused with the neighbour consistency of %d pairs", int(counts.sum()))
 
 
 def _keep_posterior(mixture: Any, cfg: PairsiftConfig, layout: RunLayout) -> float | None:

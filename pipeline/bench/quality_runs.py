@@ -34,7 +34,7 @@ from pairsift.models.scoring import build_scoring_state, score_batch
 from pairsift.models.trainer import train
 from pairsift.pipeline.bench.embedding_cache import CleanEmbeddings
 from pairsift.pipeline.datasets.noise import NoisePlan, clean_plan, make_plan
-from pairsift.pipeline.final_model import retrains
+from pairsift.pipeline.final_model import posterior_weights, retrains
 
 
 @dataclass(frozen=True)
@@ -250,8 +250,7 @@ def run_job(
         if method == "pairsift_filter" and retrains(int(kept.sum()), cfg):
             # what `pairsift run` does for OUT/model: retrain on the kept pairs (pipeline/
             # final_model.py), unless too few were kept; then the robust heads stay
-            power = cfg.train.final_weight_power
-            weights = division.p_clean[kept] ** power if power else None
+            weights = posterior_weights(division.p_clean[kept], cfg.train.final_weight_power)
             heads = train(
                 data.train.subset(np.flatnonzero(kept)), _contrastive(cfg), weights=weights
             ).heads
