@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("pairsift.pipeline.bench.translate", "bench"),
     ("pairsift.pipeline.bench.crosslingual", "bench"),
     ("pairsift.pipeline.bench.score_cost", "bench"),
+    ("pairsift.pipeline.bench.ranking_bound", "bench"),
 )
 
 

@@ -92,7 +92,7 @@ def render_table(results: list[RowResult]) -> str:
     return "\n".join(lines)
 
 
-def _source(dataset: str, args: argparse.Namespace):
+def bench_source(dataset: str, args: argparse.Namespace):
     from pairsift.pipeline.datasets.cli import make_source
 
     if getattr(args, "data_dir", None):
@@ -106,7 +106,7 @@ def _source(dataset: str, args: argparse.Namespace):
     return make_source(dataset, ns)
 
 
-def _base_config(args: argparse.Namespace) -> PairsiftConfig:
+def base_config(args: argparse.Namespace) -> PairsiftConfig:
     cfg = PairsiftConfig()
     if args.epochs is not None:
         cfg.train.epochs = args.epochs
@@ -136,7 +136,7 @@ def code_version() -> str:
 def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
     started = time.perf_counter()
     version = code_version()  # at the start: edits made while it runs are not what it measured
-    source = _source(dataset, args)
+    source = bench_source(dataset, args)
     image_size = args.image_size or DEFAULT_IMAGE_SIZE.get(dataset)
     langs = _words(args.langs) if args.langs else []
     print(f"[{dataset}] {len(source)} clean items; embedding (cached by content)...", flush=True)
@@ -156,7 +156,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
     jobs = [(s, m) for s in settings for m in methods]
     order = sorted(range(len(jobs)), key=lambda i: -_COST.get(jobs[i][1].lstrip("-"),
                                                                 2 if jobs[i][1].startswith("-") else 1))
-    base = _base_config(args)
+    base = base_config(args)
 
     def report(row: RowResult, done: int, total: int) -> None:
         auc = "–" if row.auc is None else f"{row.auc:.3f}"

@@ -187,7 +187,8 @@ def _auc(is_noisy: np.ndarray, score: np.ndarray) -> float | None:
     return detection_auc(is_noisy, score)
 
 
-def _contrastive(cfg: PairsiftConfig, epochs: int | None = None) -> PairsiftConfig:
+def contrastive_config(cfg: PairsiftConfig, epochs: int | None = None) -> PairsiftConfig:
+    """The plain InfoNCE recipe every retrain uses (oracle, filters, OUT/model)."""
     changes: dict[str, Any] = {"loss": "contrastive", "co_teaching": False}
     if epochs is not None:
         changes["epochs"] = epochs
@@ -212,14 +213,14 @@ def run_job(
     kept = keep_all
     if method in ("all", "decl", "oracle"):
         rows = np.flatnonzero(~noisy) if method == "oracle" else np.arange(len(noisy))
-        run_cfg = _contrastive(cfg) if method != "decl" else with_changes(
+        run_cfg = contrastive_config(cfg) if method != "decl" else with_changes(
             cfg, {"train": {"loss": "decl", "co_teaching": False}})
         heads = train(data.train.subset(rows), run_cfg).heads
         auc = _auc(noisy, pair_scores(heads, data.train, cfg)["loss"])
         if method == "oracle":
             kept = ~noisy
     elif method in ("clip_score", "gmm"):
-        warm = train(data.train, _contrastive(cfg, cfg.train.warmup_epochs)).heads
+        warm = train(data.train, contrastive_config(cfg, cfg.train.warmup_epochs)).heads
         scores = pair_scores(warm, data.train, cfg)
         if method == "clip_score":
             auc = _auc(noisy, -scores["similarity"])
@@ -231,7 +232,7 @@ def run_job(
             auc = _auc(noisy, 1.0 - division.p_clean)
             est = float((division.label == "noisy").mean())
         kept = division.kept
-        heads = train(data.train.subset(np.flatnonzero(kept)), _contrastive(cfg)).heads
+        heads = train(data.train.subset(np.flatnonzero(kept)), contrastive_config(cfg)).heads
     elif method == "ncr":
         result = train(data.train, with_changes(cfg, {"train": {"loss": "ncr", "co_teaching": True}}))
         heads, division = result.heads, result.division
@@ -252,7 +253,7 @@ def run_job(
             # final_model.py), unless too few were kept; then the robust heads stay
             weights = posterior_weights(division.p_clean[kept], cfg.train.final_weight_power)
             heads = train(
-                data.train.subset(np.flatnonzero(kept)), _contrastive(cfg), weights=weights
+                data.train.subset(np.flatnonzero(kept)), contrastive_config(cfg), weights=weights
             ).heads
     else:
         raise ValueError(f"unknown method {method!r}")
