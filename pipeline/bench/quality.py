@@ -208,19 +208,20 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
     return markdown
 
 
-def _command() -> str:
+def command_line(bench: str) -> str:
+    """The `pairsift bench <bench> ...` command this process runs, for the results' header."""
     argv = sys.argv[1:]
     while argv and argv[0] in ("-v", "--verbose"):
         argv = argv[1:]
-    if argv[:2] == ["bench", "quality"]:
+    if argv[:2] == ["bench", bench]:
         argv = argv[2:]
-    return " ".join(["pairsift bench quality", *(shlex.quote(a) for a in argv)])
+    return " ".join([f"pairsift bench {bench}", *(shlex.quote(a) for a in argv)])
 
 
 def run(args: argparse.Namespace) -> int:
     if args.threads is None:
         args.threads = max(1, (os.cpu_count() or 1) // max(args.workers, 1))
-    command = _command()
+    command = command_line("quality")
     modes = _words(args.noise_mode)
     if not modes or set(modes) - {"caption", "image"}:
         raise ValueError(

@@ -185,6 +185,7 @@ def bench_command(args: argparse.Namespace) -> int:
         base_config,
         bench_source,
         code_version,
+        command_line,
     )
 
     torch.set_num_threads(args.threads)
@@ -215,6 +216,8 @@ def bench_command(args: argparse.Namespace) -> int:
     markdown = "\n".join([
         f"# Ranking bound: {args.dataset}, {args.noise_mode} shuffle, "
         f"{round(args.noise * 100)}% noise",
+        "",
+        f"Command: `{command_line('bound')}`",
         "",
         f"- code: {version}",
         f"- seeds: 0..{args.seeds - 1} (noise plan and division); {args.retrain_seeds} retrain "

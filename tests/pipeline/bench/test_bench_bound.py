@@ -105,6 +105,7 @@ def test_command_writes_table_and_rows(tmp_path, monkeypatch) -> None:
     assert code == 0
     table = (tmp_path / "bound-synth-caption-50.md").read_text()
     assert f"| {FILTER} | 0.800 ± 0.000 |" in table and "90.0 ± 0.0 %" in table
+    assert "Command: `pairsift bench bound" in table
     rows = json.loads((tmp_path / "bound-synth-caption-50.json").read_text())["rows"]
     assert [(r["ranking"], r["seed"]) for r in rows] == [
         (ORACLE, 0), (FILTER, 0), (ORACLE, 1), (FILTER, 1)]
