@@ -150,6 +150,11 @@ class TrainConfig:
     # set at tuxpaint 50 % is still noise, and it sits among the lowest posteriors
     final_weight_power: float = 2.0
     robust_topk: int = 8  # robust phase hinge: mean over the top-k in-batch negatives
+    # centre a tower's embeddings inside the heads (models/heads.py): "auto" does it for towers
+    # whose mean cosine between rows exceeds centre_threshold (e5: 0.82; MiniLM and
+    # EfficientNet-Lite0: 0.28), never for identity-initialised heads; "always" | "never"
+    centre_inputs: str = "auto"
+    centre_threshold: float = 0.5
 
 
 @dataclass

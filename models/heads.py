@@ -3,6 +3,13 @@
 One linear head per tower: image, English text, and one per target language fed by the
 multilingual text tower. Linear keeps the heads identity-initialisable, so when the towers
 are already aligned (a pretrained CLIP) training starts from the towers' own geometry.
+
+An input may be *centred*: its tower's mean embedding (a fixed buffer saved with the heads)
+is subtracted and the result re-normalised before the linear map. Towers such as e5 put every
+text within a narrow cone (mean cosine 0.8 between unrelated captions); from there the few
+optimiser steps a small set gets never spread the pairs apart, and the division collapses
+(docs/noise_modelling.md, "Centred inputs"). Centring is a reparametrisation, not more
+capacity: W(x − c) + b is still affine in x up to the re-normalisation.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ class ProjectionHeads(nn.Module):
         out_dim: int,
         identity: bool = False,
         target_text_dims: dict[str, int] | None = None,
+        centred: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.config: dict[str, Any] = {
@@ -55,6 +63,14 @@ class ProjectionHeads(nn.Module):
             "identity": bool(identity),
             "target_text_dims": {k: int(v) for k, v in sorted((target_text_dims or {}).items())},
         }
+        dims = {"image": int(image_dim), "text": int(text_dim), **self.config["target_text_dims"]}
+        unknown = sorted(set(centred or []) - set(dims))
+        if unknown:
+            raise ValueError(f"cannot centre {unknown}: inputs are {sorted(dims)}")
+        if centred:  # absent from the config (and the state) when nothing is centred
+            self.config["centred"] = sorted(centred)
+            for name in self.config["centred"]:
+                self.register_buffer(f"centre_{name}", torch.zeros(dims[name]))
         self.image_head = _linear(image_dim, out_dim, identity)
         self.text_head = _linear(text_dim, out_dim, identity)
         self.target_heads = nn.ModuleDict(
@@ -68,17 +84,33 @@ class ProjectionHeads(nn.Module):
     def languages(self) -> list[str]:
         return list(self.target_heads.keys())
 
+    @property
+    def centred(self) -> list[str]:
+        return list(self.config.get("centred", []))
+
+    def set_centre(self, name: str, mean: torch.Tensor) -> None:
+        """Fix input ``name``'s centre (its tower's mean embedding over the training rows)."""
+        if name not in self.centred:
+            raise KeyError(f"input {name!r} is not centred; centred: {self.centred}")
+        buffer = getattr(self, f"centre_{name}")
+        buffer.copy_(torch.as_tensor(mean, dtype=buffer.dtype).reshape(buffer.shape))
+
+    def _project(self, head: nn.Linear, x: torch.Tensor, name: str) -> torch.Tensor:
+        x = x.to(head.weight.dtype)
+        if name in self.config.get("centred", ()):
+            x = F.normalize(x - getattr(self, f"centre_{name}"), dim=-1)
+        return F.normalize(head(x), dim=-1)
+
     def image(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_head(x.to(self.image_head.weight.dtype)), dim=-1)
+        return self._project(self.image_head, x, "image")
 
     def text(self, x: torch.Tensor, lang: str | None = None) -> torch.Tensor:
         """English head when ``lang`` is None, else the target-language head."""
         if lang is None:
-            return F.normalize(self.text_head(x.to(self.text_head.weight.dtype)), dim=-1)
+            return self._project(self.text_head, x, "text")
         if lang not in self.target_heads:
             raise KeyError(f"no head for language {lang!r}; have {self.languages}")
-        head = self.target_heads[lang]
-        return F.normalize(head(x.to(head.weight.dtype)), dim=-1)
+        return self._project(self.target_heads[lang], x, lang)
 
 
 def save_heads(heads: ProjectionHeads, directory: str) -> None:
@@ -101,15 +133,21 @@ def load_heads(directory: str) -> ProjectionHeads:
     """Rebuild heads from a directory written by :func:`save_heads`."""
     from pairsift.models.tensor_files import join, read_json, read_tensors
 
-    config = read_json(join(directory, HEADS_JSON))
+    heads = heads_from_config(read_json(join(directory, HEADS_JSON)))
+    heads.load_state_dict(read_tensors(join(directory, HEADS_WEIGHTS)))
+    heads.eval()
+    return heads
+
+
+def heads_from_config(config: dict[str, Any]) -> ProjectionHeads:
+    """Empty heads of the shape ``config`` (a heads' ``config``) describes, to load weights into."""
     heads = ProjectionHeads(
         config["image_dim"],
         config["text_dim"],
         config["out_dim"],
         identity=False,
         target_text_dims=config.get("target_text_dims") or None,
+        centred=config.get("centred") or None,
     )
     heads.config["identity"] = bool(config.get("identity", False))
-    heads.load_state_dict(read_tensors(join(directory, HEADS_WEIGHTS)))
-    heads.eval()
     return heads

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from pairsift.models.heads import ProjectionHeads, write_heads
+from pairsift.models.heads import ProjectionHeads, heads_from_config, write_heads
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -38,11 +38,7 @@ def load_heads_from_model(directory: str) -> tuple[ProjectionHeads, RetrievalCon
     from pairsift.models.tensor_files import join, read_json, read_tensors
 
     config = RetrievalConfig(**read_json(join(directory, CONFIG_FILE)))
-    h = config.heads
-    heads = ProjectionHeads(
-        h["image_dim"], h["text_dim"], h["out_dim"], identity=False,
-        target_text_dims=h.get("target_text_dims") or None,
-    )
+    heads = heads_from_config(config.heads)
     heads.load_state_dict(read_tensors(join(directory, WEIGHTS_FILE)))
     heads.eval()
     return heads, config

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pairsift.models.config import PairsiftConfig
+from pairsift.models.config import PairsiftConfig, TrainConfig
 from pairsift.models.division import Division, UncertaintyMemory
 from pairsift.models.heads import ProjectionHeads
 from pairsift.models.metrics import recall_at_k
@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 METHODS = ("pairsift", "ncr", "decl", "rcl", "contrastive")
+CENTRE_MODES = ("auto", "always", "never")
 
 
 @dataclass
@@ -117,13 +118,16 @@ class _Net:
 
 
 def _new_net(data: PairEmbeddings, cfg: PairsiftConfig, identity_init: bool,
-             rows: np.ndarray) -> _Net:
+             rows: np.ndarray, centres: dict[str, np.ndarray] | None = None) -> _Net:
     t = cfg.train
     out_dim = data.image.shape[1] if identity_init else t.head_dim
     tgt_dims = {lang: int(v.shape[1]) for lang, v in sorted(data.text_tgt.items())}
     heads = ProjectionHeads(
-        data.image.shape[1], data.text.shape[1], out_dim, identity_init, tgt_dims or None
+        data.image.shape[1], data.text.shape[1], out_dim, identity_init, tgt_dims or None,
+        centred=sorted(centres) if centres else None,
     )
+    for name, mean in (centres or {}).items():
+        heads.set_centre(name, torch.from_numpy(mean))
     opt = torch.optim.AdamW(heads.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     return _Net(heads, opt, torch.from_numpy(np.asarray(rows, dtype=np.int64)))
 
@@ -177,9 +181,11 @@ def train(
         if folds.min() < 0 or folds.max() >= k:
             raise ValueError(f"fold ids must lie in [0, {k})")
     everything = np.arange(n)
-    nets = [_new_net(data, cfg, identity_init, everything) for _ in range(2 if t.co_teaching else 1)]
+    centres = input_centres(data, t, identity_init)
+    nets = [_new_net(data, cfg, identity_init, everything, centres)
+            for _ in range(2 if t.co_teaching else 1)]
     fold_nets = [
-        _new_net(data, cfg, identity_init, np.flatnonzero(folds != f)) for f in range(k)
+        _new_net(data, cfg, identity_init, np.flatnonzero(folds != f), centres) for f in range(k)
     ] if k else []
     img_all = torch.from_numpy(np.asarray(data.image, dtype=np.float32))
     txt_all = torch.from_numpy(np.asarray(data.text, dtype=np.float32))
@@ -251,6 +257,35 @@ def train(
         heads=heads, history=history, memory=memory, division=division,
         fold_heads=[net.heads for net in fold_nets], folds=folds if k else None,
     )
+
+
+def input_centres(
+    data: PairEmbeddings, t: TrainConfig, identity_init: bool = False
+) -> dict[str, np.ndarray]:
+    """Mean embedding of each input the heads should centre (``train.centre_inputs``)."""
+    if t.centre_inputs not in CENTRE_MODES:
+        raise ValueError(f"unknown train.centre_inputs {t.centre_inputs!r}; choose from {CENTRE_MODES}")
+    if t.centre_inputs == "never" or (t.centre_inputs == "auto" and identity_init):
+        return {}
+    inputs = {"image": data.image, "text": data.text, **data.text_tgt}
+    return {
+        name: np.asarray(x, dtype=np.float64).mean(axis=0).astype(np.float32)
+        for name, x in sorted(inputs.items())
+        if t.centre_inputs == "always" or mean_cosine(x) > t.centre_threshold
+    }
+
+
+def mean_cosine(x: np.ndarray, max_rows: int = 4096) -> float:
+    """Mean cosine between distinct rows (of an evenly spaced sample of at most ``max_rows``):
+    about 0 for embeddings spread in every direction, near 1 when all sit in a narrow cone."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[:: max(1, len(x) // max_rows)][:max_rows]
+    n = len(x)
+    if n < 2:
+        return 0.0
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    total = float(np.square(unit.sum(axis=0)).sum())  # sum over all ordered pairs, self included
+    return (total - n) / (n * (n - 1))
 
 
 def _check_weights(weights: np.ndarray | None, n: int, loss: str) -> np.ndarray | None:

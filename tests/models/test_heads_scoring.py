@@ -36,6 +36,33 @@ def test_heads_round_trip(tmp_path) -> None:
     assert loaded.config == heads.config
 
 
+def test_centred_inputs_subtract_their_mean_and_survive_a_round_trip(tmp_path) -> None:
+    torch.manual_seed(0)
+    heads = ProjectionHeads(5, 4, 3, target_text_dims={"pt": 7}, centred=["text", "pt"])
+    plain = ProjectionHeads(5, 4, 3, target_text_dims={"pt": 7})
+    plain.load_state_dict({k: v for k, v in heads.state_dict().items()
+                           if not k.startswith("centre_")})
+    centre_text, centre_pt = torch.randn(4), torch.randn(7)
+    heads.set_centre("text", centre_text)
+    heads.set_centre("pt", centre_pt)
+    x, t, p = torch.randn(6, 5), torch.randn(6, 4), torch.randn(6, 7)
+    unit = torch.nn.functional.normalize
+    torch.testing.assert_close(heads.image(x), plain.image(x))  # the image is not centred
+    torch.testing.assert_close(heads.text(t), plain.text(unit(t - centre_text, dim=-1)))
+    torch.testing.assert_close(heads.text(p, "pt"), plain.text(unit(p - centre_pt, dim=-1), "pt"))
+    save_heads(heads, str(tmp_path / "heads"))
+    loaded = load_heads(str(tmp_path / "heads"))
+    assert loaded.centred == ["pt", "text"] and loaded.config == heads.config
+    torch.testing.assert_close(loaded.text(t), heads.text(t), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.text(p, "pt"), heads.text(p, "pt"), rtol=0, atol=0)
+    assert "centred" not in plain.config  # heads that centre nothing save as before
+    assert not any(k.startswith("centre_") for k in plain.state_dict())
+    with pytest.raises(ValueError, match="cannot centre"):
+        ProjectionHeads(5, 4, 3, centred=["es"])
+    with pytest.raises(KeyError, match="not centred"):
+        plain.set_centre("image", torch.zeros(5))
+
+
 @pytest.fixture(scope="module")
 def state_and_data():
     pairs = make_pairs(300, 0.3, seed=0, target_langs=("pt",))
