@@ -151,10 +151,11 @@ class TrainConfig:
     final_weight_power: float = 2.0
     robust_topk: int = 8  # robust phase hinge: mean over the top-k in-batch negatives
     # centre a tower's embeddings inside the heads (models/heads.py): "auto" does it for towers
-    # whose mean cosine between rows exceeds centre_threshold (e5: 0.82; MiniLM and
-    # EfficientNet-Lite0: 0.28), never for identity-initialised heads; "always" | "never"
+    # whose rows' mean cosine exceeds centre_threshold, never for identity-initialised heads;
+    # "always" | "never". Measured (docs/noise_modelling.md, "Centred inputs"): e5 0.82 collapses
+    # the division uncentred; synth's towers 0.55-0.59 divide worse centred; tuxpaint's 0.28
     centre_inputs: str = "auto"
-    centre_threshold: float = 0.5
+    centre_threshold: float = 0.7
 
 
 @dataclass
