@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 
@@ -213,6 +214,8 @@ def bench_command(args: argparse.Namespace) -> int:
         rows.extend(seed_rows)
     wall = time.perf_counter() - started
     label = f"{args.dataset}-{args.noise_mode}-{round(args.noise * 100)}"
+    if args.encoder != "default":  # beside the default towers' table, not over it
+        label += "-" + re.sub(r"[^a-z0-9]+", "-", args.encoder.lower()).strip("-")
     markdown = "\n".join([
         f"# Ranking bound: {args.dataset}, {args.noise_mode} shuffle, "
         f"{round(args.noise * 100)}% noise",
@@ -266,5 +269,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
     parser.add_argument("--out", default=os.path.join("benchmarks", "results"),
-                        help="where bound-<dataset>-<mode>-<rate>.md/.json go ('' for none)")
+                        help="where bound-<dataset>-<mode>-<rate>[-<encoder>].md/.json go "
+                        "('' for none)")
     parser.set_defaults(func=bench_command)

