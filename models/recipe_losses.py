@@ -47,8 +47,11 @@ def _warmup_loss(b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.
     return total
 
 
-def _weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return (weight * values).sum() / weight.sum().clamp_min(1.0)
+def _weighted_mean(values: torch.Tensor, weight: torch.Tensor, floor: float = 1.0) -> torch.Tensor:
+    """Σ w·v / max(Σ w, floor): the robust phase's floor of 1 keeps a batch of a few doubtful
+    pairs from counting as much as a batch of sure ones; per-pair weights given by the caller
+    (the final model's) normalise exactly (floor 1e-12)."""
+    return (weight * values).sum() / weight.sum().clamp_min(floor)
 
 
 def _pairsift_loss(b: Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
@@ -131,7 +134,7 @@ def _plain_loss(b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.T
     def reduce(per_pair: torch.Tensor) -> torch.Tensor:
         if b.weight is None:
             return per_pair.mean()
-        return (b.weight * per_pair).sum() / b.weight.sum().clamp_min(1e-12)
+        return _weighted_mean(per_pair, b.weight, floor=1e-12)
 
     total = torch.zeros((), dtype=torch.float32)
     for txt in [emb["txt"], *emb["tgt"].values()]:
