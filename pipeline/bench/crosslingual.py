@@ -116,7 +116,10 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.corruption < 1.0:
         raise ValueError(f"--corruption must be in (0, 1), got {args.corruption}")
     started = time.perf_counter()
+    from pairsift.pipeline.bench.quality import code_version
     from pairsift.pipeline.datasets.cli import make_source
+
+    version = code_version()  # at the start: edits made while it runs are not what it measured
 
     source = make_source("tuxpaint", argparse.Namespace(
         pairs=args.pairs, seed=0, root=args.root, image_size=args.image_size))
@@ -142,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     header = [
         "# Cross-lingual benchmark: tuxpaint, translation noise", "",
         f"Command: `{command}`", "",
+        f"- code: {version}",
         f"- seeds: {', '.join(str(s) for s in range(args.seeds))} (noise plan and training); "
         f"corruption rate {args.corruption:.0%} of the train split's pairs (half replaced by "
         "another pair's translation, half with words dropped and one substituted), English "
