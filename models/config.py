@@ -58,7 +58,7 @@ class MixtureConfig:
     min_component_weight: float = 0.05
     flat_shape: float = 1.2
     # "shuffled": the clean posterior and noise ratio come from an empirical null, the losses
-    # of pairs given another pair's caption (models/null_model.py); "none": the two components
+    # of pairs given another pair's caption (models/noise/null.py); "none": the two components
     null_model: str = "shuffled"
     null_lambda: float = 0.75  # Storey's λ: the null quantile above which noise is counted
     # a null reading a noise share at or above this gives every pair p_clean ≈ 0 and starves
@@ -68,7 +68,7 @@ class MixtureConfig:
 
 @dataclass
 class ConsistencyConfig:
-    """Neighbour consistency fused with the loss posterior (models/consistency.py)."""
+    """Neighbour consistency fused with the loss posterior (models/noise/consistency.py)."""
 
     # needs the empirical null (mixture.null_model "shuffled"): its π0 separates f1 from f0
     enabled: bool = True
@@ -150,7 +150,7 @@ class TrainConfig:
     # set at tuxpaint 50 % is still noise, and it sits among the lowest posteriors
     final_weight_power: float = 2.0
     robust_topk: int = 8  # robust phase hinge: mean over the top-k in-batch negatives
-    # centre a tower's embeddings inside the heads (models/heads.py): "auto" does it for towers
+    # centre a tower's embeddings inside the heads (models/training/heads.py): "auto" does it for towers
     # whose rows' mean cosine exceeds centre_threshold, never for identity-initialised heads;
     # "always" | "never". Measured (docs/noise_modelling.md, "Centred inputs"): e5 0.82 collapses
     # the division uncentred; synth's towers 0.55-0.59 divide worse centred; tuxpaint's 0.28

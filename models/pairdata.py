@@ -83,7 +83,7 @@ def _matrix(column: object, name: str) -> np.ndarray:
 def _read_parquet(path: str) -> object:
     """Through fsspec (any output path) and polars: pyarrow's parquet reader rejects null
     fixed-size-list entries (error rows)."""
-    from pairsift.pipeline.io.tables import read_table
+    from pairsift.models.storage.tables import read_table
 
     return read_table(path)
 

@@ -11,21 +11,24 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
-# module path -> where it registers ("top" = `pairsift X`, "bench" = `pairsift bench X`)
-COMMAND_MODULES: tuple[tuple[str, str], ...] = (
-    ("pairsift.pipeline.run_cli", "top"),  # run
-    ("pairsift.pipeline.demo", "top"),  # demo
-    ("pairsift.pipeline.datasets.cli", "top"),  # data
-    ("pairsift.pipeline.train_cli", "top"),  # train, eval
-    ("pairsift.pipeline.bench.embed", "bench"),
-    ("pairsift.pipeline.bench.quality", "bench"),
-    ("pairsift.pipeline.bench.translate", "bench"),
-    ("pairsift.pipeline.bench.crosslingual", "bench"),
-    ("pairsift.pipeline.bench.score_cost", "bench"),
-    ("pairsift.pipeline.bench.ranking_bound", "bench"),
+# the product's own commands: module path, each exposing ``register(subparsers)``
+COMMAND_MODULES: tuple[str, ...] = (
+    "pairsift.pipeline.run_cli",  # run
+    "pairsift.pipeline.demo",  # demo
+    "pairsift.pipeline.train_cli",  # train, eval
 )
+# other installed packages add commands through entry points (the benchmarks package adds
+# `pairsift data` and `pairsift bench ...`), so the product never imports them
+TOP_GROUP = "pairsift.commands"
+BENCH_GROUP = "pairsift.bench_commands"
+
+
+def _plugin_registrars(group: str) -> list[Callable[[argparse._SubParsersAction], None]]:
+    found = sorted(entry_points(group=group), key=lambda ep: ep.name)
+    return [ep.load() for ep in found]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,15 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench_commands = bench.add_subparsers(dest="bench_command", metavar="BENCH")
     bench.set_defaults(func=lambda args: bench.print_help() or 2)
-    groups = {"top": commands, "bench": bench_commands}
-    for module_name, group in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("pairsift"):
-                continue  # command not part of this build
-            raise
-        module.register(groups[group])
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(commands)
+    for group, subparsers in ((TOP_GROUP, commands), (BENCH_GROUP, bench_commands)):
+        for register in _plugin_registrars(group):
+            register(subparsers)
     return parser
 
 

@@ -12,7 +12,7 @@ import logging
 import time
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.pipeline.io.atomic import join
+from pairsift.models.storage.atomic import join
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import numpy as np
 import polars as pl
 
 from pairsift.models.config import PairsiftConfig
+from pairsift.models.storage.atomic import exists, read_json, write_json
 from pairsift.pipeline.fit import load_fit_pairs, load_ids, save_model
-from pairsift.pipeline.io.atomic import exists, read_json, write_json
 from pairsift.pipeline.layout import RunLayout
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def retrains(kept_pairs: int, cfg: PairsiftConfig) -> bool:
 
 def run_final_model(cfg: PairsiftConfig, layout: RunLayout, audit: pl.DataFrame) -> dict:
     """Train ``OUT/model`` on the kept pairs. Skipped when its completion marker exists."""
-    from pairsift.models.trainer import train
+    from pairsift.models.training.trainer import train
 
     loss = cfg.train.final_loss
     if loss not in FINAL_LOSSES:

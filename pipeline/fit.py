@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.records import Status, is_embedding_column
-from pairsift.pipeline.io.atomic import exists, list_files, write_json
-from pairsift.pipeline.io.tables import embedding_matrix, read_table, write_rows
+from pairsift.models.storage.atomic import exists, list_files, write_json
+from pairsift.models.storage.tables import embedding_matrix, read_table, write_rows
 from pairsift.pipeline.layout import RunLayout
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def encoder_aligned(spec: str, image_dim: int, text_dim: int) -> bool:
 
 
 def to_pair_embeddings(pairs: EmbeddedPairs, langs: list[str]):
-    from pairsift.models.trainer import PairEmbeddings
+    from pairsift.models.training.trainer import PairEmbeddings
 
     m = pairs.matrices
     return PairEmbeddings(
@@ -147,8 +147,8 @@ def load_fit_pairs(
 
 def save_model(directory: str, heads, cfg: PairsiftConfig, languages: list[str], trained_with: dict) -> None:
     """OUT/model (or `pairsift train --output`): the towers' specs + the trained heads."""
-    from pairsift.models.encoders import DEFAULT_MULTILINGUAL_SPEC
-    from pairsift.models.retrieval import RetrievalConfig, save_retrieval_model
+    from pairsift.models.encoders.factory import DEFAULT_MULTILINGUAL_SPEC
+    from pairsift.models.training.retrieval import RetrievalConfig, save_retrieval_model
 
     config = RetrievalConfig(
         encoder_spec=cfg.encoder.spec,
@@ -163,14 +163,14 @@ def save_model(directory: str, heads, cfg: PairsiftConfig, languages: list[str],
 
 def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     """Train heads and freeze the scoring state. Skipped when its completion marker exists."""
-    from pairsift.models.heads import save_heads
-    from pairsift.models.scoring import build_scoring_state, fold_of_keys
-    from pairsift.models.trainer import train
+    from pairsift.models.training.heads import save_heads
+    from pairsift.models.training.scoring import build_scoring_state, fold_of_keys
+    from pairsift.models.training.trainer import train
 
     done_path = layout.fit_file(FIT_DONE)
     if exists(done_path):
         log.info("fit: already complete, skipping")
-        from pairsift.pipeline.io.atomic import read_json
+        from pairsift.models.storage.atomic import read_json
 
         return read_json(done_path)
     ids = load_ids(layout)
@@ -215,10 +215,10 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
 
 
 def save_neighbours(data: PairEmbeddings, cfg: PairsiftConfig, layout: RunLayout) -> int:
-    """The anchors the score pass finds each pair's neighbours among (models/consistency.py):
+    """The anchors the score pass finds each pair's neighbours among (models/noise/consistency.py):
     a deterministic sample of the fit pairs. Returns their number (0: consistency is off)."""
-    from pairsift.models.consistency import NeighbourIndex
-    from pairsift.models.pair_division import consistency_applies
+    from pairsift.models.noise.consistency import NeighbourIndex
+    from pairsift.models.training.epoch_division import consistency_applies
 
     c = cfg.consistency
     if not consistency_applies(cfg, len(data)):

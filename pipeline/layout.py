@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pairsift.pipeline.io.atomic import join
+from pairsift.models.storage.atomic import join
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.records import Status, text_sha256
-from pairsift.pipeline.io.atomic import exists
+from pairsift.models.storage.atomic import exists
+from pairsift.models.storage.tables import write_rows
 from pairsift.pipeline.io.readers import InputShard, read_shard
-from pairsift.pipeline.io.tables import write_rows
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import is_local, new_pipeline, run_pipeline
 from pairsift.pipeline.progress import StageProgress

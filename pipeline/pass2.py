@@ -18,10 +18,10 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.pipeline.io.atomic import exists, read_json
+from pairsift.models.storage.atomic import exists, read_json
+from pairsift.models.storage.tables import read_table, write_rows
 from pairsift.pipeline.io.readers import InputShard, read_shard
 from pairsift.pipeline.io.shard_writer import ShardSample, shard_complete, write_shard
-from pairsift.pipeline.io.tables import read_table, write_rows
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
 from pairsift.pipeline.score_pass import DIVISION_FILE, MIXTURE_FILE

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.pipeline.io.atomic import exists, read_json, write_json
+from pairsift.models.storage.atomic import exists, read_json, write_json
 from pairsift.pipeline.io.readers import discover_shards
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import make_options
@@ -68,7 +68,7 @@ def run(
     beam_args: Sequence[str] = (),
     wave_size: int = 4,
 ) -> RunResult:
-    from pairsift.models.langid import normalize_lang
+    from pairsift.models.translation.langid import normalize_lang
     from pairsift.pipeline.final_model import run_final_model
     from pairsift.pipeline.fit import run_fit
     from pairsift.pipeline.pass1 import run_pass1

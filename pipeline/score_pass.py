@@ -21,10 +21,10 @@ import pyarrow.compute as pc
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import DivisionConfig, PairsiftConfig
-from pairsift.models.consistency import CONSISTENCY_RANGE
+from pairsift.models.noise.consistency import CONSISTENCY_RANGE
 from pairsift.models.records import Status, is_embedding_column
-from pairsift.pipeline.io.atomic import exists, list_files, read_json, write_json
-from pairsift.pipeline.io.tables import embedding_matrix, read_table, write_rows
+from pairsift.models.storage.atomic import exists, list_files, read_json, write_json
+from pairsift.models.storage.tables import embedding_matrix, read_table, write_rows
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
 from pairsift.transforms.score import (
@@ -50,7 +50,7 @@ UNCERTAINTY_BINS = (128, 1000)  # (loss, u): u to 0.001; the loss axis only pick
 def division_uncertainty(scores: dict[str, np.ndarray], division: DivisionConfig) -> np.ndarray:
     """The u the division reads (models.division.view_uncertainty); where a dual-view u is
     missing (NaN) the single-view one stands in, so the histogram never sees a NaN."""
-    from pairsift.models.division import view_uncertainty
+    from pairsift.models.noise.division import view_uncertainty
 
     u = view_uncertainty(scores, division)
     single = np.asarray(scores["uncertainty"], dtype=np.float64)
@@ -76,7 +76,7 @@ def shard_null_losses(
     """English-view losses of the rows with their captions swapped among themselves (row i
     gets caption ``other[i]``, a derangement).
 
-    The empirical null of the mixture (models/null_model.py): a swapped pair is a mismatch by
+    The empirical null of the mixture (models/noise/null.py): a swapped pair is a mismatch by
     construction. Row i keeps its image and key, so it is scored by the heads of its fold.
     """
     swapped = {"image_emb": matrices["image_emb"], "text_emb": matrices["text_emb"][other]}
@@ -94,7 +94,7 @@ class ScoreShard(beam.DoFn):
     unique pairs for the global histograms. The null columns (``null_loss``,
     ``null_consistency``: the same rows with their captions swapped, NaN for duplicates) only
     when the mixture uses the empirical null; the neighbour consistency (``consistency``)
-    only when the fit saved anchors (models/consistency.py).
+    only when the fit saved anchors (models/noise/consistency.py).
     """
 
     def __init__(
@@ -110,8 +110,8 @@ class ScoreShard(beam.DoFn):
         self.duplicates: set[tuple[str, str]] = set()
 
     def setup(self) -> None:
-        from pairsift.models.consistency import NeighbourIndex
-        from pairsift.models.scoring import ScoringState
+        from pairsift.models.noise.consistency import NeighbourIndex
+        from pairsift.models.training.scoring import ScoringState
         from pairsift.pipeline.fit import NEIGHBOURS_DIR
 
         self.state = ScoringState.load(self.layout.fit_file("scoring"))
@@ -176,7 +176,7 @@ class ScoreShard(beam.DoFn):
     ) -> dict[str, np.ndarray]:
         """Consistency of the pairs, and the loss and consistency of the unique pairs with
         their captions swapped among themselves (NaN for duplicates)."""
-        from pairsift.models.null_model import derangement
+        from pairsift.models.noise.null import derangement
 
         out: dict[str, np.ndarray] = {}
         image, text = matrices["image_emb"], matrices["text_emb"]
@@ -242,7 +242,7 @@ def _loss_and_consistency(element: tuple[np.ndarray, ...]) -> tuple[np.ndarray, 
 
 
 def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> dict[str, int]:
-    from pairsift.models.scoring import loss_range
+    from pairsift.models.training.scoring import loss_range
 
     shard_names = [p.rsplit("/", 1)[-1][: -len(".parquet")] for p in list_files(layout.embeddings, ".parquet")]
     lo, hi = loss_range(cfg.train)
@@ -305,8 +305,8 @@ def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOpti
 
 def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
     """Beta mixture on the global loss histogram → OUT/fit/mixture.json."""
-    from pairsift.models.division import threshold_from_histogram
-    from pairsift.models.mixture import BetaMixture
+    from pairsift.models.noise.division import threshold_from_histogram
+    from pairsift.models.noise.mixture import BetaMixture
     from pairsift.pipeline.summary import fit_warnings
 
     hist = read_json(layout.fit_file(HISTOGRAM_FILE))
@@ -340,8 +340,8 @@ def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
 
 def _attach_consistency(mixture: Any, cfg: PairsiftConfig, layout: RunLayout) -> None:
     """Fuse the neighbour consistency into the mixture's posterior when the score pass
-    measured it (:func:`pairsift.models.pair_division.fuse_consistency` says where it applies)."""
-    from pairsift.models.pair_division import fuse_consistency
+    measured it (:func:`pairsift.models.training.epoch_division.fuse_consistency` says where it applies)."""
+    from pairsift.models.training.epoch_division import fuse_consistency
 
     path = layout.fit_file(CONSISTENCY_HISTOGRAM_FILE)
     if not exists(path):
@@ -358,9 +358,9 @@ def _keep_posterior(mixture: Any, cfg: PairsiftConfig, layout: RunLayout) -> flo
     """The fused posterior below which a pair falls outside the null's clean count, read
     off the joint (loss, consistency) histogram at the cells' centres (exact up to binning:
     every shard then cuts at one global value); None where no fused count applies."""
-    from pairsift.models.consistency import share_threshold
-    from pairsift.models.division import share_cut
-    from pairsift.models.mixture import bin_centres
+    from pairsift.models.noise.consistency import share_threshold
+    from pairsift.models.noise.division import share_cut
+    from pairsift.models.noise.histogram import bin_centres
 
     if mixture.consistency is None or share_cut(mixture, cfg.division) is None:
         return None

@@ -10,14 +10,14 @@ import numpy as np
 import polars as pl
 
 from pairsift.models.config import MixtureConfig
-from pairsift.pipeline.io.atomic import atomic_open, list_files
+from pairsift.models.storage.atomic import atomic_open, list_files
 
 VERSIONED = ("pairsift", "torch", "apache-beam", "open_clip_torch", "transformers", "pyarrow")
 
 
 def load_audit(audit_dir: str) -> pl.DataFrame:
     """Every audit shard under ``audit_dir`` (any fsspec path: read through it, not by name)."""
-    from pairsift.pipeline.io.tables import read_table
+    from pairsift.models.storage.tables import read_table
 
     files = list_files(audit_dir, ".parquet")
     frames = [pl.from_arrow(read_table(f)) for f in files]

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image
 
 from pairsift.models.config import PairsiftConfig
+from pairsift.models.storage.atomic import exists, join, list_files, read_json
 from pairsift.pipeline.config_io import load_config
-from pairsift.pipeline.io.atomic import exists, join, list_files, read_json
 from pairsift.pipeline.io.readers import discover_shards, read_shard
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,8 @@ def iter_webdataset(urls: list[str]) -> Iterator[tuple[Image.Image, str]]:
 def embeddings_from_shards(path: str, cfg: PairsiftConfig):
     import torch
 
-    from pairsift.models.encoders import build_encoder
-    from pairsift.models.trainer import PairEmbeddings
+    from pairsift.models.encoders.factory import build_encoder
+    from pairsift.models.training.trainer import PairEmbeddings
 
     urls = [s.path for s in discover_shards(path) if s.kind == "tar"]
     if not urls:
@@ -114,7 +114,7 @@ def embeddings_from_shards(path: str, cfg: PairsiftConfig):
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from pairsift.models.trainer import train
+    from pairsift.models.training.trainer import train
     from pairsift.pipeline.fit import encoder_aligned, save_model
 
     cfg = _config_for(args)
@@ -146,7 +146,7 @@ def clean_test_pairs(data: str, split: str, lang: str | None) -> list[tuple[byte
 
 def eval_command(args: argparse.Namespace) -> int:
     from pairsift.models.metrics import recall_at_k
-    from pairsift.models.retrieval import RetrievalModel
+    from pairsift.models.training.retrieval import RetrievalModel
 
     model = RetrievalModel.load(args.model)
     pairs = clean_test_pairs(args.data, args.split, args.lang)

@@ -27,7 +27,7 @@ class FitState:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], division: dict[str, Any] | None = None) -> FitState:
-        from pairsift.models.mixture import BetaMixture
+        from pairsift.models.noise.mixture import BetaMixture
 
         thr = (division or {}).get("uncertainty_threshold")
         keep = (division or {}).get("keep_posterior")
@@ -38,7 +38,7 @@ def label_scores(
     scores: dict[str, np.ndarray], state: FitState, cfg: PairsiftConfig
 ) -> dict[str, np.ndarray]:
     """Division of the scored pairs: label, p_clean, soft_label, uncertainty, noise_kind_pred."""
-    from pairsift.models.division import divide
+    from pairsift.models.noise.division import divide
 
     if not scores or len(next(iter(scores.values()))) == 0:
         return {}

@@ -34,8 +34,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pairsift.models.config import EncoderConfig
-from pairsift.models.encoder_base import resize_target, stack_pixels
-from pairsift.models.encoders import (
+from pairsift.models.encoders.base import resize_target, stack_pixels
+from pairsift.models.encoders.factory import (
     DEFAULT_MULTILINGUAL_SPEC,
     PairEncoder,
     TextEncoder,
@@ -43,7 +43,7 @@ from pairsift.models.encoders import (
     build_image_transform,
     build_text_encoder,
 )
-from pairsift.models.imaging import ImageDecodeError, decode_rgb
+from pairsift.models.encoders.imaging import ImageDecodeError, decode_rgb
 from pairsift.models.records import PairSample, Status, audit_row
 
 LOG = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from pairsift.models.mixture import histogram, histogram2d
+from pairsift.models.noise.histogram import histogram, histogram2d
 
 
 class _CountsSum(beam.CombineFn):
@@ -75,7 +75,7 @@ def score_in_chunks(
 
     With ``keys`` and a cross-fitted state, each row goes to the fold heads its key picks.
     """
-    from pairsift.models.scoring import fold_of_keys, score_batch
+    from pairsift.models.training.scoring import fold_of_keys, score_batch
 
     n = len(matrices["image_emb"])
     parts: list[dict[str, np.ndarray]] = []

@@ -14,10 +14,11 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pairsift.models.config import TranslateConfig
-from pairsift.models.langid import DEFAULT_LANGUAGES, LanguageIdentifier, normalize_lang
 from pairsift.models.records import PairSample
-from pairsift.models.translate import BACKENDS, Translator, build_translator
-from pairsift.models.translate_captions import RoutingCounts, translate_samples
+from pairsift.models.translation.base import Translator
+from pairsift.models.translation.captions import RoutingCounts, translate_samples
+from pairsift.models.translation.factory import BACKENDS, build_translator
+from pairsift.models.translation.langid import DEFAULT_LANGUAGES, LanguageIdentifier, normalize_lang
 
 NAMESPACE = "translate"
 

@@ -1,1 +1,1 @@
-"""pairsift."""
+"""The synth builder and noise injection: what `pairsift demo` needs to make its input."""

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from pairsift.models.storage.atomic import exists, join, read_json, write_json
 from pairsift.pipeline.datasets.common import PairSource, Texts
 from pairsift.pipeline.datasets.noise import (
     NoisePlan,
@@ -25,7 +26,6 @@ from pairsift.pipeline.datasets.noise import (
     pair_rng,
     replace_content_word,
 )
-from pairsift.pipeline.io.atomic import exists, join, read_json, write_json
 from pairsift.pipeline.io.shard_writer import ShardSample, shard_complete, write_shard
 
 log = logging.getLogger(__name__)

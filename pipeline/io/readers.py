@@ -19,7 +19,7 @@ from typing import Any
 import fsspec
 
 from pairsift.models.records import PairSample, Status, sanitize_key
-from pairsift.pipeline.io.atomic import filesystem
+from pairsift.models.storage.atomic import filesystem
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 TABLE_EXTENSIONS = (".parquet", ".csv", ".jsonl", ".json")

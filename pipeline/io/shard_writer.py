@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pairsift.pipeline.io.atomic import atomic_open, exists, join, write_json
+from pairsift.models.storage.atomic import atomic_open, exists, join, write_json
 
 
 @dataclass

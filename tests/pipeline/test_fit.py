@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from pairsift.models.storage.tables import write_rows
 from pairsift.pipeline.fit import find_duplicates, fit_sample, load_embedded, load_ids
-from pairsift.pipeline.io.tables import write_rows
 from pairsift.pipeline.layout import RunLayout
 
 
@@ -73,7 +73,7 @@ def test_run_refuses_divisions_that_need_all_scores_at_once() -> None:
 def test_shard_matrices_mask_missing_target_views() -> None:
     import pytest
 
-    from pairsift.pipeline.io.tables import embedding_matrix, rows_to_table
+    from pairsift.models.storage.tables import embedding_matrix, rows_to_table
     from pairsift.pipeline.score_pass import shard_matrices
 
     rows = [{"key": "a", "image_emb": np.ones(3), "text_emb_pt": np.full(3, 2.0)},

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.consistency import CONSISTENCY_RANGE
-from pairsift.models.division import divide
-from pairsift.models.mixture import histogram, histogram2d
-from pairsift.pipeline.io.atomic import read_json, write_json
+from pairsift.models.noise.consistency import CONSISTENCY_RANGE
+from pairsift.models.noise.division import divide
+from pairsift.models.noise.histogram import histogram, histogram2d
+from pairsift.models.storage.atomic import read_json, write_json
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.score_pass import (
     CONSISTENCY_HISTOGRAM_FILE,

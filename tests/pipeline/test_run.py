@@ -137,9 +137,10 @@ def test_no_warning_for_a_null_with_a_clean_share() -> None:
 def test_one_global_uncertainty_threshold_divides_every_shard(finished_run: Path) -> None:
     import numpy as np
 
-    from pairsift.models.division import threshold_from_histogram
-    from pairsift.models.mixture import BetaMixture, histogram2d
-    from pairsift.models.scoring import loss_range
+    from pairsift.models.noise.division import threshold_from_histogram
+    from pairsift.models.noise.histogram import histogram2d
+    from pairsift.models.noise.mixture import BetaMixture
+    from pairsift.models.training.scoring import loss_range
     from pairsift.pipeline.score_pass import UNCERTAINTY_BINS
 
     cfg = tiny_config()
@@ -162,7 +163,7 @@ def test_one_global_uncertainty_threshold_divides_every_shard(finished_run: Path
 def test_pass_two_divides_by_the_fused_posterior(finished_run: Path) -> None:
     import numpy as np
 
-    from pairsift.models.mixture import BetaMixture
+    from pairsift.models.noise.mixture import BetaMixture
 
     train = json.loads((finished_run / "fit" / "train.json").read_text())
     assert train["consistency_anchors"] == train["fit_pairs"]  # fewer than max_anchors
@@ -182,7 +183,7 @@ def test_pass_two_divides_by_the_fused_posterior(finished_run: Path) -> None:
 
 
 def test_final_model_is_trained_on_the_kept_pairs_only(finished_run: Path) -> None:
-    from pairsift.models.retrieval import RetrievalModel, load_heads_from_model
+    from pairsift.models.training.retrieval import RetrievalModel, load_heads_from_model
 
     summary = json.loads((finished_run / "summary.json").read_text())
     kept = audit_frame(finished_run).filter(pl.col("label").is_in(["clean", "hard"]))

@@ -8,9 +8,10 @@ import numpy as np
 import torch
 
 from pairsift.models.config import MixtureConfig, PairsiftConfig
-from pairsift.models.division import divide, relative_threshold
-from pairsift.models.evidential import opinion
-from pairsift.models.mixture import BetaMixture, histogram
+from pairsift.models.noise.division import divide, relative_threshold
+from pairsift.models.noise.evidential import opinion
+from pairsift.models.noise.histogram import histogram
+from pairsift.models.noise.mixture import BetaMixture
 from pairsift.transforms.curate import FitState, label_scores
 
 

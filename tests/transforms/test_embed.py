@@ -15,9 +15,9 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from PIL import Image
 
 from pairsift.models.config import EncoderConfig
-from pairsift.models.encoder_base import PairEncoder
-from pairsift.models.encoder_fixtures import save_tiny_clip, save_tiny_text_model
-from pairsift.models.encoders import build_encoder, build_text_encoder
+from pairsift.models.encoders.base import PairEncoder
+from pairsift.models.encoders.factory import build_encoder, build_text_encoder
+from pairsift.models.encoders.fixtures import save_tiny_clip, save_tiny_text_model
 from pairsift.models.records import PairSample, sha256_hex
 from pairsift.transforms.embed import METRICS_NAMESPACE, EmbedPairs, PairEncoderHandler
 

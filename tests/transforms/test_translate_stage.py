@@ -11,9 +11,9 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.util import assert_that
 
 from pairsift.models.config import TranslateConfig
-from pairsift.models.langid import detect_language
 from pairsift.models.records import PairSample
-from pairsift.models.translate import apertium_available
+from pairsift.models.translation.factory import apertium_available
+from pairsift.models.translation.langid import detect_language
 from pairsift.transforms.translate import TranslateCaptions, identifier_languages
 
 pytestmark = pytest.mark.skipif(

@@ -1,0 +1,1 @@
+"""pairsift benchmarks and dataset builders: measured figures, kept apart from the product."""

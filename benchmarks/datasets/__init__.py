@@ -1,0 +1,1 @@
+"""Builders of the offline benchmark datasets (tuxpaint, fashion-mnist, openclipart, shards)."""

@@ -1,0 +1,295 @@
+"""One benchmark job: a noise setting × a method, on cached clean embeddings (DESIGN §6).
+
+A setting re-pairs the cached rows with the dataset's noise plan (caption shuffle permutes
+caption rows among the noisy train pairs, image shuffle image rows); nothing is re-embedded.
+Every method trains projection heads with the models/ trainer under the same base config
+and is evaluated on the clean, caption-deduplicated test split.
+
+Detection score per method (higher = more likely noisy):
+- division methods (pairsift and its ablations, NCR, GMM): 1 − p_clean of their division;
+- CLIP-score filter: −similarity;
+- methods that do not divide (all pairs, DECL, oracle): the per-pair loss against a fixed
+  negative bank under the trained heads (the small-loss criterion).
+``loss_auc`` is that small-loss AUC under every method's final heads: it separates "the
+heads learned to tell pairs apart" from "the division turned that into a calibrated p_clean".
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from pairsift.benchmarks.embedding_cache import CleanEmbeddings
+from pairsift.models.config import PairsiftConfig, TrainConfig
+from pairsift.models.metrics import detection_auc, kept_precision_recall, recall_at_k
+from pairsift.models.noise.division import divide
+from pairsift.models.pairdata import PairEmbeddings
+from pairsift.models.training.heads import ProjectionHeads
+from pairsift.models.training.scoring import build_scoring_state, score_batch
+from pairsift.models.training.trainer import train
+from pairsift.pipeline.datasets.noise import NoisePlan, clean_plan, make_plan
+from pairsift.pipeline.final_model import posterior_weights, retrains
+
+
+@dataclass(frozen=True)
+class Setting:
+    mode: str  # caption | image
+    rate: float
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode} {round(self.rate * 100)}%"
+
+
+@dataclass
+class RowResult:
+    """Figures of one method under one setting and seed (None where not applicable)."""
+
+    method: str
+    setting: Setting
+    auc: float | None
+    precision: float
+    recall: float
+    est_noise: float | None
+    true_noise: float
+    recall_at: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    loss_auc: float | None = None  # small-loss AUC under the final heads (diagnostic)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "mode": self.setting.mode, "rate": self.setting.rate,
+                "seed": self.setting.seed, "auc": self.auc, "precision": self.precision,
+                "recall": self.recall, "est_noise": self.est_noise,
+                "true_noise": self.true_noise, "loss_auc": self.loss_auc, **self.recall_at,
+                "seconds": self.seconds}
+
+
+# method name -> (description for the table, config changes applied to the base config)
+ABLATIONS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+    "pairsift": ("pairsift (full)", {}),
+    "-uncertainty": ("pairsift − uncertainty division (BMM only)",
+                     {"division": {"use_uncertainty": False}}),
+    "-self_correction": ("pairsift − self-correction", {"division": {"self_correction": False}}),
+    "-mixture_agrees": ("pairsift − mixture agreement", {"division": {"mixture_agrees": False}}),
+    "-null_model": ("pairsift − empirical null (two-component posterior)",
+                    {"mixture": {"null_model": "none"}}),
+    "-noise_share": ("pairsift − noise-share cut (Bayes cut alone)",
+                     {"division": {"keep_rule": "posterior"}}),
+    "-consistency": ("pairsift − neighbour consistency (loss posterior alone)",
+                     {"consistency": {"enabled": False}}),
+    "-trusted_margin": ("pairsift − trusted margin", {"train": {"trusted_margin": False}}),
+    "-refurbish": ("pairsift − refurbished labels", {"train": {"refurbish": False}}),
+    "-fisher": ("pairsift − Fisher softening", {"train": {"fisher_soften": False}}),
+    "-dual_view": ("pairsift − dual view", {"division": {"dual_view": False}}),
+    "-mutual": ("pairsift − mutual learning", {"train": {"mutual_learning": False}}),
+}
+MULTILINGUAL_ONLY = ("-dual_view", "-mutual")
+BASELINES: dict[str, str] = {
+    "all": "(a) all pairs, no cleaning",
+    "clip_score": "(b) CLIP-score filter, keep 1 − F",
+    "gmm": "(c) GMM on per-pair loss (NCR division)",
+    "pairsift_filter": "(d) pairsift OUT/model: contrastive on the kept pairs weighted by "
+                       f"p_clean^{TrainConfig().final_weight_power:g} "
+                       f"(if ≥ {TrainConfig().final_min_pairs})",
+    "ncr": "NCR training (co-divide, soft margin)",
+    "decl": "DECL training (evidential)",
+    "oracle": "(e) oracle: clean pairs only",
+}
+METHOD_ORDER: tuple[str, ...] = (
+    "all", "clip_score", "gmm", "pairsift", "pairsift_filter",
+    *[m for m in ABLATIONS if m != "pairsift"], "ncr", "decl", "oracle",
+)
+
+
+def method_title(name: str) -> str:
+    if name in BASELINES:
+        return BASELINES[name]
+    return ABLATIONS[name][0] if name == "pairsift" else "(d) " + ABLATIONS[name][0]
+
+
+def methods_for(langs: list[str], include: list[str] | None = None) -> list[str]:
+    names = [m for m in METHOD_ORDER if langs or m not in MULTILINGUAL_ONLY]
+    if include:
+        unknown = sorted(set(include) - set(METHOD_ORDER))
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHOD_ORDER)}")
+        names = [m for m in names if m in include]
+    return names
+
+
+def with_changes(cfg: PairsiftConfig, changes: dict[str, dict[str, Any]]) -> PairsiftConfig:
+    out = copy.deepcopy(cfg)
+    for section, values in changes.items():
+        target = getattr(out, section)
+        for key, value in values.items():
+            if not hasattr(target, key):
+                raise ValueError(f"config has no {section}.{key}")
+            setattr(target, key, value)
+    return out
+
+
+@dataclass
+class SettingData:
+    train: PairEmbeddings
+    is_noisy: np.ndarray
+    test: PairEmbeddings
+
+
+def eval_rows(emb: CleanEmbeddings) -> np.ndarray:
+    """Clean test items, first of each caption group (so R@1 has one right answer)."""
+    assert emb.splits is not None and emb.groups is not None
+    rows = np.flatnonzero(emb.splits == "test")
+    _, first = np.unique(emb.groups[rows], return_index=True)
+    return np.sort(rows[first])
+
+
+def make_setting_data(emb: CleanEmbeddings, setting: Setting) -> SettingData:
+    """Re-pair the cached rows under the setting's noise plan; the test split stays clean."""
+    assert emb.splits is not None and emb.groups is not None
+    train_rows = np.flatnonzero(emb.splits == "train")
+    plan: NoisePlan = (
+        clean_plan(len(emb.groups), setting.seed) if setting.rate == 0.0
+        else make_plan(emb.groups, train_rows, setting.mode, setting.rate, setting.seed)
+    )
+    image_rows, text_rows = plan.image_rows()[train_rows], plan.text_rows()[train_rows]
+    train_data = PairEmbeddings(
+        emb.image[image_rows], emb.text[text_rows],
+        {lang: v[text_rows] for lang, v in emb.text_tgt.items()},
+    )
+    test = eval_rows(emb)
+    test_data = PairEmbeddings(emb.image[test], emb.text[test],
+                               {lang: v[test] for lang, v in emb.text_tgt.items()})
+    return SettingData(train_data, plan.noisy[train_rows].copy(), test_data)
+
+
+def retrieval(heads: ProjectionHeads, test: PairEmbeddings) -> dict[str, float]:
+    with torch.no_grad():
+        img = heads.image(torch.from_numpy(test.image)).numpy()
+        txt = heads.text(torch.from_numpy(test.text)).numpy()
+    return recall_at_k(img, txt)
+
+
+def pair_scores(heads: ProjectionHeads, data: PairEmbeddings, cfg: PairsiftConfig) -> dict[str, np.ndarray]:
+    state = build_scoring_state(heads, data, cfg.train, cfg.seed)
+    return score_batch(state, data.image, data.text, data.text_tgt or None)
+
+
+def _auc(is_noisy: np.ndarray, score: np.ndarray) -> float | None:
+    if is_noisy.all() or not is_noisy.any():
+        return None
+    return detection_auc(is_noisy, score)
+
+
+def contrastive_config(cfg: PairsiftConfig, epochs: int | None = None) -> PairsiftConfig:
+    """The plain InfoNCE recipe every retrain uses (oracle, filters, OUT/model)."""
+    changes: dict[str, Any] = {"loss": "contrastive", "co_teaching": False}
+    if epochs is not None:
+        changes["epochs"] = epochs
+    return with_changes(cfg, {"train": changes})
+
+
+def run_job(
+    emb: CleanEmbeddings, setting: Setting, method: str, base: PairsiftConfig,
+    threads: int = 1,
+) -> RowResult:
+    """Train and evaluate ``method`` under ``setting`` (deterministic per seed)."""
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    data = make_setting_data(emb, setting)
+    cfg = with_changes(base, {})
+    cfg.seed = setting.seed
+    noisy = data.is_noisy
+    true_noise = float(noisy.mean())
+    keep_all = np.ones_like(noisy)
+    auc: float | None
+    est: float | None = None
+    kept = keep_all
+    if method in ("all", "decl", "oracle"):
+        rows = np.flatnonzero(~noisy) if method == "oracle" else np.arange(len(noisy))
+        run_cfg = contrastive_config(cfg) if method != "decl" else with_changes(
+            cfg, {"train": {"loss": "decl", "co_teaching": False}})
+        heads = train(data.train.subset(rows), run_cfg).heads
+        auc = _auc(noisy, pair_scores(heads, data.train, cfg)["loss"])
+        if method == "oracle":
+            kept = ~noisy
+    elif method in ("clip_score", "gmm"):
+        warm = train(data.train, contrastive_config(cfg, cfg.train.warmup_epochs)).heads
+        scores = pair_scores(warm, data.train, cfg)
+        if method == "clip_score":
+            auc = _auc(noisy, -scores["similarity"])
+            fraction = max(1.0 - true_noise, 1.0 / len(noisy))
+            division = divide(scores, None, with_changes(
+                cfg, {"division": {"method": "clip_score", "keep_fraction": fraction}}).division)
+        else:
+            division = divide(scores, None, with_changes(cfg, {"division": {"method": "gmm"}}).division)
+            auc = _auc(noisy, 1.0 - division.p_clean)
+            est = float((division.label == "noisy").mean())
+        kept = division.kept
+        heads = train(data.train.subset(np.flatnonzero(kept)), contrastive_config(cfg)).heads
+    elif method == "ncr":
+        result = train(data.train, with_changes(cfg, {"train": {"loss": "ncr", "co_teaching": True}}))
+        heads, division = result.heads, result.division
+        assert division is not None
+        auc, kept = _auc(noisy, 1.0 - division.p_clean), division.kept
+        est = float((division.label == "noisy").mean())
+    elif method in ABLATIONS or method == "pairsift_filter":
+        run_cfg = with_changes(cfg, ABLATIONS.get(method, ("", {}))[1])
+        run_cfg.train.loss = "pairsift"
+        result = train(data.train, run_cfg)
+        heads, division = result.heads, result.division
+        assert division is not None
+        auc, kept = _auc(noisy, 1.0 - division.p_clean), division.kept
+        ratios = [e["noise_ratio"] for e in result.history if "noise_ratio" in e]
+        est = float(ratios[-1]) if ratios else float((division.label == "noisy").mean())
+        if method == "pairsift_filter" and retrains(int(kept.sum()), cfg):
+            # what `pairsift run` does for OUT/model: retrain on the kept pairs (pipeline/
+            # final_model.py), unless too few were kept; then the robust heads stay
+            weights = posterior_weights(division.p_clean[kept], cfg.train.final_weight_power)
+            heads = train(
+                data.train.subset(np.flatnonzero(kept)), contrastive_config(cfg), weights=weights
+            ).heads
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    pr = kept_precision_recall(kept, noisy)
+    loss_auc = _auc(noisy, pair_scores(heads, data.train, cfg)["loss"])
+    return RowResult(method, setting, auc, pr["precision"], pr["recall"], est, true_noise,
+                     retrieval(heads, data.test), time.perf_counter() - started, loss_auc)
+
+
+def run_jobs(
+    emb: CleanEmbeddings,
+    jobs: list[tuple[Setting, str]],
+    base: PairsiftConfig,
+    workers: int = 1,
+    threads: int = 1,
+    progress: Callable[[RowResult, int, int], None] | None = None,
+) -> list[RowResult]:
+    """Run every job, in worker processes when ``workers > 1``; results in job order."""
+    results: list[RowResult | None] = [None] * len(jobs)
+    if workers <= 1:
+        for i, (setting, method) in enumerate(jobs):
+            results[i] = run_job(emb, setting, method, base, threads)
+            if progress is not None:
+                progress(results[i], i + 1, len(jobs))
+        return [r for r in results if r is not None]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {pool.submit(run_job, emb, s, m, base, threads): i
+                   for i, (s, m) in enumerate(jobs)}
+        done = 0
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            done += 1
+            if progress is not None:
+                progress(results[futures[future]], done, len(jobs))
+    return [r for r in results if r is not None]

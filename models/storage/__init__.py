@@ -1,0 +1,1 @@
+"""fsspec IO shared by every layer: atomic writes, parquet tables, safetensors files."""

@@ -1,0 +1,96 @@
+"""Row dicts → parquet with a stable column order, embeddings as fixed-size float16 lists.
+
+Rows of one shard differ in which keys they hold (an error row has no embedding, a pair
+without a translation has no ``caption_pt``), so the schema is the union of all keys, with
+the audit columns first and the rest sorted: the same rows always give the same file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pairsift.models.records import AUDIT_COLUMNS, is_embedding_column
+from pairsift.models.storage.atomic import atomic_open
+
+
+def ordered_columns(rows: Sequence[dict[str, Any]], leading: Sequence[str] = AUDIT_COLUMNS) -> list[str]:
+    present: set[str] = set()
+    for row in rows:
+        present.update(row)
+    head = [c for c in leading if c in present]
+    rest = sorted(present - set(head))
+    return head + rest
+
+
+def _embedding_array(values: list[Any]) -> pa.Array:
+    dim = next((len(v) for v in values if v is not None), 0)
+    for v in values:
+        if v is not None and len(v) != dim:
+            raise ValueError(f"embedding dims differ within a column: {len(v)} vs {dim}")
+    cells = [None if v is None else np.asarray(v, dtype=np.float16) for v in values]
+    return pa.array(cells, type=pa.list_(pa.float16(), dim))
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> pa.Table:
+    names = list(columns) if columns is not None else ordered_columns(rows)
+    arrays = []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        if is_embedding_column(name):
+            arrays.append(_embedding_array(values))
+        else:
+            arrays.append(pa.array([_plain(v) for v in values]))
+    return pa.table(dict(zip(names, arrays, strict=True))) if names else pa.table({})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_rows(path: str, rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> None:
+    table = rows_to_table(rows, columns)
+    with atomic_open(path, "wb") as handle:
+        pq.write_table(table, handle)
+
+
+def read_table(
+    path: str, columns: list[str] | None = None, skip_embeddings: bool = False
+) -> pa.Table:
+    """Read a parquet file as Arrow (``skip_embeddings``: leave the vector columns undecoded).
+
+    Goes through polars: pyarrow's own parquet reader rejects null entries in fixed-size
+    list columns ("Expected all lists to be of size=N"), which our error rows have.
+    """
+    import polars as pl
+
+    from pairsift.models.storage.atomic import filesystem
+
+    fs, p = filesystem(path)
+    with fs.open(p, "rb") as handle:
+        data = handle.read()
+    names = pq.read_schema(pa.BufferReader(data)).names
+    wanted = None if columns is None else [c for c in columns if c in names]
+    if skip_embeddings:
+        wanted = [c for c in (wanted or names) if not is_embedding_column(c)]
+    frame = pl.read_parquet(data, columns=wanted)
+    return frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+
+
+def embedding_matrix(table: pa.Table, column: str, fill_null: bool = False) -> np.ndarray:
+    """A fixed-size-list column → [n, dim] float32. Null rows raise, or become zeros with
+    ``fill_null`` (the caller then masks them with ``column.is_null()``)."""
+    col = table.column(column).combine_chunks()
+    dim = col.type.list_size
+    if col.null_count:
+        if not fill_null:
+            raise ValueError(f"column {column} has {col.null_count} null embeddings")
+        col = col.fill_null(pa.scalar([0.0] * dim, type=col.type))
+    flat = col.values.to_numpy(zero_copy_only=False)
+    return flat.reshape(len(col), dim).astype(np.float32)

@@ -1,0 +1,1 @@
+"""Projection heads, losses, the robust trainer, scoring state and the retrieval model."""

@@ -1,0 +1,1 @@
+"""Caption translation backends, language id and the translation cache."""

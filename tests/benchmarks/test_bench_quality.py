@@ -1,0 +1,120 @@
+"""Quality benchmark harness: re-pairing without re-embedding, jobs, table, content cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pairsift.benchmarks import embedding_cache
+from pairsift.benchmarks.embedding_cache import embed_source
+from pairsift.benchmarks.quality import render_table
+from pairsift.benchmarks.quality_runs import (
+    Setting,
+    eval_rows,
+    make_setting_data,
+    methods_for,
+    run_job,
+)
+from pairsift.pipeline.datasets.synth import SynthSource
+
+
+@pytest.mark.parametrize("mode", ["caption", "image"])
+def test_setting_repairs_cached_rows_only(mode: str, make_clean) -> None:
+    emb = make_clean()
+    data = make_setting_data(emb, Setting(mode, 0.5, seed=1))
+    train_rows = np.flatnonzero(emb.splits == "train")
+    assert data.is_noisy.mean() == pytest.approx(0.5, abs=0.01)
+    fixed, moved = (data.train.image, data.train.text) if mode == "caption" else (
+        data.train.text, data.train.image)
+    fixed_src, moved_src = (emb.image, emb.text) if mode == "caption" else (emb.text, emb.image)
+    assert np.array_equal(fixed, fixed_src[train_rows])
+    assert np.array_equal(moved[~data.is_noisy], moved_src[train_rows][~data.is_noisy])
+    noisy = np.flatnonzero(data.is_noisy)
+    for row in noisy:  # every noisy pair carries another item's row, of another group
+        source_row = int(np.flatnonzero((moved_src == moved[row]).all(axis=1))[0])
+        assert source_row != train_rows[row]
+        assert emb.groups[source_row] != emb.groups[train_rows[row]]
+    test = eval_rows(emb)
+    assert len(set(emb.groups[test].tolist())) == len(test)  # one item per caption
+    assert np.array_equal(data.test.image, emb.image[test])
+
+
+def test_jobs_report_consistent_figures(make_clean, tiny_cfg) -> None:
+    emb, cfg = make_clean(), tiny_cfg()
+    setting = Setting("caption", 0.4, seed=0)
+    oracle = run_job(emb, setting, "oracle", cfg)
+    assert oracle.precision == 1.0 and oracle.recall == 1.0
+    assert oracle.true_noise == pytest.approx(0.4, abs=0.01)
+    clip = run_job(emb, setting, "clip_score", cfg)
+    kept_fraction = clip.recall * (1 - clip.true_noise) / clip.precision
+    assert kept_fraction == pytest.approx(1 - clip.true_noise, abs=0.01)
+    pairsift = run_job(emb, setting, "pairsift", cfg)
+    for row in (oracle, clip, pairsift):
+        assert 0.0 <= row.auc <= 1.0
+        assert set(row.recall_at) >= {"i2t_r1", "t2i_r10", "rsum"}
+    again = run_job(emb, setting, "pairsift", cfg)
+    assert again.auc == pairsift.auc and again.recall_at == pairsift.recall_at
+
+
+def test_methods_and_table(make_clean, tiny_cfg) -> None:
+    assert "-mutual" not in methods_for([]) and "-mutual" in methods_for(["es"])
+    with pytest.raises(ValueError, match="unknown method"):
+        methods_for([], ["magic"])
+    emb, cfg = make_clean(), tiny_cfg()
+    rows = [run_job(emb, Setting("image", 0.5, seed), "all", cfg) for seed in (0, 1)]
+    table = render_table(rows)
+    assert "### image shuffle, 50% noise" in table
+    line = next(line for line in table.splitlines() if line.startswith("| (a) all pairs"))
+    assert line.count("±") == 6  # AUC, loss AUC, precision, recall, true noise, rSum
+    assert f"{np.mean([r.recall_at['rsum'] for r in rows]):.1f}" in line
+
+
+class _FakeEncoder:
+    calls = 0
+
+    def image_transform(self):
+        return lambda image: torch.tensor(np.asarray(image, dtype=np.float32).mean(axis=(0, 1)))
+
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        _FakeEncoder.calls += pixels.shape[0]
+        return torch.nn.functional.normalize(pixels.view(pixels.shape[0], -1), dim=-1)
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        _FakeEncoder.calls += len(texts)
+        return torch.tensor([[len(t), t.count("a") + 1.0] for t in texts])
+
+
+def test_embedding_cache_is_content_addressed(tmp_path, monkeypatch) -> None:
+    import pairsift.models.encoders.factory as encoders
+
+    monkeypatch.setattr(encoders, "build_encoder", lambda *a, **k: _FakeEncoder())
+    first = embed_source(SynthSource(12, seed=0), "synth", "fake", cache_dir=str(tmp_path))
+    assert first.embedded > 0 and _FakeEncoder.calls > 0
+    _FakeEncoder.calls = 0
+    second = embed_source(SynthSource(12, seed=0), "synth", "fake", cache_dir=str(tmp_path))
+    assert second.embedded == 0 and _FakeEncoder.calls == 0
+    assert np.array_equal(first.image, second.image) and np.array_equal(first.text, second.text)
+    bigger = embed_source(SynthSource(15, seed=0), "synth", "fake", cache_dir=str(tmp_path))
+    assert 0 < bigger.embedded <= 6  # only the 3 new images and their captions
+    assert np.array_equal(bigger.image[:12], first.image)
+
+
+def test_cache_keeps_digests_ending_in_zero_bytes(tmp_path) -> None:
+    store = embedding_cache._Store(str(tmp_path / "x.npz"))
+    key = bytes(31) + b"\0"
+    other = b"\1" * 30 + b"\0\0"
+    store.put(key, np.ones(3))
+    store.put(other, np.zeros(3))
+    store.save()
+    again = embedding_cache._Store(str(tmp_path / "x.npz"))
+    assert np.array_equal(again.get(key), np.ones(3)) and np.array_equal(again.get(other), np.zeros(3))
+
+
+def test_bench_rejects_noise_it_cannot_replay_from_cache() -> None:
+    from pairsift.pipeline.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["bench", "quality", "--dataset", "synth", "--pairs", "20", "--noise-mode", "partial"])
+    with pytest.raises(ValueError, match="caption and/or image"):
+        args.func(args)

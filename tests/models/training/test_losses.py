@@ -1,0 +1,115 @@
+"""Every loss: finite values and gradients at extreme similarities, u -> 0 / 1, batch of 1."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pairsift.models.training import losses as L
+
+
+def _emb(b: int, d: int = 8, seed: int = 0, collapse: str = "") -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    img = torch.randn(b, d, generator=g)
+    if collapse == "same":  # every cosine on the diagonal is 1: u -> 0 for the own caption
+        txt = img.clone()
+    elif collapse == "one-point":  # all embeddings equal and opposite: cosines all -1, u -> 1
+        img = torch.ones(b, d)
+        txt = -img
+    else:
+        txt = torch.randn(b, d, generator=g)
+    return (F.normalize(img, dim=-1).requires_grad_(), F.normalize(txt, dim=-1).requires_grad_())
+
+
+CASES = [
+    pytest.param(1, "", id="batch-of-1"),
+    pytest.param(6, "", id="random"),
+    pytest.param(6, "same", id="identical-views"),
+    pytest.param(6, "one-point", id="all-opposite"),
+]
+
+
+def _check(loss: torch.Tensor, *leaves: torch.Tensor) -> None:
+    assert torch.isfinite(loss).all()
+    loss.sum().backward()
+    for leaf in leaves:
+        assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+
+
+@pytest.mark.parametrize(("b", "collapse"), CASES)
+def test_all_losses_finite(b: int, collapse: str) -> None:
+    for fn in (
+        lambda i, t: L.hinge_topk(i, t, 0.2, 1),
+        lambda i, t: L.hinge_topk(i, t, torch.full((i.shape[0],), 0.2), 3),
+        lambda i, t: L.info_nce(i, t, 0.05),
+        lambda i, t: L.evidential_loss(i, t, 0.1, 0.1),
+        lambda i, t: L.complementary_loss(i, t, 0.01),
+        lambda i, t: L.mutual_learning_loss(i, t, t, torch.full((i.shape[0],), 0.5), 0.05),
+    ):
+        img, txt = _emb(b, collapse=collapse)
+        out = fn(img, txt)
+        assert out.shape == (b,)
+        _check(out, img, txt)
+
+
+def test_saturated_softmax_complementary_loss_finite() -> None:
+    img = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=-1).requires_grad_()
+    txt = F.normalize(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), dim=-1).requires_grad_()
+    out = L.complementary_loss(img, txt, 1e-4)  # p(negative) == 1 exactly in float32
+    _check(out, img, txt)
+    assert float(out.detach().max()) > 5.0
+
+
+def test_trusted_margin_extremes_and_shape() -> None:
+    soft = torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0, 0.5, 1.7, -0.3], requires_grad=True)
+    unc = torch.tensor([0.1, 0.0, 0.5, 0.75, 1.0, 1.2, 0.9, 0.99], requires_grad=True)
+    hard = torch.tensor([False, False, True, True, True, True, True, True])
+    m = L.trusted_margin(soft, unc, hard, gamma=0.2, threshold=0.5, power=0.5)
+    _check(m, soft, unc)
+    m = m.detach()
+    assert float(m[0]) == 0.0 and float(m[1]) == pytest.approx(0.2)
+    assert float(m[2]) == pytest.approx(0.2)  # at the threshold: gamma_hat itself
+    assert float(m[3]) == pytest.approx(0.2 * 0.5**0.5)
+    assert float(m[4]) == 0.0 and float(m[5]) == 0.0  # u >= 1: no negative base, margin 0
+    assert float(m[6]) <= 0.2 and float(m[7]) == 0.0
+
+
+def test_soft_margin_formula() -> None:
+    y = torch.tensor([0.0, 0.5, 1.0])
+    expected = 0.2 * (10**y - 1) / 9
+    torch.testing.assert_close(L.soft_margin(y, 0.2), expected)
+
+
+def test_hinge_prefers_matched_pairs_and_schedule() -> None:
+    img, _ = _emb(5, seed=1)
+    good = L.hinge_topk(img.detach(), img.detach(), 0.2, 1).mean()
+    shuffled = L.hinge_topk(img.detach(), img.detach().roll(1, 0), 0.2, 1).mean()
+    assert float(good) < float(shuffled)
+    assert L.hinge_schedule(0, 3, 8) == 8 and L.hinge_schedule(3, 3, 8) == 1
+
+
+def test_mutual_learning_pushes_noisy_target_away() -> None:
+    img, en = _emb(4, seed=2)
+    tgt = en.detach().clone().requires_grad_()
+    clean = L.mutual_learning_loss(img, en, tgt, torch.ones(4), 0.05)
+    noisy = L.mutual_learning_loss(img, en, tgt, torch.zeros(4), 0.05, push_margin=0.2)
+    assert float(noisy.detach().sum()) > 0  # identical target and English caption is pushed apart
+    assert float(clean.detach().sum()) == pytest.approx(0.0, abs=1e-5)  # and is perfect when clean
+
+
+def test_evidential_loss_matches_reference_formula() -> None:
+    from pairsift.models.noise.evidential import kl_to_uniform
+
+    img, txt = (t.detach().double() for t in _emb(5, seed=4))
+    sims = (img @ txt.t()).clamp(-1, 1)
+
+    def rows(s: torch.Tensor) -> torch.Tensor:
+        alpha = torch.exp(torch.tanh(s) / 0.1) + 1
+        risk = torch.digamma(alpha.sum(1)) - torch.digamma(alpha.diag())
+        tilde = alpha.clone()
+        tilde.fill_diagonal_(1.0)
+        return risk + 0.3 * kl_to_uniform(tilde)
+
+    expected = 0.5 * (rows(sims) + rows(sims.t()))
+    torch.testing.assert_close(L.evidential_loss(img, txt, 0.1, 0.3), expected)
