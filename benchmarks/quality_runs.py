@@ -17,12 +17,14 @@ heads learned to tell pairs apart" from "the division turned that into a calibra
 from __future__ import annotations
 
 import copy
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 
 from pairsift.benchmarks.embedding_cache import CleanEmbeddings
@@ -30,11 +32,14 @@ from pairsift.models.config import PairsiftConfig, TrainConfig
 from pairsift.models.metrics import detection_auc, kept_precision_recall, recall_at_k
 from pairsift.models.noise.division import divide
 from pairsift.models.pairdata import PairEmbeddings
-from pairsift.models.training.heads import ProjectionHeads
+from pairsift.models.training.heads import ProjectionHeads, load_heads
+from pairsift.models.training.retrieval import load_heads_from_model
 from pairsift.models.training.scoring import build_scoring_state, score_batch
 from pairsift.models.training.trainer import train
 from pairsift.pipeline.datasets.noise import NoisePlan, clean_plan, make_plan
-from pairsift.pipeline.final_model import posterior_weights, retrains
+from pairsift.pipeline.embedded import EmbeddedLabels, EmbeddedShard, label_embedded
+from pairsift.pipeline.final_model import run_final_model
+from pairsift.pipeline.layout import RunLayout
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,8 @@ ABLATIONS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "-consistency": ("pairsift − neighbour consistency (loss posterior alone)",
                      {"consistency": {"enabled": False}}),
     "-trusted_margin": ("pairsift − trusted margin", {"train": {"trusted_margin": False}}),
-    "-refurbish": ("pairsift − refurbished labels", {"train": {"refurbish": False}}),
-    "-fisher": ("pairsift − Fisher softening", {"train": {"fisher_soften": False}}),
+    "-refurbish": ("pairsift − refurbished labels", {"division": {"refurbish": False}}),
+    "-fisher": ("pairsift − Fisher softening", {"division": {"fisher_soften": False}}),
     "-dual_view": ("pairsift − dual view", {"division": {"dual_view": False}}),
     "-mutual": ("pairsift − mutual learning", {"train": {"mutual_learning": False}}),
 }
@@ -195,6 +200,46 @@ def contrastive_config(cfg: PairsiftConfig, epochs: int | None = None) -> Pairsi
     return with_changes(cfg, {"train": changes})
 
 
+SHARD_SIZE = 1000  # pairs per embeddings shard of the shipped path (the null swaps within one)
+
+
+def setting_shards(train: PairEmbeddings, shard_size: int = SHARD_SIZE) -> list[EmbeddedShard]:
+    """The train pairs as `pairsift run` would hold them after pass 1: consecutive shards
+    of ``shard_size``, keys in row order (a key picks the pair's cross-fitting fold)."""
+    keys = train.keys or [f"{i:07d}" for i in range(len(train))]
+    shards = []
+    for index, start in enumerate(range(0, len(train), shard_size)):
+        rows = slice(start, start + shard_size)
+        shards.append(EmbeddedShard(
+            f"{index:05d}", list(keys[rows]), train.image[rows], train.text[rows],
+            {lang: v[rows] for lang, v in train.text_tgt.items()},
+            None if train.text_src_ml is None else train.text_src_ml[rows],
+        ))
+    return shards
+
+
+@dataclass
+class ShippedRow:
+    """What `pairsift run` gives for a set of embedded pairs: the labels, the fit heads and
+    OUT/model (the final model retrained on the kept pairs, or the fit heads)."""
+
+    labels: EmbeddedLabels
+    fit_heads: ProjectionHeads
+    final_heads: ProjectionHeads
+
+
+def shipped_division(shards: list[EmbeddedShard], cfg: PairsiftConfig) -> ShippedRow:
+    """Every benchmark row named "pairsift": the stages `pairsift run` executes after pass 1
+    (fit, score pass, noise fit, per-shard labelling, final model) on these shards."""
+    with tempfile.TemporaryDirectory(prefix="pairsift-bench-") as out:
+        labels = label_embedded(shards, cfg, out)
+        layout = RunLayout(out)
+        audit = pl.DataFrame({"source_shard": labels.shard, "key": labels.key,
+                              "label": labels.label.tolist(), "p_clean": labels.p_clean})
+        run_final_model(cfg, layout, audit)
+        return ShippedRow(labels, load_heads(layout.heads), load_heads_from_model(layout.model)[0])
+
+
 def run_job(
     emb: CleanEmbeddings, setting: Setting, method: str, base: PairsiftConfig,
     threads: int = 1,
@@ -242,19 +287,12 @@ def run_job(
     elif method in ABLATIONS or method == "pairsift_filter":
         run_cfg = with_changes(cfg, ABLATIONS.get(method, ("", {}))[1])
         run_cfg.train.loss = "pairsift"
-        result = train(data.train, run_cfg)
-        heads, division = result.heads, result.division
-        assert division is not None
-        auc, kept = _auc(noisy, 1.0 - division.p_clean), division.kept
-        ratios = [e["noise_ratio"] for e in result.history if "noise_ratio" in e]
-        est = float(ratios[-1]) if ratios else float((division.label == "noisy").mean())
-        if method == "pairsift_filter" and retrains(int(kept.sum()), cfg):
-            # what `pairsift run` does for OUT/model: retrain on the kept pairs (pipeline/
-            # final_model.py), unless too few were kept; then the robust heads stay
-            weights = posterior_weights(division.p_clean[kept], cfg.train.final_weight_power)
-            heads = train(
-                data.train.subset(np.flatnonzero(kept)), contrastive_config(cfg), weights=weights
-            ).heads
+        shipped = shipped_division(setting_shards(data.train), run_cfg)
+        auc, kept = _auc(noisy, 1.0 - shipped.labels.p_clean), shipped.labels.kept
+        est = shipped.labels.noise_fit.noise_ratio
+        if est is None:
+            est = float((~kept).mean())
+        heads = shipped.final_heads if method == "pairsift_filter" else shipped.fit_heads
     else:
         raise ValueError(f"unknown method {method!r}")
     pr = kept_precision_recall(kept, noisy)

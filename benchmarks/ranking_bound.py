@@ -36,6 +36,8 @@ from pairsift.benchmarks.quality_runs import (
     make_setting_data,
     pair_scores,
     retrieval,
+    setting_shards,
+    shipped_division,
     with_changes,
 )
 from pairsift.models.config import PairsiftConfig
@@ -112,15 +114,14 @@ def top_rows(noise_score: np.ndarray, count: int) -> np.ndarray:
 def bound_rows(data: SettingData, setting: Setting, base: PairsiftConfig, retrain_seeds: int,
                mixes: list[float], folds: int) -> list[BoundRow]:
     """Every ranking's row for one setting (one seed)."""
-    from pairsift.models.training.trainer import train
 
     cfg = with_changes(base, {})
     cfg.seed = setting.seed
     noisy = data.is_noisy
     seeds = [setting.seed * 1000 + s for s in range(retrain_seeds)]
     oracle = retrained_rsum(data, np.flatnonzero(~noisy), cfg, seeds)
-    division = train(data.train, cfg).division  # what `run_job(..., "pairsift_filter")` divides
-    assert division is not None
+    # the division `pairsift run` ships, as `run_job(..., "pairsift_filter")` measures it
+    division = shipped_division(setting_shards(data.train), cfg).labels
     kept = np.flatnonzero(division.kept)
     count = max(len(kept), 2)
     noise_score = 1.0 - division.p_clean

@@ -96,8 +96,8 @@ class DivisionConfig:
     keep_hard: bool = True
     keep_fraction: float = 0.7  # clip_score baseline: share of pairs kept by similarity
     similarity_threshold: float | None = None  # clip_score: keep similarity >= this (row-wise)
-    refurbish: bool = True  # soft labels: RCAR refurbished targets (AND-ed with train flag)
-    fisher_soften: bool = True  # soft labels: UML Fisher softening (AND-ed with train flag)
+    refurbish: bool = True  # soft labels: RCAR refurbished targets
+    fisher_soften: bool = True  # soft labels: UML Fisher softening
     mixture_agrees: bool = True  # determined clean/noisy need the mixture to agree, else hard
     noisy_posterior: float = 0.5  # an undetermined pair with p_clean below this is noisy
     # which pairs are dropped: "posterior", p_clean < noisy_posterior (undetermined pairs) or
@@ -126,9 +126,7 @@ class TrainConfig:
     loss: str = "pairsift"  # pairsift | ncr | decl | rcl | contrastive
     co_teaching: bool = False
     mutual_learning: bool = True  # UML adaptive mutual learning (needs a target language)
-    refurbish: bool = True  # RCAR label refurbishment
     trusted_margin: bool = True  # UCPM trusted margin loss
-    fisher_soften: bool = True  # UML Fisher-information-softened labels
     max_fit_pairs: int = 500_000  # larger inputs fit the heads on a deterministic sample
     patience: int = 3
     device: str = "auto"

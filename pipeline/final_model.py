@@ -1,4 +1,4 @@
-"""The final retrieval model: heads trained on the curated pairs alone (DESIGN §2, step 6).
+"""The final retrieval model: heads trained on the curated pairs alone .
 
 The fit step's heads learn while the division is still being found, from every pair, noisy
 ones down-weighted; heads trained afresh on the pairs pass 2 kept never see the dropped ones.
@@ -29,7 +29,6 @@ from pairsift.pipeline.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
-FINAL_DONE = "_final_done.json"
 FINAL_LOSSES = ("contrastive", "rcl", "decl", "none")
 
 
@@ -87,7 +86,7 @@ def run_final_model(cfg: PairsiftConfig, layout: RunLayout, audit: pl.DataFrame)
         raise ValueError(f"unknown train.final_loss {loss!r}; choose from {FINAL_LOSSES}")
     if loss == "none":
         return {"trained_on": "fit"}
-    done_path = layout.fit_file(FINAL_DONE)
+    done_path = layout.final_done
     if exists(done_path):
         log.info("final model: already trained, skipping")
         return read_json(done_path)

@@ -1,4 +1,4 @@
-"""The fit step: one process, on vectors only (DESIGN §2).
+"""The fit step: one process, on vectors only.
 
 Loads every embedded pair from OUT/embeddings, marks exact duplicates, trains the projection
 heads with the robust trainer on (a deterministic sample of) the pairs, and freezes a scoring
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FIT_DONE = "_fit_done.json"
-NEIGHBOURS_DIR = "neighbours"  # under OUT/fit: the consistency anchors
 ID_COLUMNS = ["key", "source_shard", "index", "status", "sha256", "caption_sha256"]
 
 
@@ -167,7 +165,7 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     from pairsift.models.training.scoring import build_scoring_state, fold_of_keys
     from pairsift.models.training.trainer import train
 
-    done_path = layout.fit_file(FIT_DONE)
+    done_path = layout.fit_done
     if exists(done_path):
         log.info("fit: already complete, skipping")
         from pairsift.models.storage.atomic import read_json
@@ -182,7 +180,7 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
         )
         if d
     ]
-    write_rows(layout.fit_file("duplicates.parquet"), dup_rows, columns=["key", "source_shard"])
+    write_rows(layout.duplicates, dup_rows, columns=["key", "source_shard"])
     sample, data, aligned = load_fit_pairs(ids, np.flatnonzero(~duplicate), cfg)
     log.info(
         "fit: %d embedded pairs, %d duplicates, training heads on %d (identity init: %s)",
@@ -192,10 +190,10 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     assert data.keys is not None  # to_pair_embeddings carries the keys
     folds = fold_of_keys(data.keys, max(cfg.train.division_folds, 1))
     result = train(data, cfg, identity_init=aligned, progress=_log_epoch, folds=folds)
-    save_heads(result.heads, layout.fit_file("heads"))
+    save_heads(result.heads, layout.heads)
     state = build_scoring_state(result.heads, data, cfg.train, cfg.seed)
     state.fold_heads = result.fold_heads
-    state.save(layout.fit_file("scoring"))
+    state.save(layout.scoring_state)
     anchors = save_neighbours(data, cfg, layout)
     save_model(layout.model, result.heads, cfg, sorted(data.text_tgt), {"fit_pairs": int(len(sample))})
     info = {
@@ -209,7 +207,7 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
         "image_dim": int(data.image.shape[1]),
         "text_dim": int(data.text.shape[1]),
     }
-    write_json(layout.fit_file("train.json"), info)
+    write_json(layout.train_info, info)
     write_json(done_path, info)
     return info
 
@@ -228,7 +226,7 @@ def save_neighbours(data: PairEmbeddings, cfg: PairsiftConfig, layout: RunLayout
     index = NeighbourIndex.build(
         data.image[rows], data.text[rows], [data.keys[i] for i in rows], c.neighbours
     )
-    index.save(layout.fit_file(NEIGHBOURS_DIR))
+    index.save(layout.neighbours)
     log.info("fit: %d neighbour-consistency anchors", len(index))
     return len(index)
 

@@ -1,4 +1,4 @@
-"""Where everything lives under OUT (DESIGN §3). One place, so stages agree on names."""
+"""Where everything lives under OUT. One place, so stages agree on every artifact's name."""
 
 from __future__ import annotations
 
@@ -58,3 +58,44 @@ class RunLayout:
 
     def fit_file(self, name: str) -> str:
         return join(self.fit, name)
+
+    # OUT/fit: what the fit step, the score pass and the noise fit leave for later stages
+    @property
+    def fit_done(self) -> str:
+        """The fit step's completion marker (its summary, as JSON)."""
+        return self.fit_file("_fit_done.json")
+
+    @property
+    def train_info(self) -> str:
+        return self.fit_file("train.json")
+
+    @property
+    def duplicates(self) -> str:
+        return self.fit_file("duplicates.parquet")
+
+    @property
+    def heads(self) -> str:
+        return self.fit_file("heads")
+
+    @property
+    def scoring_state(self) -> str:
+        return self.fit_file("scoring")
+
+    @property
+    def neighbours(self) -> str:
+        """The neighbour-consistency anchors."""
+        return self.fit_file("neighbours")
+
+    @property
+    def histograms(self) -> str:
+        """Every histogram the noise fit reads, summed over the shards."""
+        return self.fit_file("histograms.json")
+
+    @property
+    def noise_fit(self) -> str:
+        """The one noise fit that labels every pair."""
+        return self.fit_file("noise_fit.json")
+
+    @property
+    def final_done(self) -> str:
+        return self.fit_file("_final_done.json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -18,14 +19,14 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
+from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.storage.atomic import exists, read_json
 from pairsift.models.storage.tables import read_table, write_rows
 from pairsift.pipeline.io.readers import InputShard, read_shard
 from pairsift.pipeline.io.shard_writer import ShardSample, shard_complete, write_shard
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
-from pairsift.pipeline.score_pass import DIVISION_FILE, MIXTURE_FILE
-from pairsift.transforms.curate import FitState, finish_audit_row, label_scores, sample_json
+from pairsift.transforms.curate import finish_audit_row, label_scores, sample_json
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,10 @@ class CurateShard(beam.DoFn):
     def __init__(self, layout: RunLayout, cfg: PairsiftConfig) -> None:
         self.layout = layout
         self.cfg = cfg
-        self.state: FitState | None = None
+        self.fit: NoiseFit | None = None
 
     def setup(self) -> None:
-        self.state = FitState.from_params(
-            read_json(self.layout.fit_file(MIXTURE_FILE)),
-            read_json(self.layout.fit_file(DIVISION_FILE)),
-        )
+        self.fit = NoiseFit.from_dict(read_json(self.layout.noise_fit))
 
     def process(self, element: tuple[int, InputShard]) -> Iterator[str]:
         index, shard = element
@@ -61,26 +59,10 @@ class CurateShard(beam.DoFn):
         if shard_complete(self.layout.shards, name) and exists(self.layout.audit_file(name)):
             yield name
             return
-        assert self.state is not None
+        assert self.fit is not None
         pass1 = _rows_by_key(self.layout.embeddings_file(shard.name), skip_embeddings=True)
-        scored_rows = _rows_by_key(self.layout.scores_file(shard.name), skip_embeddings=False)
-        unique_keys = [k for k, r in scored_rows.items() if not r["duplicate"]]
-        score_names = [n for n in next(iter(scored_rows.values()), {}) if n not in ("key", "duplicate")]
-        scores = {n: np.array([scored_rows[k][n] for k in unique_keys], dtype=np.float64) for n in score_names}
-        labels = label_scores(scores, self.state, self.cfg)
-        # audit carries loss/similarity, the neighbour consistency, every per-language view
-        # score and the translation consistency
-        view_suffixes = tuple(f"_{lang}" for lang in self.cfg.translate.target_langs)
-        audited = [
-            n for n in score_names
-            if n in ("loss", "similarity", "consistency", "translation_consistency")
-            or n.endswith(view_suffixes)
-        ]
-        per_key: dict[str, dict[str, Any]] = {}
-        for i, key in enumerate(unique_keys):
-            values: dict[str, Any] = {n: scores[n][i] for n in audited}
-            values.update({n: labels[n][i] for n in labels})
-            per_key[key] = values
+        scored = ShardLabels.of(self.layout, shard.name, self.fit, self.cfg)
+        scored_rows, per_key = scored.rows, scored.per_key
 
         audit: list[dict[str, Any]] = []
         kept: list[ShardSample] = []
@@ -114,6 +96,40 @@ class CurateShard(beam.DoFn):
                     files[f"{lang}.txt"] = text.encode("utf-8")
         parquet_row = {k: v for k, v in row.items() if k != "index"}
         return ShardSample(row["key"], files, parquet_row)
+
+
+@dataclass
+class ShardLabels:
+    """One shard's labelled pairs: its score rows by key, and per unique pair the audit's
+    score columns and the noise fit's division (label, p_clean, soft_label, ...)."""
+
+    rows: dict[str, dict[str, Any]]
+    per_key: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of(cls, layout: RunLayout, shard_name: str, fit: NoiseFit, cfg: PairsiftConfig) -> ShardLabels:
+        """Label the shard's unique scored pairs with ``fit`` (pass 2, and any run that
+        starts from embeddings, label through here)."""
+        scored_rows = _rows_by_key(layout.scores_file(shard_name), skip_embeddings=False)
+        unique_keys = [k for k, r in scored_rows.items() if not r["duplicate"]]
+        names = [n for n in next(iter(scored_rows.values()), {}) if n not in ("key", "duplicate")]
+        scores = {n: np.array([scored_rows[k][n] for k in unique_keys], dtype=np.float64)
+                  for n in names}
+        labels = label_scores(scores, fit)
+        # audit carries loss/similarity, the neighbour consistency, every per-language view
+        # score and the translation consistency
+        view_suffixes = tuple(f"_{lang}" for lang in cfg.translate.target_langs)
+        audited = [
+            n for n in names
+            if n in ("loss", "similarity", "consistency", "translation_consistency")
+            or n.endswith(view_suffixes)
+        ]
+        per_key: dict[str, dict[str, Any]] = {}
+        for i, key in enumerate(unique_keys):
+            values: dict[str, Any] = {n: scores[n][i] for n in audited}
+            values.update({n: labels[n][i] for n in labels})
+            per_key[key] = values
+        return cls(scored_rows, per_key)
 
 
 def count_outcome(status: str, label: str | None) -> None:

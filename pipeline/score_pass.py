@@ -1,10 +1,10 @@
-"""Score pass (Beam, parallel over embedding shards) and the global mixture fit.
+"""Score pass (Beam, parallel over embedding shards) and the global noise fit.
 
-Each shard's scores land in OUT/scores/<shard>.parquet (its completion marker); the losses
-of all unique pairs meet in one histogram (CombineGlobally), on which the driver fits the
-beta mixture: exact up to binning and independent of the number of pairs. A second, joint
-(loss, uncertainty) histogram gives the division's global uncertainty threshold, so every
-pass-2 shard divides with the same one.
+Each shard's scores land in OUT/scores/<shard>.parquet (its completion marker); the
+:class:`~pairsift.models.noise.fit.NoiseHistograms` of every shard's unique pairs meet in one
+CombineGlobally, and the driver fits the one :class:`~pairsift.models.noise.fit.NoiseFit`
+on their sum (mixture, null, fused consistency, global u_thr and noise-share cut) that
+labels every pair in pass 2: exact up to binning and independent of the number of pairs.
 """
 
 from __future__ import annotations
@@ -20,42 +20,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pairsift.models.config import DivisionConfig, PairsiftConfig
-from pairsift.models.noise.consistency import CONSISTENCY_RANGE
+from pairsift.models.config import PairsiftConfig
+from pairsift.models.noise.division import division_uncertainty
+from pairsift.models.noise.fit import NoiseFit, NoiseHistograms
 from pairsift.models.records import Status, is_embedding_column
 from pairsift.models.storage.atomic import exists, list_files, read_json, write_json
 from pairsift.models.storage.tables import embedding_matrix, read_table, write_rows
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
 from pairsift.transforms.score import (
-    JointHistogram,
-    LossHistogram,
-    UncertaintyHistogram,
     score_in_chunks,
 )
 
 log = logging.getLogger(__name__)
-
-HISTOGRAM_FILE = "loss_histogram.json"
-MIXTURE_FILE = "mixture.json"
-UNCERTAINTY_HISTOGRAM_FILE = "uncertainty_histogram.json"
-NULL_HISTOGRAM_FILE = "null_histogram.json"  # losses of caption-swapped pairs
-DIVISION_FILE = "division.json"
-CONSISTENCY_HISTOGRAM_FILE = "consistency_histogram.json"
-NULL_CONSISTENCY_HISTOGRAM_FILE = "null_consistency_histogram.json"
-JOINT_CONSISTENCY_FILE = "loss_consistency_histogram.json"  # for the fused noise-share cut
-UNCERTAINTY_BINS = (128, 1000)  # (loss, u): u to 0.001; the loss axis only picks kept bins
-
-
-def division_uncertainty(scores: dict[str, np.ndarray], division: DivisionConfig) -> np.ndarray:
-    """The u the division reads (models.division.view_uncertainty); where a dual-view u is
-    missing (NaN) the single-view one stands in, so the histogram never sees a NaN."""
-    from pairsift.models.noise.division import view_uncertainty
-
-    u = view_uncertainty(scores, division)
-    single = np.asarray(scores["uncertainty"], dtype=np.float64)
-    return np.where(np.isfinite(u), u, single)
-
 
 def shard_matrices(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Embedding matrices of a shard's ok rows; target-language rows may be missing (masked)."""
@@ -97,14 +74,12 @@ class ScoreShard(beam.DoFn):
     only when the fit saved anchors (models/noise/consistency.py).
     """
 
-    def __init__(
-        self, layout: RunLayout, langs: list[str], division: DivisionConfig, null: bool, seed: int
-    ) -> None:
+    def __init__(self, layout: RunLayout, cfg: PairsiftConfig) -> None:
         self.layout = layout
-        self.langs = langs
-        self.division = division
-        self.null = null
-        self.seed = seed
+        self.cfg = cfg
+        self.langs = list(cfg.translate.target_langs)
+        self.null = cfg.mixture.null_model == "shuffled"
+        self.seed = cfg.seed
         self.state: Any = None
         self.neighbours: Any = None
         self.duplicates: set[tuple[str, str]] = set()
@@ -112,37 +87,42 @@ class ScoreShard(beam.DoFn):
     def setup(self) -> None:
         from pairsift.models.noise.consistency import NeighbourIndex
         from pairsift.models.training.scoring import ScoringState
-        from pairsift.pipeline.fit import NEIGHBOURS_DIR
-
-        self.state = ScoringState.load(self.layout.fit_file("scoring"))
-        anchors = self.layout.fit_file(NEIGHBOURS_DIR)
+        self.state = ScoringState.load(self.layout.scoring_state)
+        anchors = self.layout.neighbours
         self.neighbours = NeighbourIndex.load(anchors) if NeighbourIndex.exists(anchors) else None
         # a language the fit saw too few translations of has no bank: score English view only
         self.langs = [lang for lang in self.langs if lang in self.state.bank_text_tgt]
-        dups = read_table(self.layout.fit_file("duplicates.parquet"))
+        dups = read_table(self.layout.duplicates)
         self.duplicates = set(
             zip(dups.column("source_shard").to_pylist(), dups.column("key").to_pylist(), strict=True)
         )
 
-    def _unique(
+    def _histograms(
         self, scores: dict[str, np.ndarray], duplicate: np.ndarray
-    ) -> tuple[np.ndarray, ...]:
-        if not len(duplicate):
-            return tuple(np.zeros(0) for _ in range(5))
-        u = division_uncertainty(scores, self.division)
+    ) -> NoiseHistograms:
+        """The shard's share of the global histograms: its unique pairs only."""
+        from pairsift.models.training.scoring import loss_range
 
-        def unique(name: str) -> np.ndarray:
-            return np.asarray(scores[name])[~duplicate] if name in scores else np.zeros(0)
+        bounds = loss_range(self.cfg.train)
+        if not len(duplicate) or not scores:
+            return NoiseHistograms.empty(bounds, self.cfg.mixture.bins, self.cfg.consistency.bins)
+        unique = ~duplicate
 
-        return (unique("loss"), u[~duplicate], unique("null_loss"), unique("consistency"),
-                unique("null_consistency"))
+        def values(name: str) -> np.ndarray | None:
+            return np.asarray(scores[name])[unique] if name in scores else None
 
-    def process(self, shard_name: str) -> Iterator[tuple[np.ndarray, ...]]:
+        u = division_uncertainty(scores, self.cfg.division)[unique]
+        return NoiseHistograms.of(
+            bounds, self.cfg, values("loss"), u, values("null_loss"), values("consistency"),
+            values("null_consistency"),
+        )
+
+    def process(self, shard_name: str) -> Iterator[NoiseHistograms]:
         out_path = self.layout.scores_file(shard_name)
         if exists(out_path):  # resumed run: reuse the scores, still feed the histograms
             done = read_table(out_path)
             cols = {n: np.asarray(done.column(n).to_numpy(zero_copy_only=False)) for n in done.column_names if n != "key"}
-            yield self._unique(cols, cols.pop("duplicate").astype(bool))
+            yield self._histograms(cols, cols.pop("duplicate").astype(bool))
             return
         table = read_table(self.layout.embeddings_file(shard_name))
         table = table.filter(pc.equal(table.column("status"), Status.OK.value)) if table.num_rows else table
@@ -167,7 +147,7 @@ class ScoreShard(beam.DoFn):
             rows.append(row)
         write_rows(out_path, rows, columns=["key", "duplicate", *sorted(scores)] if rows else ["key", "duplicate", "loss"])
         beam.metrics.Metrics.counter("pairsift", "scored").inc(len(rows))
-        yield self._unique(scores, duplicate)
+        yield self._histograms(scores, duplicate)
 
 
     def _null_scores(
@@ -203,170 +183,72 @@ class ScoreShard(beam.DoFn):
         return out
 
 
-class WriteHistogram(beam.DoFn):
-    def __init__(self, path: str, lo: float, hi: float) -> None:
-        self.path, self.lo, self.hi = path, lo, hi
+class SumHistograms(beam.CombineFn):
+    """Sums the shards' :class:`NoiseHistograms` (integer counts: any merge order agrees)."""
 
-    def process(self, counts: np.ndarray) -> Iterator[int]:
-        write_json(self.path, {"lo": self.lo, "hi": self.hi, "counts": counts.tolist()})
-        yield int(counts.sum())
+    def __init__(self, cfg: PairsiftConfig) -> None:
+        from pairsift.models.training.scoring import loss_range
 
+        self.bounds = loss_range(cfg.train)
+        self.loss_bins, self.consistency_bins = cfg.mixture.bins, cfg.consistency.bins
 
-def _losses(element: tuple[np.ndarray, ...]) -> np.ndarray:
-    return element[0]
+    def create_accumulator(self) -> NoiseHistograms:
+        return NoiseHistograms.empty(self.bounds, self.loss_bins, self.consistency_bins)
 
+    def add_input(self, acc: NoiseHistograms, element: NoiseHistograms) -> NoiseHistograms:
+        return acc + element
 
-def _null_losses(element: tuple[np.ndarray, ...]) -> np.ndarray:
-    return element[2]
+    def merge_accumulators(self, accumulators: Any) -> NoiseHistograms:
+        total = self.create_accumulator()
+        for acc in accumulators:
+            total = total + acc
+        return total
 
-
-def _finite(values: np.ndarray) -> np.ndarray:
-    """A shard with fewer than 3 anchors to compare with has NaN consistency: not counted."""
-    return values[np.isfinite(values)]
-
-
-def _consistency(element: tuple[np.ndarray, ...]) -> np.ndarray:
-    return _finite(element[3])
-
-
-def _null_consistency(element: tuple[np.ndarray, ...]) -> np.ndarray:
-    return _finite(element[4])
+    def extract_output(self, acc: NoiseHistograms) -> NoiseHistograms:
+        return acc
 
 
-def _loss_and_consistency(element: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
-    loss, consistency = element[0], element[3]
-    if consistency.size != loss.size:
-        return np.zeros(0), np.zeros(0)
-    finite = np.isfinite(consistency)
-    return loss[finite], consistency[finite]
+class WriteHistograms(beam.DoFn):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def process(self, hists: NoiseHistograms) -> Iterator[int]:
+        write_json(self.path, hists.to_dict())
+        yield hists.pairs
 
 
 def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> dict[str, int]:
-    from pairsift.models.training.scoring import loss_range
-
     shard_names = [p.rsplit("/", 1)[-1][: -len(".parquet")] for p in list_files(layout.embeddings, ".parquet")]
-    lo, hi = loss_range(cfg.train)
     pipeline = new_pipeline(options)
-    scored = (
+    (
         pipeline
         | "EmbeddingShards" >> beam.Create(shard_names)
         | "Spread" >> beam.Reshuffle()
-        | "Score" >> beam.ParDo(
-            ScoreShard(
-                layout, list(cfg.translate.target_langs), cfg.division,
-                cfg.mixture.null_model == "shuffled", cfg.seed,
-            )
-        )
-    )
-    (
-        scored
-        | "NullLosses" >> beam.Map(_null_losses)
-        | "NullHistogram" >> beam.CombineGlobally(LossHistogram(lo, hi, cfg.mixture.bins))
-        | "SaveNull" >> beam.ParDo(WriteHistogram(layout.fit_file(NULL_HISTOGRAM_FILE), lo, hi))
-    )
-    (
-        scored
-        | "Losses" >> beam.Map(_losses)
-        | "Histogram" >> beam.CombineGlobally(LossHistogram(lo, hi, cfg.mixture.bins))
-        | "SaveHistogram" >> beam.ParDo(WriteHistogram(layout.fit_file(HISTOGRAM_FILE), lo, hi))
-    )
-    (
-        scored
-        | "JointHistogram" >> beam.CombineGlobally(UncertaintyHistogram(lo, hi, UNCERTAINTY_BINS))
-        | "SaveJoint" >> beam.ParDo(
-            WriteHistogram(layout.fit_file(UNCERTAINTY_HISTOGRAM_FILE), lo, hi)
-        )
-    )
-    c_lo, c_hi = CONSISTENCY_RANGE
-    for name, values, path in (
-        ("Consistency", _consistency, CONSISTENCY_HISTOGRAM_FILE),
-        ("NullConsistency", _null_consistency, NULL_CONSISTENCY_HISTOGRAM_FILE),
-    ):
-        (
-            scored
-            | name >> beam.Map(values)
-            | f"{name}Histogram" >> beam.CombineGlobally(
-                LossHistogram(c_lo, c_hi, cfg.consistency.bins)
-            )
-            | f"Save{name}" >> beam.ParDo(WriteHistogram(layout.fit_file(path), c_lo, c_hi))
-        )
-    (
-        scored
-        | "LossAndConsistency" >> beam.Map(_loss_and_consistency)
-        | "JointConsistency" >> beam.CombineGlobally(
-            JointHistogram((lo, hi), CONSISTENCY_RANGE, (UNCERTAINTY_BINS[0], cfg.consistency.bins))
-        )
-        | "SaveJointConsistency" >> beam.ParDo(
-            WriteHistogram(layout.fit_file(JOINT_CONSISTENCY_FILE), lo, hi)
-        )
+        | "Score" >> beam.ParDo(ScoreShard(layout, cfg))
+        | "Histograms" >> beam.CombineGlobally(SumHistograms(cfg))
+        | "SaveHistograms" >> beam.ParDo(WriteHistograms(layout.histograms))
     )
     return run_pipeline(pipeline)
 
 
-def fit_mixture(cfg: PairsiftConfig, layout: RunLayout) -> dict[str, Any]:
-    """Beta mixture on the global loss histogram → OUT/fit/mixture.json."""
-    from pairsift.models.noise.division import threshold_from_histogram
-    from pairsift.models.noise.mixture import BetaMixture
+def fit_noise(cfg: PairsiftConfig, layout: RunLayout) -> NoiseFit:
+    """The one noise fit, on the global histograms → OUT/fit/noise_fit.json."""
     from pairsift.pipeline.summary import fit_warnings
 
-    hist = read_json(layout.fit_file(HISTOGRAM_FILE))
-    counts = np.asarray(hist["counts"], dtype=np.int64)
-    null_counts = None
-    if cfg.mixture.null_model == "shuffled":
-        null_counts = np.asarray(read_json(layout.fit_file(NULL_HISTOGRAM_FILE))["counts"], dtype=np.int64)
-        if null_counts.sum() < 2:  # every shard held a single pair: no swap was possible
-            log.warning("mixture: too few null losses (%d), using the two components", int(null_counts.sum()))
-            null_counts = None
-    mixture = BetaMixture.fit_histogram(counts, hist["lo"], hist["hi"], cfg.mixture, null_counts)
-    _attach_consistency(mixture, cfg, layout)
-    params = mixture.to_dict()
-    write_json(layout.fit_file(MIXTURE_FILE), params)
-    log.info("mixture: estimated noise ratio %.3f over %d pairs", mixture.noise_ratio, int(counts.sum()))
-    for warning in fit_warnings(params):
-        log.warning("mixture: %s", warning)
-    joint = read_json(layout.fit_file(UNCERTAINTY_HISTOGRAM_FILE))
-    threshold = threshold_from_histogram(
-        np.asarray(joint["counts"], dtype=np.int64), joint["lo"], joint["hi"], mixture, cfg.division
-    )
-    keep_posterior = _keep_posterior(mixture, cfg, layout)
-    write_json(
-        layout.fit_file(DIVISION_FILE),
-        {"uncertainty_threshold": threshold, "uncertainty_quantile": cfg.division.uncertainty_quantile,
-         "keep_posterior": keep_posterior},
-    )
-    log.info("division: uncertainty threshold %.3f", threshold)
-    return params | {"uncertainty_threshold": threshold, "keep_posterior": keep_posterior}
-
-
-def _attach_consistency(mixture: Any, cfg: PairsiftConfig, layout: RunLayout) -> None:
-    """Fuse the neighbour consistency into the mixture's posterior when the score pass
-    measured it (:func:`pairsift.models.training.epoch_division.fuse_consistency` says where it applies)."""
-    from pairsift.models.training.epoch_division import fuse_consistency
-
-    path = layout.fit_file(CONSISTENCY_HISTOGRAM_FILE)
-    if not exists(path):
-        return
-    counts = np.asarray(read_json(path)["counts"], dtype=np.int64)
-    null_counts = np.asarray(
-        read_json(layout.fit_file(NULL_CONSISTENCY_HISTOGRAM_FILE))["counts"], dtype=np.int64
-    )
-    if fuse_consistency(mixture, counts, null_counts, cfg):
-        log.info("mixture: fused with the neighbour consistency of %d pairs", int(counts.sum()))
-
-
-def _keep_posterior(mixture: Any, cfg: PairsiftConfig, layout: RunLayout) -> float | None:
-    """The fused posterior below which a pair falls outside the null's clean count, read
-    off the joint (loss, consistency) histogram at the cells' centres (exact up to binning:
-    every shard then cuts at one global value); None where no fused count applies."""
-    from pairsift.models.noise.consistency import share_threshold
-    from pairsift.models.noise.division import share_cut
-    from pairsift.models.noise.histogram import bin_centres
-
-    if mixture.consistency is None or share_cut(mixture, cfg.division) is None:
-        return None
-    joint = read_json(layout.fit_file(JOINT_CONSISTENCY_FILE))
-    counts = np.asarray(joint["counts"], dtype=np.float64)
-    losses = bin_centres(joint["lo"], joint["hi"], counts.shape[0])
-    values = bin_centres(*CONSISTENCY_RANGE, counts.shape[1])
-    p = mixture.posterior(np.repeat(losses, values.size), np.tile(values, losses.size))
-    return share_threshold(p, counts.ravel(), 1.0 - mixture.noise_ratio)
+    hists = NoiseHistograms.from_dict(read_json(layout.histograms))
+    if cfg.mixture.null_model == "shuffled" and hists.null_loss.sum() < 2:
+        log.warning("mixture: too few null losses (%d), using the two components",
+                    int(hists.null_loss.sum()))
+    fit = NoiseFit.fit(hists, cfg)
+    write_json(layout.noise_fit, fit.to_dict())
+    if fit.mixture is not None:
+        log.info("mixture: estimated noise ratio %.3f over %d pairs", fit.mixture.noise_ratio,
+                 hists.pairs)
+        if fit.mixture.consistency is not None:
+            log.info("mixture: fused with the neighbour consistency of %d pairs",
+                     int(hists.consistency.sum()))
+        for warning in fit_warnings(fit.mixture.to_dict()):
+            log.warning("mixture: %s", warning)
+    if fit.uncertainty_threshold is not None:
+        log.info("division: uncertainty threshold %.3f", fit.uncertainty_threshold)
+    return fit

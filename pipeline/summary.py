@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from pairsift.models.config import MixtureConfig
+from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.storage.atomic import atomic_open, list_files
 
 VERSIONED = ("pairsift", "torch", "apache-beam", "open_clip_torch", "transformers", "pyarrow")
@@ -70,6 +71,13 @@ def fit_warnings(mixture: dict[str, Any]) -> list[str]:
         "from one given another pair's caption, so few or no pairs are kept. A random-init or "
         "unsuitable encoder does this (--encoder); so does input that really is almost all noise."
     ]
+
+
+def fit_summary(fit: NoiseFit) -> dict[str, Any]:
+    """The noise fit as summary.json reports it: the mixture's parameters and the cuts."""
+    params = {} if fit.mixture is None else fit.mixture.to_dict()
+    return params | {"uncertainty_threshold": fit.uncertainty_threshold,
+                     "keep_posterior": fit.keep_posterior}
 
 
 def build_summary(

@@ -99,7 +99,7 @@ def test_graph_sees_every_module_and_lazy_imports() -> None:
     assert "pairsift.models.noise.mixture" in graph
     assert "pairsift.benchmarks.quality" in graph
     # run() imports its stages inside the function body: lazy imports must be edges too
-    assert "pairsift.pipeline.pass2" in graph["pairsift.pipeline.run"]
+    assert "pairsift.pipeline.pass2" in graph["pairsift.pipeline.stages"]
 
 
 def test_no_import_cycle() -> None:

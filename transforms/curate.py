@@ -8,52 +8,27 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pairsift.models.config import PairsiftConfig
+from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.records import Status, is_embedding_column
 
 
-@dataclass
-class FitState:
-    """Global results of the fit that every pass-2 worker needs (small, JSON-able)."""
-
-    mixture: Any  # models.mixture.BetaMixture
-    uncertainty_threshold: float | None = None  # global u_thr (None: from each shard's scores)
-    keep_posterior: float | None = None  # global fused noise-share cut (None: none applies)
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any], division: dict[str, Any] | None = None) -> FitState:
-        from pairsift.models.noise.mixture import BetaMixture
-
-        thr = (division or {}).get("uncertainty_threshold")
-        keep = (division or {}).get("keep_posterior")
-        return cls(BetaMixture.from_dict(params), uncertainty_threshold=thr, keep_posterior=keep)
-
-
-def label_scores(
-    scores: dict[str, np.ndarray], state: FitState, cfg: PairsiftConfig
-) -> dict[str, np.ndarray]:
-    """Division of the scored pairs: label, p_clean, soft_label, uncertainty, noise_kind_pred."""
-    from pairsift.models.noise.division import divide
-
+def label_scores(scores: dict[str, np.ndarray], fit: NoiseFit) -> dict[str, np.ndarray]:
+    """The noise fit's division of a shard's scored pairs: label, p_clean, soft_label,
+    uncertainty, noise_kind_pred."""
     if not scores or len(next(iter(scores.values()))) == 0:
         return {}
-    division = divide(
-        scores, state.mixture, cfg.division, uncertainty_threshold=state.uncertainty_threshold,
-        keep_posterior=state.keep_posterior,
-    )
-    out = {
+    division = fit.label(scores)
+    return {
         "label": np.asarray(division.label).astype(str),
         "p_clean": np.asarray(division.p_clean, dtype=np.float64),
         "soft_label": np.asarray(division.soft_label, dtype=np.float64),
         "uncertainty": np.asarray(division.uncertainty, dtype=np.float64),
-        "noise_kind_pred": np.asarray(state.mixture.noise_kind(scores["loss"])).astype(str),
+        "noise_kind_pred": np.asarray(fit.noise_kind(scores["loss"])).astype(str),
     }
-    return out
 
 
 def clean_float(value: Any) -> float | None:

@@ -142,8 +142,17 @@ def _view_suffix(scores: dict[str, np.ndarray], cfg: DivisionConfig) -> str:
 
 
 def view_uncertainty(scores: dict[str, np.ndarray], cfg: DivisionConfig) -> np.ndarray:
-    """The u :func:`divide` reads: the dual-view one when present and ``dual_view`` is on."""
+    """The u of the division's view: the dual-view one when present and ``dual_view`` is on."""
     return _get(scores, "uncertainty" + _view_suffix(scores, cfg))
+
+
+def division_uncertainty(scores: dict[str, np.ndarray], cfg: DivisionConfig) -> np.ndarray:
+    """The u the division reads and the noise fit histograms: :func:`view_uncertainty`, with
+    the single-view u standing in where a dual-view u is missing (a pair without a
+    translation), so neither ever sees a NaN."""
+    u = view_uncertainty(scores, cfg)
+    single = _get(scores, "uncertainty")
+    return np.where(np.isfinite(u), u, single)
 
 
 def _p_clean(scores: dict[str, np.ndarray], mixture: BetaMixture | None, sfx: str) -> np.ndarray:
@@ -260,11 +269,14 @@ def divide(
     scores: dict[str, np.ndarray],
     mixture: BetaMixture | None,
     cfg: DivisionConfig,
-    memory: UncertaintyMemory | None = None,
+    uncertainty: np.ndarray | None = None,
     uncertainty_threshold: float | None = None,
     keep_posterior: float | None = None,
 ) -> Division:
     """Label every pair clean / hard / noisy and give it a soft label (see module doc).
+
+    ``uncertainty`` replaces the scores' u (the trainer passes its self-corrected u,
+    :class:`UncertaintyMemory`); by default :func:`division_uncertainty`.
 
     ``uncertainty_threshold`` fixes u_thr (fitted globally, for shard-wise division); without
     it u_thr comes from these scores (:func:`relative_threshold`). ``keep_posterior`` likewise
@@ -272,7 +284,7 @@ def divide(
     without it); a loss-only posterior cuts at the loss :func:`share_cut` reads off the null.
     """
     sfx = _view_suffix(scores, cfg)
-    unc = view_uncertainty(scores, cfg)
+    unc = division_uncertainty(scores, cfg) if uncertainty is None else np.asarray(uncertainty)
     n = unc.shape[0]
     method = cfg.method
     if method == "none":
@@ -306,8 +318,6 @@ def divide(
         label = np.where(p_clean >= cfg.clean_threshold, "clean", "noisy")
         return Division(label, p_clean, soft, unc)
 
-    if cfg.self_correction and memory is not None:
-        unc = memory.update(unc)
     if uncertainty_threshold is None:
         uncertainty_threshold = relative_threshold(unc, p_clean, cfg)
     top = _get(scores, "top" + sfx) > 0.5

@@ -14,9 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pairsift.models.config import DivisionConfig, PairsiftConfig
-from pairsift.models.noise.consistency import CONSISTENCY_RANGE, NeighbourIndex
-from pairsift.models.noise.division import Division, UncertaintyMemory, divide
+from pairsift.models.config import PairsiftConfig
+from pairsift.models.noise.consistency import NeighbourIndex
+from pairsift.models.noise.division import (
+    Division,
+    UncertaintyMemory,
+    divide,
+    division_uncertainty,
+)
+from pairsift.models.noise.fit import fit_scores
 from pairsift.models.noise.histogram import histogram
 from pairsift.models.noise.mixture import BetaMixture
 from pairsift.models.noise.null import derangement, with_swapped_captions
@@ -28,14 +34,6 @@ from pairsift.models.training.scoring import (
     loss_range,
     score_batch,
 )
-
-
-def _division_cfg(cfg: PairsiftConfig) -> DivisionConfig:
-    return dataclasses.replace(
-        cfg.division,
-        refurbish=cfg.division.refurbish and cfg.train.refurbish,
-        fisher_soften=cfg.division.fisher_soften and cfg.train.fisher_soften,
-    )
 
 
 def _scorer(
@@ -132,58 +130,29 @@ def divide_scores(
     null_losses: np.ndarray | None = None,
     null_consistency: np.ndarray | None = None,
 ) -> tuple[Division, BetaMixture | None]:
-    """Fit the mixture on a histogram of the losses (pairsift/bmm) and divide.
+    """Divide in-memory scores through the one noise fit (:mod:`pairsift.models.noise.fit`).
 
-    ``null_losses`` (caption-swapped pairs, :mod:`pairsift.models.noise.null`) give the
-    mixture its empirical null when ``mixture.null_model`` is "shuffled". With that null,
-    ``scores["consistency"]`` and ``null_consistency`` (the same construction's neighbour
-    consistency, :func:`neighbour_consistency`) fuse the consistency into the posterior.
+    The scores' histograms give the :class:`NoiseFit` the pipeline would fit on them, and it
+    labels the pairs. ``null_losses`` (caption-swapped pairs) give the mixture its empirical
+    null; with it, ``scores["consistency"]`` and ``null_consistency`` fuse the neighbour
+    consistency into the posterior. ``memory`` self-corrects u before the fit reads it.
+    ``method`` "gmm" is NCR's division (a baseline that ranks all pairs at once).
     """
-    lo, hi = loss_range(cfg.train)
-    dcfg = _division_cfg(cfg)
-    if method is not None:
-        dcfg = dataclasses.replace(dcfg, method=method)
-    mixture = None
-    if dcfg.method in ("pairsift", "bmm"):
-        counts = histogram(scores["loss"], lo, hi, cfg.mixture.bins)
-        null_counts = (
-            None if null_losses is None else histogram(null_losses, lo, hi, cfg.mixture.bins)
-        )
-        if np.count_nonzero(counts) >= 2:
-            mixture = BetaMixture.fit_histogram(counts, lo, hi, cfg.mixture, null_counts)
-    observed = scores.get("consistency")
-    if mixture is not None and observed is not None and null_consistency is not None:
-        fuse_consistency(
-            mixture, consistency_histogram(observed, cfg),
-            consistency_histogram(null_consistency, cfg), cfg,
-        )
-    return divide(scores, mixture, dcfg, memory), mixture
-
-
-def fuse_consistency(
-    mixture: BetaMixture, counts: np.ndarray, null_counts: np.ndarray, cfg: PairsiftConfig
-) -> bool:
-    """Attach the consistency ratio to ``mixture`` from the observed and null consistency
-    histograms, where it applies: consistency on, an empirical null fitted, at least 2 values
-    in each. The trainer's and the pipeline's division both go through here."""
-    if not cfg.consistency.enabled or mixture.null is None:
-        return False
-    if np.sum(counts) < 2 or np.sum(null_counts) < 2:
-        return False
-    mixture.with_consistency(counts, null_counts, cfg.consistency.weight)
-    return True
+    dcfg = cfg.division if method is None else dataclasses.replace(cfg.division, method=method)
+    if dcfg.method == "gmm":
+        return divide(scores, None, dcfg), None
+    run_cfg = dataclasses.replace(cfg, division=dcfg)
+    u = division_uncertainty(scores, dcfg)
+    if memory is not None and dcfg.self_correction and dcfg.method == "pairsift":
+        u = memory.update(u)
+    fit = fit_scores(scores, run_cfg, loss_range(cfg.train), null_losses, null_consistency, u)
+    return fit.label(scores, uncertainty=u), fit.mixture
 
 
 def consistency_applies(cfg: PairsiftConfig, pairs: int) -> bool:
     """Whether neighbour consistency is computed for ``pairs`` fit pairs: it is on, there is
     an empirical null to fuse it with, and there are enough pairs to have neighbours."""
     return cfg.consistency.enabled and cfg.mixture.null_model == "shuffled" and pairs >= 4
-
-
-def consistency_histogram(values: np.ndarray, cfg: PairsiftConfig) -> np.ndarray:
-    """Counts of the finite consistency values over :data:`CONSISTENCY_RANGE`."""
-    v = np.asarray(values, dtype=np.float64)
-    return histogram(v[np.isfinite(v)], *CONSISTENCY_RANGE, cfg.consistency.bins)
 
 
 @dataclass

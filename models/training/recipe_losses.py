@@ -63,7 +63,7 @@ def _pairsift_loss(b: Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
     kept = ~d["noisy"]
     soft = (
         d["soft"]
-        if t.refurbish or t.fisher_soften
+        if cfg.division.refurbish or cfg.division.fisher_soften
         else torch.where(d["hard"], d["soft"], torch.ones_like(d["soft"]))
     )
     if t.trusted_margin:

@@ -8,8 +8,8 @@ import io
 from PIL import Image
 
 from pairsift.benchmarks.embed import register, run_bench
-from pairsift.benchmarks.embed_probe import register as register_probe
 from pairsift.benchmarks.embed_probe import probe
+from pairsift.benchmarks.embed_probe import register as register_probe
 from pairsift.pipeline.io.shard_writer import ShardSample, write_shard
 
 

@@ -61,7 +61,7 @@ def test_run_refuses_divisions_that_need_all_scores_at_once() -> None:
     cfg = PairsiftConfig()
     check_division(cfg)
     cfg.division.method = "gmm"
-    with pytest.raises(SystemExit, match="shard by shard"):
+    with pytest.raises(SystemExit, match="ranks all pairs at once"):
         check_division(cfg)
     cfg.division.method = "clip_score"
     with pytest.raises(SystemExit):

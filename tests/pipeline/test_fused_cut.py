@@ -7,24 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.noise.consistency import CONSISTENCY_RANGE
 from pairsift.models.noise.division import divide
-from pairsift.models.noise.histogram import histogram, histogram2d
+from pairsift.models.noise.fit import NoiseFit, NoiseHistograms
 from pairsift.models.storage.atomic import read_json, write_json
 from pairsift.pipeline.layout import RunLayout
-from pairsift.pipeline.score_pass import (
-    CONSISTENCY_HISTOGRAM_FILE,
-    DIVISION_FILE,
-    HISTOGRAM_FILE,
-    JOINT_CONSISTENCY_FILE,
-    MIXTURE_FILE,
-    NULL_CONSISTENCY_HISTOGRAM_FILE,
-    NULL_HISTOGRAM_FILE,
-    UNCERTAINTY_BINS,
-    UNCERTAINTY_HISTOGRAM_FILE,
-    fit_mixture,
-)
-from pairsift.transforms.curate import FitState, label_scores
+from pairsift.pipeline.score_pass import fit_noise
+from pairsift.transforms.curate import label_scores
 
 
 def _scores(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -42,22 +30,11 @@ def _scores(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.nd
 
 
 def _write_histograms(layout: RunLayout, cfg: PairsiftConfig, n: int) -> dict[str, np.ndarray]:
+    """The score pass's output for ``n`` pairs: their summed histograms."""
     scores, null_loss, null_c = _scores(n, seed=3)
-    bins, c_bins = cfg.mixture.bins, cfg.consistency.bins
-
-    def save(name: str, counts: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> None:
-        write_json(layout.fit_file(name), {"lo": lo, "hi": hi, "counts": counts.tolist()})
-
-    loss, c = scores["loss"], scores["consistency"]
-    save(HISTOGRAM_FILE, histogram(loss, 0.0, 1.0, bins))
-    save(NULL_HISTOGRAM_FILE, histogram(null_loss, 0.0, 1.0, bins))
-    save(UNCERTAINTY_HISTOGRAM_FILE,
-         histogram2d(loss, scores["uncertainty"], (0.0, 1.0), (0.0, 1.0), UNCERTAINTY_BINS))
-    save(CONSISTENCY_HISTOGRAM_FILE, histogram(c, *CONSISTENCY_RANGE, c_bins), *CONSISTENCY_RANGE)
-    save(NULL_CONSISTENCY_HISTOGRAM_FILE, histogram(null_c, *CONSISTENCY_RANGE, c_bins),
-         *CONSISTENCY_RANGE)
-    save(JOINT_CONSISTENCY_FILE,
-         histogram2d(loss, c, (0.0, 1.0), CONSISTENCY_RANGE, (UNCERTAINTY_BINS[0], c_bins)))
+    hists = NoiseHistograms.of((0.0, 1.0), cfg, scores["loss"], scores["uncertainty"], null_loss,
+                               scores["consistency"], null_c)
+    write_json(layout.histograms, hists.to_dict())
     return scores
 
 
@@ -68,18 +45,16 @@ def test_every_shard_cuts_at_one_fused_posterior_that_keeps_the_clean_count(tmp_
     layout = RunLayout(str(tmp_path))
     n = 4000
     scores = _write_histograms(layout, cfg, n)
-    params = fit_mixture(cfg, layout)
-    assert read_json(layout.fit_file(MIXTURE_FILE))["consistency"] is not None
-    keep = read_json(layout.fit_file(DIVISION_FILE))["keep_posterior"]
-    assert keep is not None and keep == params["keep_posterior"]
-    state = FitState.from_params(read_json(layout.fit_file(MIXTURE_FILE)),
-                                 read_json(layout.fit_file(DIVISION_FILE)))
+    fit = fit_noise(cfg, layout)
+    saved = read_json(layout.noise_fit)
+    assert saved["mixture"]["consistency"] is not None
+    assert saved["keep_posterior"] is not None and saved["keep_posterior"] == fit.keep_posterior
+    state = NoiseFit.from_dict(saved)  # what every pass-2 worker loads
     shards = [slice(0, 1000), slice(1000, 2600), slice(2600, n)]
     labels = np.concatenate([
-        label_scores({k: v[part] for k, v in scores.items()}, state, cfg)["label"]
-        for part in shards
+        label_scores({k: v[part] for k, v in scores.items()}, state)["label"] for part in shards
     ])
-    whole = label_scores(scores, state, cfg)["label"]
+    whole = label_scores(scores, state)["label"]
     np.testing.assert_array_equal(labels, whole)  # no shard's own scores move the cut
     kept = labels != "noisy"
     clean_count = (1 - state.mixture.noise_ratio) * n
@@ -87,7 +62,9 @@ def test_every_shard_cuts_at_one_fused_posterior_that_keeps_the_clean_count(tmp_
     # and it agrees with the exact in-memory cut on all but the pairs near it
     in_memory = divide(scores, state.mixture, cfg.division).kept
     assert (in_memory == kept).mean() > 0.98
-    # without the anchors' histograms the posterior is the loss's alone, cut by the loss
-    Path(layout.fit_file(CONSISTENCY_HISTOGRAM_FILE)).unlink()
-    loss_only = fit_mixture(cfg, layout)
-    assert loss_only["consistency"] is None and loss_only["keep_posterior"] is None
+    # without the anchors' consistency the posterior is the loss's alone, cut by the loss
+    hists = NoiseHistograms.from_dict(read_json(layout.histograms))
+    hists.consistency[:] = 0
+    write_json(layout.histograms, hists.to_dict())
+    loss_only = fit_noise(cfg, layout)
+    assert loss_only.mixture.consistency is None and loss_only.keep_posterior is None

@@ -10,9 +10,10 @@ import torch
 from pairsift.models.config import MixtureConfig, PairsiftConfig
 from pairsift.models.noise.division import divide, relative_threshold
 from pairsift.models.noise.evidential import opinion
+from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.noise.histogram import histogram
 from pairsift.models.noise.mixture import BetaMixture
-from pairsift.transforms.curate import FitState, label_scores
+from pairsift.transforms.curate import label_scores
 
 
 def _scores(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -41,12 +42,13 @@ def test_shards_keep_nothing_beyond_the_global_null_count() -> None:
     )
     thr = relative_threshold(scores["uncertainty"], mixture.posterior_clean(scores["loss"]), cfg.division)
     # the state as pass 2 reads it: the mixture (with its null) through JSON
-    state = FitState.from_params(json.loads(json.dumps(mixture.to_dict())), {"uncertainty_threshold": thr})
+    fit = NoiseFit(cfg.division, mixture, uncertainty_threshold=thr)
+    state = NoiseFit.from_dict(json.loads(json.dumps(fit.to_dict())))
     cut = state.mixture.keep_loss()
     assert cut is not None and abs(cut - mixture.keep_loss()) < 1e-9
     shards = np.array_split(np.arange(3000), 7)
     labels = np.concatenate([
-        label_scores({k: v[rows] for k, v in scores.items()}, state, cfg)["label"] for rows in shards
+        label_scores({k: v[rows] for k, v in scores.items()}, state)["label"] for rows in shards
     ])
     whole = divide(scores, mixture, cfg.division, uncertainty_threshold=thr)
     np.testing.assert_array_equal(labels, whole.label)  # shard by shard = all at once

@@ -121,7 +121,7 @@ def test_self_correction_changes_fluctuating_pair_only(mixture) -> None:
     memory2 = UncertaintyMemory(2, window=3, fluctuation_threshold=0.1)
     for u in [(0.62, 0.3), (0.6, 0.3), (0.61, 0.75)]:
         s = dict(base, uncertainty=np.array(u))
-        div = divide(s, mixture, cfg, memory2)
+        div = divide(s, mixture, cfg, uncertainty=memory2.update(s["uncertainty"]))
     assert memory2.fluctuating().tolist() == [False, True]
     assert div.label.tolist() == ["hard", "clean"]  # stable pair unchanged, fluctuating fixed
     assert div.uncertainty[0] == pytest.approx(0.61)

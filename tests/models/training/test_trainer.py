@@ -115,9 +115,9 @@ def ablation_base():
 @pytest.mark.parametrize(
     "switch",
     [
-        "refurbish",
+        "division.refurbish",
         "trusted_margin",
-        "fisher_soften",
+        "division.fisher_soften",
         "mutual_learning",
         "division.use_uncertainty",
         "division.self_correction",

@@ -1,0 +1,114 @@
+"""Label pairs that are already embedded, through the stages `pairsift run` ships.
+
+A run that starts from vectors (a benchmark's cached embeddings, or precomputed towers)
+skips pass 1 and pass 2's re-read of images, but its labels must be the ones `pairsift run`
+would give: the same fit step, score pass, noise fit and per-shard labelling, on the same
+OUT/embeddings layout. This module writes that layout and runs exactly those stages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.models.noise.fit import NoiseFit
+from pairsift.models.records import Status
+from pairsift.models.storage.tables import write_rows
+from pairsift.pipeline.layout import RunLayout
+
+LABEL_COLUMNS = ("label", "p_clean", "soft_label", "uncertainty")
+
+
+@dataclass
+class EmbeddedShard:
+    """One shard of embedded pairs: keys (unique within the shard) and row-aligned vectors."""
+
+    name: str
+    keys: list[str]
+    image: np.ndarray
+    text: np.ndarray
+    text_tgt: dict[str, np.ndarray] = field(default_factory=dict)
+    text_ml: np.ndarray | None = None  # the English caption through the multilingual tower
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The shard's rows as pass 1 writes them (ids, fingerprints, float16 vectors)."""
+        out = []
+        for i, key in enumerate(self.keys):
+            row: dict[str, Any] = {
+                "key": key, "source_shard": self.name, "index": i, "status": Status.OK.value,
+                # one fingerprint per pair: embedded input carries no bytes to deduplicate by
+                "sha256": hashlib.sha256(f"{self.name}/{key}".encode()).hexdigest(),
+                "caption_sha256": hashlib.sha256(f"{self.name}/{key}/c".encode()).hexdigest(),
+                "image_emb": self.image[i], "text_emb": self.text[i],
+            }
+            for lang, vectors in sorted(self.text_tgt.items()):
+                row[f"text_emb_{lang}"] = vectors[i]
+            if self.text_ml is not None:
+                row["text_emb_ml"] = self.text_ml[i]
+            out.append(row)
+        return out
+
+
+@dataclass
+class EmbeddedLabels:
+    """The shipped division of every pair, in shard then key order, with the fit behind it."""
+
+    shard: list[str]
+    key: list[str]
+    columns: dict[str, np.ndarray]  # label, p_clean, soft_label, uncertainty
+    noise_fit: NoiseFit
+    fit_info: dict[str, Any]
+
+    @property
+    def label(self) -> np.ndarray:
+        return self.columns["label"]
+
+    @property
+    def p_clean(self) -> np.ndarray:
+        return self.columns["p_clean"]
+
+    @property
+    def kept(self) -> np.ndarray:
+        return self.label != "noisy"
+
+
+def write_embedded(shards: list[EmbeddedShard], layout: RunLayout) -> None:
+    """OUT/embeddings/<shard>.parquet for each shard, in pass 1's format."""
+    for shard in shards:
+        if len(set(shard.keys)) != len(shard.keys):
+            raise ValueError(f"shard {shard.name!r} repeats a key")
+        write_rows(layout.embeddings_file(shard.name), shard.rows())
+
+
+def label_embedded(
+    shards: list[EmbeddedShard], cfg: PairsiftConfig, output: str, beam_args: list[str] | None = None
+) -> EmbeddedLabels:
+    """Fit, score, fit the noise model and label ``shards`` under ``output``, as `pairsift
+    run` does after pass 1 (its stages, its RunLayout, its per-shard labelling)."""
+    from pairsift.pipeline.options import make_options
+    from pairsift.pipeline.pass2 import ShardLabels
+    from pairsift.pipeline.stages import STAGES, RunContext, run_stages
+
+    layout = RunLayout(output.rstrip("/"))
+    write_embedded(shards, layout)
+    ctx = RunContext(cfg, layout, make_options(beam_args or []), shards=[])
+    run_stages(ctx, tuple(s for s in STAGES if s.name in ("fit", "score", "mixture")))
+    assert ctx.noise_fit is not None
+    names: list[str] = []
+    keys: list[str] = []
+    values: dict[str, list[Any]] = {c: [] for c in LABEL_COLUMNS}
+    for shard in shards:
+        labelled = ShardLabels.of(layout, shard.name, ctx.noise_fit, cfg).per_key
+        for key in shard.keys:
+            names.append(shard.name)
+            keys.append(key)
+            row = labelled.get(key, {})
+            for column in LABEL_COLUMNS:
+                values[column].append(row.get(column))
+    columns = {"label": np.asarray(values["label"], dtype=object).astype(str)}
+    columns.update({c: np.asarray(values[c], dtype=np.float64) for c in LABEL_COLUMNS[1:]})
+    return EmbeddedLabels(names, keys, columns, ctx.noise_fit, ctx.fit_info)

@@ -1,0 +1,150 @@
+"""The stages of `pairsift run`, each listed once, in run order, with its completion markers.
+
+A stage is a name (also its ``summary.json`` ``timings_s`` key), the outputs whose presence
+means it is complete, and its run. Every stage writes atomically and skips work already done
+(shard by shard where it runs on Beam), so a killed run restarted with the same arguments
+resumes where it stopped and gives the same bytes as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.models.noise.fit import NoiseFit
+from pairsift.models.storage.atomic import exists, read_json, write_json
+from pairsift.pipeline.io.readers import InputShard
+from pairsift.pipeline.layout import RunLayout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunContext:
+    """What every stage reads, and what the stages hand on to later ones."""
+
+    cfg: PairsiftConfig
+    layout: RunLayout
+    options: PipelineOptions
+    shards: list[InputShard]
+    wave_size: int = 4
+    counters: dict[str, int] = field(default_factory=dict)  # Beam counters, summed
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    fit_info: dict[str, Any] = field(default_factory=dict)
+    noise_fit: NoiseFit | None = None
+    final_info: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def add_counters(self, counters: dict[str, int]) -> None:
+        for key, value in counters.items():
+            self.counters[key] = self.counters.get(key, 0) + value
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    markers: Callable[[RunContext], list[str]]  # outputs that exist once the stage is done
+    run: Callable[[RunContext], None]
+
+    def complete(self, ctx: RunContext) -> bool:
+        return all(exists(path) for path in self.markers(ctx))
+
+
+def _shard_outputs(ctx: RunContext, path_of: Callable[[str], str]) -> list[str]:
+    return [path_of(shard.name) for shard in ctx.shards]
+
+
+def _run_pass1(ctx: RunContext) -> None:
+    from pairsift.pipeline.pass1 import run_pass1
+
+    ctx.add_counters(run_pass1(ctx.shards, ctx.cfg, ctx.layout, ctx.options, ctx.wave_size))
+
+
+def _run_fit(ctx: RunContext) -> None:
+    from pairsift.pipeline.fit import run_fit
+
+    ctx.fit_info = run_fit(ctx.cfg, ctx.layout)
+
+
+def _run_score(ctx: RunContext) -> None:
+    from pairsift.pipeline.score_pass import run_score_pass
+
+    ctx.add_counters(run_score_pass(ctx.cfg, ctx.layout, ctx.options))
+
+
+def _run_mixture(ctx: RunContext) -> None:
+    from pairsift.pipeline.score_pass import fit_noise
+
+    ctx.noise_fit = fit_noise(ctx.cfg, ctx.layout)
+
+
+def _run_pass2(ctx: RunContext) -> None:
+    from pairsift.pipeline.pass2 import run_pass2
+
+    ctx.add_counters(run_pass2(ctx.shards, ctx.cfg, ctx.layout, ctx.options))
+
+
+def _run_final_model(ctx: RunContext) -> None:
+    from pairsift.pipeline.final_model import run_final_model
+    from pairsift.pipeline.summary import load_audit
+
+    ctx.final_info = run_final_model(ctx.cfg, ctx.layout, load_audit(ctx.layout.audit))
+
+
+def _run_summary(ctx: RunContext) -> None:
+    from pairsift.pipeline.summary import build_summary, fit_summary, load_audit, write_report
+
+    assert ctx.noise_fit is not None
+    summary = build_summary(
+        load_audit(ctx.layout.audit),
+        input_pairs_expected=None,
+        mixture=fit_summary(ctx.noise_fit),
+        fit_info=ctx.fit_info,
+        timings=ctx.timings,
+        counters=ctx.counters,
+        config=ctx.cfg.to_dict(),
+        keep_labels=list(ctx.cfg.output.keep_labels),
+    )
+    summary["shards"] = {f"{i:05d}": s.name for i, s in enumerate(ctx.shards)}
+    summary["final_model"] = ctx.final_info
+    # summary.json holds timings, so it is the one output that differs between runs
+    write_json(ctx.layout.summary, summary)
+    write_report(ctx.layout.report, summary, read_json(ctx.layout.histograms)["loss"])
+    ctx.summary = summary
+
+
+def _curated(ctx: RunContext) -> list[str]:
+    from pairsift.pipeline.pass2 import output_name
+
+    names = [output_name(i) for i in range(len(ctx.shards))]
+    return [ctx.layout.audit_file(n) for n in names] + [
+        f"{ctx.layout.shards}/{n}_stats.json" for n in names
+    ]
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("pass1", lambda c: _shard_outputs(c, c.layout.embeddings_file), _run_pass1),
+    Stage("fit", lambda c: [c.layout.fit_done], _run_fit),
+    Stage("score", lambda c: [c.layout.histograms], _run_score),
+    Stage("mixture", lambda c: [c.layout.noise_fit], _run_mixture),
+    Stage("pass2", _curated, _run_pass2),
+    Stage("final_model", lambda c: [c.layout.final_done], _run_final_model),
+    Stage("summary", lambda c: [c.layout.summary, c.layout.report], _run_summary),
+)
+
+
+def run_stages(ctx: RunContext, stages: tuple[Stage, ...] = STAGES) -> RunContext:
+    """Run every stage in order, timing each (a resumed stage skips its finished work)."""
+    for stage in stages:
+        if stage.complete(ctx) and stage.name != "summary":
+            log.info("%s: outputs present, resuming past finished work", stage.name)
+        start = time.monotonic()
+        stage.run(ctx)
+        ctx.timings[stage.name] = time.monotonic() - start
+    return ctx
