@@ -28,8 +28,9 @@ from pairsift.models.config import PairsiftConfig
 from pairsift.models.metrics import detection_auc, kept_precision_recall, recall_at_k
 from pairsift.models.pairdata import PairEmbeddings
 from pairsift.models.synthetic import make_pairs
+from pairsift.models.training.epoch_division import divide_pairs
 from pairsift.models.training.heads import ProjectionHeads
-from pairsift.models.training.trainer import divide_pairs, train
+from pairsift.models.training.trainer import train
 
 
 def _config(loss: str, epochs: int, seed: int) -> PairsiftConfig:

@@ -24,8 +24,9 @@ from pairsift.benchmarks.synthetic_noise import _config
 from pairsift.models.metrics import detection_auc, recall_at_k
 from pairsift.models.pairdata import PairEmbeddings
 from pairsift.models.synthetic import make_pairs
+from pairsift.models.training.epoch_division import divide_pairs
 from pairsift.models.training.heads import ProjectionHeads
-from pairsift.models.training.trainer import divide_pairs, train
+from pairsift.models.training.trainer import train
 
 LANG = "pt"
 

@@ -119,7 +119,7 @@ def encoder_aligned(spec: str, image_dim: int, text_dim: int) -> bool:
 
 
 def to_pair_embeddings(pairs: EmbeddedPairs, langs: list[str]):
-    from pairsift.models.training.trainer import PairEmbeddings
+    from pairsift.models.pairdata import PairEmbeddings
 
     m = pairs.matrices
     return PairEmbeddings(

@@ -86,7 +86,7 @@ def embeddings_from_shards(path: str, cfg: PairsiftConfig):
     import torch
 
     from pairsift.models.encoders.factory import build_encoder
-    from pairsift.models.training.trainer import PairEmbeddings
+    from pairsift.models.pairdata import PairEmbeddings
 
     urls = [s.path for s in discover_shards(path) if s.kind == "tar"]
     if not urls:

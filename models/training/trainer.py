@@ -1,25 +1,16 @@
-"""Noise-robust training of the projection heads on precomputed embeddings (DESIGN §2, §5).
+"""Noise-robust training of the projection heads on precomputed embeddings.
 
-``cfg.train.loss`` picks the recipe:
-
-- ``pairsift``: RCAR warm-up (multi-task: top-k hinge + evidential + complementary), then
-  every epoch re-score all pairs against a fixed bank, fit the beta mixture on a histogram of
-  the losses, divide (UCPM, with the memory for self-correction) and train kept pairs with the
-  trusted-margin hinge and the soft-label-weighted evidential loss, noisy pairs only through
-  the complementary loss, plus UML mutual learning when a target language is present.
-- ``ncr``: NCR — warm-up with the top-k hinge, then GMM division of per-pair losses and the
-  soft-margin hinge with co-rectified labels, clean and noisy sub-batches apart.
-- ``decl``: DECL — evidential loss (KL annealed over warm-up) plus the scheduled hinge.
-- ``rcl``: complementary contrastive loss only.
-- ``contrastive``: plain symmetric InfoNCE on every pair (the "train on all" baseline).
-
-``cfg.train.co_teaching`` trains two heads, each on the other's division (NCR co-divide).
+One loop for every recipe (:mod:`pairsift.models.training.recipes`, named by
+``train.loss``): pairsift (RCAR warm-up, then each epoch the one noise fit divides every pair
+and the kept pairs train with the trusted margin and the soft-label-weighted evidential loss,
+noisy pairs only through the complementary loss, plus UML mutual learning), NCR (GMM
+co-divide, soft margin), DECL, RCL and plain contrastive. ``train.co_teaching`` trains two
+heads, each on the other's division (NCR co-divide).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,13 +22,11 @@ from pairsift.models.config import PairsiftConfig, TrainConfig
 from pairsift.models.metrics import recall_at_k
 from pairsift.models.noise.division import Division, UncertaintyMemory
 from pairsift.models.noise.mixture import BetaMixture
-from pairsift.models.pairdata import PairEmbeddings, load_embeddings_parquet
+from pairsift.models.pairdata import PairEmbeddings
 from pairsift.models.training.epoch_division import (
     NeighbourScores,
     crossfit_scorer,
-    crossfit_scores,
     divide_pairs,
-    divide_scores,
     divide_with,
     fold_ids,
     neighbour_consistency,
@@ -45,22 +34,8 @@ from pairsift.models.training.epoch_division import (
     translation_trust,
 )
 from pairsift.models.training.heads import ProjectionHeads
-from pairsift.models.training.recipe_losses import Batch, batch_loss
+from pairsift.models.training.recipes import Batch, TrainingRecipe, training_recipe
 
-__all__ = [
-    "PairEmbeddings",
-    "TrainResult",
-    "train",
-    "load_embeddings_parquet",
-    "divide_pairs",
-    "divide_scores",
-    "crossfit_scorer",
-    "crossfit_scores",
-    "fold_ids",
-    "translation_trust",
-]
-
-METHODS = ("pairsift", "ncr", "decl", "rcl", "contrastive")
 CENTRE_MODES = ("auto", "always", "never")
 
 
@@ -102,12 +77,6 @@ def _rsum(heads: ProjectionHeads, val: PairEmbeddings) -> float:
     return recall_at_k(img, txt)["rsum"]
 
 
-def _ncr_division(div: Division, scores: dict[str, np.ndarray]) -> Division:
-    """NCR co-rectified labels: p_clean·1 + (1 − p_clean)·model prediction."""
-    soft = div.p_clean + (1.0 - div.p_clean) * np.asarray(scores["match_prob"])
-    return dataclasses.replace(div, soft_label=np.clip(soft, 0.0, 1.0))
-
-
 @dataclass
 class _Net:
     """Heads, their optimiser and the rows they train on (all rows, or one fold's complement)."""
@@ -132,12 +101,29 @@ def _new_net(data: PairEmbeddings, cfg: PairsiftConfig, identity_init: bool,
     return _Net(heads, opt, torch.from_numpy(np.asarray(rows, dtype=np.int64)))
 
 
-def _use_folds(cfg: PairsiftConfig, n: int) -> int:
-    """Fold count for cross-fitted division: only for pairsift, and only on sets small enough
-    (``crossfit_max_pairs``) for the heads to memorise them within the warm-up."""
+def _use_folds(recipe: TrainingRecipe, cfg: PairsiftConfig, n: int) -> int:
+    """Fold count for cross-fitted division: only for a recipe that cross-fits, and only on
+    sets small enough (``crossfit_max_pairs``) for the heads to memorise them in the warm-up."""
     t = cfg.train
     small = n <= t.crossfit_max_pairs
-    return t.division_folds if t.loss == "pairsift" and t.division_folds >= 2 and small else 0
+    return t.division_folds if recipe.crossfits and t.division_folds >= 2 and small else 0
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds across epochs."""
+
+    recipe: TrainingRecipe
+    data: PairEmbeddings
+    cfg: PairsiftConfig
+    nets: list[_Net]
+    fold_nets: list[_Net]
+    folds: np.ndarray | None
+    memories: list[UncertaintyMemory | None]
+    neighbours: NeighbourScores | None
+    tensors: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]
+    weights: torch.Tensor | None
+    gen: torch.Generator
 
 
 def train(
@@ -151,21 +137,60 @@ def train(
 ) -> TrainResult:
     """Train projection heads with the recipe ``cfg.train.loss`` (see module doc).
 
-    With ``train.division_folds`` = k ≥ 2 (pairsift), k extra fold heads train beside the
-    main heads, each on all pairs outside its fold, and every division scores a pair with the
-    heads that never saw it (:func:`crossfit_scores`). ``folds`` fixes each row's fold (the
-    pipeline derives it from the pair key so its score pass can use the same heads); by
-    default it is drawn from the seed. ``weights`` (one per pair, ≥ 0) weigh each pair's
-    term in the plain losses (contrastive, rcl, decl): the final model weighs the kept pairs
-    by their clean posterior (``train.final_weight_power``).
+    With ``train.division_folds`` = k ≥ 2 (a cross-fitting recipe), k extra fold heads train
+    beside the main heads, each on all pairs outside its fold, and every division scores a
+    pair with the heads that never saw it (:func:`crossfit_scores`). ``folds`` fixes each
+    row's fold (the pipeline derives it from the pair key so its score pass can use the same
+    heads); by default it is drawn from the seed. ``weights`` (one per pair, ≥ 0) weigh each
+    pair's term in the plain losses: the final model weighs the kept pairs by their clean
+    posterior (``train.final_weight_power``). With ``val``, the heads of the best validation
+    rSum are kept (early stopping after ``train.patience`` stale epochs).
     """
+    run = _start(data, cfg, identity_init, folds, weights)
+    t = run.cfg.train
+    history: list[dict] = []
+    best_rsum, best_state, stale = -np.inf, None, 0
+    division: Division | None = None
+    for epoch in range(t.epochs):
+        entry, epoch_division = _run_epoch(run, epoch)
+        division = epoch_division or division
+        run.nets[0].heads.eval()
+        if val is not None:
+            entry["val_rsum"] = rsum = _rsum(run.nets[0].heads, val)
+            if rsum > best_rsum:
+                best_rsum, stale = rsum, 0
+                best_state = copy.deepcopy(run.nets[0].heads.state_dict())
+            else:
+                stale += 1
+        history.append(entry)
+        if progress is not None:
+            progress(dict(entry))
+        if val is not None and stale >= t.patience and epoch >= t.warmup_epochs:
+            break
+    heads = run.nets[0].heads
+    if best_state is not None:
+        heads.load_state_dict(best_state)
+    heads.eval()
+    if run.recipe.divides:
+        division = _epoch_divisions(run, t.epochs, run.nets[:1], run.memories[:1])[0][0]
+    return TrainResult(
+        heads=heads, history=history, memory=run.memories[0], division=division,
+        fold_heads=[net.heads for net in run.fold_nets],
+        folds=run.folds if run.fold_nets else None,
+    )
+
+
+def _start(
+    data: PairEmbeddings, cfg: PairsiftConfig, identity_init: bool,
+    folds: np.ndarray | None, weights: np.ndarray | None,
+) -> _Run:
+    """Check the inputs, sample down to ``train.max_fit_pairs``, build the nets."""
     t = cfg.train
-    if t.loss not in METHODS:
-        raise ValueError(f"unknown train.loss {t.loss!r}; choose from {METHODS}")
+    recipe = training_recipe(t.loss)
     if len(data) < 2:
         raise ValueError("training needs at least 2 pairs")
     data.check_finite()
-    weights = _check_weights(weights, len(data), t.loss)
+    weights = _check_weights(weights, len(data), recipe)
     if folds is not None and len(folds) != len(data):
         raise ValueError(f"folds has {len(folds)} entries for {len(data)} pairs")
     if len(data) > t.max_fit_pairs:
@@ -175,88 +200,60 @@ def train(
         weights = None if weights is None else weights[rows]
     n = len(data)
     torch.manual_seed(cfg.seed)
-    k = _use_folds(cfg, n)
+    k = _use_folds(recipe, cfg, n)
     if k:
         folds = fold_ids(n, k, cfg.seed) if folds is None else np.asarray(folds, dtype=np.int64)
         if folds.min() < 0 or folds.max() >= k:
             raise ValueError(f"fold ids must lie in [0, {k})")
-    everything = np.arange(n)
     centres = input_centres(data, t, identity_init)
-    nets = [_new_net(data, cfg, identity_init, everything, centres)
+    nets = [_new_net(data, cfg, identity_init, np.arange(n), centres)
             for _ in range(2 if t.co_teaching else 1)]
     fold_nets = [
         _new_net(data, cfg, identity_init, np.flatnonzero(folds != f), centres) for f in range(k)
-    ] if k else []
-    img_all = torch.from_numpy(np.asarray(data.image, dtype=np.float32))
-    txt_all = torch.from_numpy(np.asarray(data.text, dtype=np.float32))
-    tgt_all = {
-        key: torch.from_numpy(np.asarray(v, dtype=np.float32))
-        for key, v in sorted(data.text_tgt.items())
-    }
+    ]
     dcfg = cfg.division
-    with_memory = dcfg.self_correction and t.loss == "pairsift"
     memories = [
-        UncertaintyMemory(n, dcfg.memory_window, dcfg.fluctuation_threshold) if with_memory else None
+        UncertaintyMemory(n, dcfg.memory_window, dcfg.fluctuation_threshold)
+        if dcfg.self_correction and recipe.self_corrects else None
         for _ in range(1 if k else len(nets))
     ]
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict] = []
+    def as_tensor(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(x, dtype=np.float32))
+
+    tensors = (as_tensor(data.image), as_tensor(data.text),
+               {key: as_tensor(v) for key, v in sorted(data.text_tgt.items())})
     # fixed over the epochs: it reads the tower embeddings, not the heads
-    neighbours = neighbour_consistency(data, cfg, cfg.seed) if t.loss == "pairsift" else None
-    best_rsum, best_state, stale = -np.inf, None, 0
-    division: Division | None = None
-    for epoch in range(t.epochs):
-        start = time.perf_counter()
-        entry: dict = {"epoch": epoch, "method": t.loss}
-        divisions: list[dict[str, torch.Tensor] | None] = [None] * len(nets)
-        if t.loss in ("pairsift", "ncr") and epoch >= t.warmup_epochs:
-            for i, (div, mixture, scores) in enumerate(
-                _epoch_divisions(nets, fold_nets, folds, data, cfg, epoch, memories, neighbours)
-            ):
-                use_trust = t.loss == "pairsift" and t.translation_trust
-                trust = translation_trust(scores, cfg) if use_trust else None
-                tensors = _division_tensors(div, trust)
-                if k:  # one cross-fitted division serves every net
-                    divisions = [tensors] * len(nets)
-                else:  # co-divide: each net trains on the other's division
-                    divisions[(i + 1) % len(nets)] = tensors
-                if i == 0:
-                    division = div
-                    entry.update({f"n_{key}": v for key, v in div.counts().items()})
-                    if mixture is not None:
-                        entry["noise_ratio"] = mixture.noise_ratio
-        entry["train_loss"] = _train_epoch(
-            nets, fold_nets, divisions, (img_all, txt_all, tgt_all), cfg, epoch, gen,
-            None if weights is None else torch.from_numpy(weights.astype(np.float32)),
-        )
-        nets[0].heads.eval()
-        if val is not None:
-            rsum = _rsum(nets[0].heads, val)
-            entry["val_rsum"] = rsum
-            if rsum > best_rsum:
-                best_rsum, best_state, stale = rsum, copy.deepcopy(nets[0].heads.state_dict()), 0
-            else:
-                stale += 1
-        entry["seconds"] = time.perf_counter() - start
-        history.append(entry)
-        if progress is not None:
-            progress(dict(entry))
-        if val is not None and stale >= t.patience and epoch >= t.warmup_epochs:
-            break
-    heads = nets[0].heads
-    if best_state is not None:
-        heads.load_state_dict(best_state)
-    heads.eval()
-    memory = memories[0]
-    if t.loss in ("pairsift", "ncr"):
-        final = _epoch_divisions(
-            nets[:1], fold_nets, folds, data, cfg, t.epochs, memories[:1], neighbours
-        )
-        division = final[0][0]
-    return TrainResult(
-        heads=heads, history=history, memory=memory, division=division,
-        fold_heads=[net.heads for net in fold_nets], folds=folds if k else None,
-    )
+    neighbours = neighbour_consistency(data, cfg, cfg.seed) if recipe.uses_consistency else None
+    return _Run(recipe, data, cfg, nets, fold_nets, folds if k else None, memories, neighbours,
+                tensors, None if weights is None else as_tensor(weights),
+                torch.Generator().manual_seed(cfg.seed))
+
+
+def _run_epoch(run: _Run, epoch: int) -> tuple[dict, Division | None]:
+    """Divide (a dividing recipe past its warm-up), then one pass of every net."""
+    start = time.perf_counter()
+    entry: dict = {"epoch": epoch, "method": run.recipe.name}
+    divisions: list[dict[str, torch.Tensor] | None] = [None] * len(run.nets)
+    division = None
+    if run.recipe.divides and epoch >= run.cfg.train.warmup_epochs:
+        per_net = _epoch_divisions(run, epoch, run.nets, run.memories)
+        for i, (div, mixture, scores) in enumerate(per_net):
+            trust = None
+            if run.recipe.uses_translation_trust and run.cfg.train.translation_trust:
+                trust = translation_trust(scores, run.cfg)
+            tensors = _division_tensors(div, trust)
+            if run.fold_nets:  # one cross-fitted division serves every net
+                divisions = [tensors] * len(run.nets)
+            else:  # co-divide: each net trains on the other's division
+                divisions[(i + 1) % len(run.nets)] = tensors
+            if i == 0:
+                division = div
+                entry.update({f"n_{key}": v for key, v in div.counts().items()})
+                if mixture is not None:
+                    entry["noise_ratio"] = mixture.noise_ratio
+    entry["train_loss"] = _train_epoch(run, divisions, epoch)
+    entry["seconds"] = time.perf_counter() - start
+    return entry, division
 
 
 def input_centres(
@@ -288,11 +285,15 @@ def mean_cosine(x: np.ndarray, max_rows: int = 4096) -> float:
     return (total - n) / (n * (n - 1))
 
 
-def _check_weights(weights: np.ndarray | None, n: int, loss: str) -> np.ndarray | None:
+def _check_weights(
+    weights: np.ndarray | None, n: int, recipe: TrainingRecipe
+) -> np.ndarray | None:
     if weights is None:
         return None
-    if loss not in ("contrastive", "rcl", "decl"):
-        raise ValueError(f"per-pair weights apply to the plain losses, not train.loss {loss!r}")
+    if not recipe.accepts_weights:
+        raise ValueError(
+            f"per-pair weights apply to the plain losses, not train.loss {recipe.name!r}"
+        )
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (n,):
         raise ValueError(f"weights has shape {w.shape} for {n} pairs")
@@ -302,50 +303,46 @@ def _check_weights(weights: np.ndarray | None, n: int, loss: str) -> np.ndarray 
 
 
 def _epoch_divisions(
-    nets: list[_Net], fold_nets: list[_Net], folds: np.ndarray | None, data: PairEmbeddings,
-    cfg: PairsiftConfig, epoch: int, memories: list[UncertaintyMemory | None],
-    neighbours: NeighbourScores | None = None,
+    run: _Run, epoch: int, nets: list[_Net], memories: list[UncertaintyMemory | None]
 ) -> list[tuple[Division, BetaMixture | None, dict[str, np.ndarray]]]:
     """This epoch's division per net: one cross-fitted division, or one per net (co-divide)."""
-    seed = cfg.seed + epoch
-    method = "gmm" if cfg.train.loss == "ncr" else None
-    if fold_nets:
-        assert folds is not None
-        for net in fold_nets:
+    seed = run.cfg.seed + epoch
+    method = run.recipe.division_method
+    if run.fold_nets:
+        assert run.folds is not None
+        for net in run.fold_nets:
             net.heads.eval()
-        score = crossfit_scorer([net.heads for net in fold_nets], folds, data, cfg, seed)
-        scores = score(data)
-        null = null_losses(score, data, cfg, seed, method)
-        div, mixture = divide_with(scores, cfg, memories[0], method, null, neighbours)
-        return [(div, mixture, scores)]
+        score = crossfit_scorer(
+            [net.heads for net in run.fold_nets], run.folds, run.data, run.cfg, seed
+        )
+        scores = score(run.data)
+        null = null_losses(score, run.data, run.cfg, seed, method)
+        div, mixture = divide_with(scores, run.cfg, memories[0], method, null, run.neighbours)
+        return [(run.recipe.refine_division(div, scores), mixture, scores)]
     out = []
     for net, memory in zip(nets, memories, strict=True):
         net.heads.eval()
         div, mixture, scores = divide_pairs(
-            net.heads, data, cfg, seed, memory, method, neighbours
+            net.heads, run.data, run.cfg, seed, memory, method, run.neighbours
         )
-        if cfg.train.loss == "ncr":
-            div = _ncr_division(div, scores)
-        out.append((div, mixture, scores))
+        out.append((run.recipe.refine_division(div, scores), mixture, scores))
     return out
 
 
 def _train_epoch(
-    nets: list[_Net], fold_nets: list[_Net], divisions: list[dict[str, torch.Tensor] | None],
-    tensors: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]],
-    cfg: PairsiftConfig, epoch: int, gen: torch.Generator,
-    weight_all: torch.Tensor | None = None,
+    run: _Run, divisions: list[dict[str, torch.Tensor] | None], epoch: int
 ) -> float:
     """One pass of every net over its rows; returns the first net's mean batch loss."""
-    img_all, txt_all, tgt_all = tensors
+    img_all, txt_all, tgt_all = run.tensors
+    batch_size = run.cfg.train.batch_size
     total, batches = 0.0, 0
     fold_division = divisions[0]
-    for i, net in enumerate([*nets, *fold_nets]):
-        d = divisions[i] if i < len(nets) else fold_division
+    for i, net in enumerate([*run.nets, *run.fold_nets]):
+        d = divisions[i] if i < len(run.nets) else fold_division
         net.heads.train()
-        order = net.rows[torch.randperm(net.rows.numel(), generator=gen)]
-        for s in range(0, order.numel(), cfg.train.batch_size):
-            idx = order[s : s + cfg.train.batch_size]
+        order = net.rows[torch.randperm(net.rows.numel(), generator=run.gen)]
+        for s in range(0, order.numel(), batch_size):
+            idx = order[s : s + batch_size]
             if idx.numel() < 2:
                 continue
             batch = Batch(
@@ -353,9 +350,9 @@ def _train_epoch(
                 txt_all[idx],
                 {key: v[idx] for key, v in tgt_all.items()},
                 None if d is None else {key: v[idx] if v.ndim else v for key, v in d.items()},
-                None if weight_all is None else weight_all[idx],
+                None if run.weights is None else run.weights[idx],
             )
-            loss = batch_loss(net.heads, batch, cfg, epoch)
+            loss = run.recipe.batch_loss(net.heads, batch, run.cfg, epoch)
             net.opt.zero_grad()
             loss.backward()
             net.opt.step()

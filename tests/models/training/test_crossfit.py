@@ -9,6 +9,7 @@ import torch
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.null import with_swapped_captions
 from pairsift.models.synthetic import make_pairs
+from pairsift.models.training.epoch_division import crossfit_scorer, crossfit_scores
 from pairsift.models.training.heads import ProjectionHeads
 from pairsift.models.training.scoring import (
     ScoringState,
@@ -16,7 +17,7 @@ from pairsift.models.training.scoring import (
     fold_of_keys,
     score_batch,
 )
-from pairsift.models.training.trainer import crossfit_scorer, crossfit_scores, train
+from pairsift.models.training.trainer import train
 
 
 def _cfg(epochs: int = 6, **train) -> PairsiftConfig:

@@ -11,15 +11,13 @@ import torch
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.metrics import detection_auc, recall_at_k
 from pairsift.models.synthetic import make_pairs
+from pairsift.models.training.epoch_division import divide_pairs
 from pairsift.models.training.heads import load_heads, save_heads
+from pairsift.models.training.recipes import RECIPES
 from pairsift.models.training.scoring import build_scoring_state, score_batch
-from pairsift.models.training.trainer import (
-    METHODS,
-    divide_pairs,
-    input_centres,
-    mean_cosine,
-    train,
-)
+from pairsift.models.training.trainer import input_centres, mean_cosine, train
+
+METHODS = tuple(RECIPES)
 
 
 def _cfg(loss: str, epochs: int = 12, **train) -> PairsiftConfig:
@@ -142,7 +140,7 @@ def test_ablation_switches_change_training(switch: str, ablation_base) -> None:
 
 
 def test_translation_trust_flags_bad_translations() -> None:
-    from pairsift.models.training.trainer import translation_trust
+    from pairsift.models.training.epoch_division import translation_trust
 
     pairs = make_pairs(600, 0.0, seed=8, target_langs=("pt",), translation_noise=0.3)
     result = train(pairs.data, _cfg("pairsift", epochs=4))

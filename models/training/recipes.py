@@ -1,0 +1,272 @@
+"""Training recipes: pairsift, NCR, DECL, RCL and contrastive, as objects sharing one loop.
+
+The trainer (:mod:`pairsift.models.training.trainer`) owns the epochs, the nets and the
+divisions; a recipe says whether it divides the pairs and how, and turns one batch (and, in
+the robust phase, its rows of the division) into the scalar to minimise, composed from
+:mod:`pairsift.models.training.losses`. ``train.loss`` names the recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.models.noise.division import Division
+from pairsift.models.training import losses as L
+from pairsift.models.training.heads import ProjectionHeads
+
+
+@dataclass
+class Batch:
+    """One batch of pair embeddings and, in the robust phase, its rows of the division."""
+
+    img: torch.Tensor
+    txt: torch.Tensor
+    tgt: dict[str, torch.Tensor]
+    div: dict[str, torch.Tensor] | None  # label masks, soft labels, uncertainty
+    weight: torch.Tensor | None = None  # per-pair weights of the plain losses (train weights=)
+
+
+def _warmup_loss(
+    b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int, multitask: bool
+) -> torch.Tensor:
+    """The top-k hinge on every pair; ``multitask`` (RCAR) adds InfoNCE, the evidential loss
+    and the complementary loss, which slow the memorisation of noisy pairs."""
+    t = cfg.train
+    ramp = min(1.0, (epoch + 1) / max(t.warmup_epochs, 1))
+    total = torch.zeros((), dtype=torch.float32)
+    for txt in [emb["txt"], *emb["tgt"].values()]:
+        total = total + L.hinge_topk(emb["img"], txt, t.margin, t.warmup_topk).mean()
+        if multitask:
+            total = total + L.info_nce(emb["img"], txt, t.temperature).mean()
+            total = (
+                total
+                + L.evidential_loss(emb["img"], txt, t.evidence_tau, t.kl_weight * ramp).mean()
+            )
+            total = (
+                total
+                + t.complementary_weight
+                * L.complementary_loss(emb["img"], txt, t.temperature).mean()
+            )
+    return total
+
+
+def _weighted_mean(values: torch.Tensor, weight: torch.Tensor, floor: float = 1.0) -> torch.Tensor:
+    """Σ w·v / max(Σ w, floor): the robust phase's floor of 1 keeps a batch of a few doubtful
+    pairs from counting as much as a batch of sure ones; per-pair weights given by the caller
+    (the final model's) normalise exactly (floor 1e-12)."""
+    return (weight * values).sum() / weight.sum().clamp_min(floor)
+
+
+def _pairsift_loss(b: Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
+    """Robust phase: every pair's InfoNCE weighted by its clean posterior (RCAR), the trusted
+    margin hinge and the weighted evidential loss on kept pairs (UCPM, DECL), the
+    complementary loss on pairs judged noisy (RCL), and mutual learning across languages."""
+    t, d = cfg.train, b.div
+    assert d is not None
+    kept = ~d["noisy"]
+    soft = (
+        d["soft"]
+        if cfg.division.refurbish or cfg.division.fisher_soften
+        else torch.where(d["hard"], d["soft"], torch.ones_like(d["soft"]))
+    )
+    if t.trusted_margin:
+        margin = L.trusted_margin(
+            soft,
+            d["unc"],
+            d["hard"],
+            t.margin,
+            float(d["unc_thr"]),
+            t.trusted_margin_power,
+        )
+    else:
+        margin = torch.full_like(soft, t.margin)
+    # The soft label sets the margin (UCPM); the mixture posterior weighs the contrastive and
+    # evidential terms (RCAR): a hard pair's b_self is small by construction (belief is spread
+    # over K+1 captions and u), and weighting by it would all but drop clean hard pairs.
+    # The hinge averages the top-k negatives: the hardest one alone (VSE++) drags weak heads
+    # towards near-duplicate captions and cost a third of rSum on small sets.
+    p_clean = d["p_clean"]
+    total = torch.zeros((), dtype=torch.float32)
+    img = emb["img"]
+    views = [(None, emb["txt"]), *emb["tgt"].items()]
+    for lang, txt in views:
+        # a target view also needs the translation to agree with its source (NRF)
+        w = p_clean if lang is None else p_clean * d.get(f"trust_{lang}", torch.ones_like(p_clean))
+        use = kept if lang is None else kept & (w >= 0.5)
+        total = total + _weighted_mean(L.info_nce(img, txt, t.temperature), w)
+        if int(use.sum()) >= 2:
+            hinge = L.hinge_topk(img[use], txt[use], margin[use], topk=t.robust_topk)
+            evid = L.evidential_loss(img[use], txt[use], t.evidence_tau, t.kl_weight)
+            total = total + hinge.mean() + _weighted_mean(evid, w[use])
+        noisy = ~use if lang is not None else d["noisy"]
+        if int(noisy.sum()) >= 2:
+            total = (
+                total
+                + t.complementary_weight
+                * L.complementary_loss(img[noisy], txt[noisy], t.temperature).mean()
+            )
+    if t.mutual_learning and emb["tgt"]:
+        for lang, tgt in emb["tgt"].items():
+            w = p_clean * d.get(f"trust_{lang}", torch.ones_like(p_clean))
+            weight = torch.where(d["noisy"], torch.zeros_like(w), w)
+            total = (
+                total
+                + t.mutual_weight
+                * L.mutual_learning_loss(
+                    img, emb["txt"], tgt, weight, t.temperature, t.push_margin
+                ).mean()
+            )
+    return total
+
+
+def _ncr_loss(b: Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
+    t, d = cfg.train, b.div
+    assert d is not None
+    margin = L.soft_margin(d["soft"], t.margin)
+    total = torch.zeros((), dtype=torch.float32)
+    for txt in [emb["txt"], *emb["tgt"].values()]:
+        for part in (d["clean"] | d["hard"], d["noisy"]):
+            if int(part.sum()) >= 2:
+                total = total + L.hinge_topk(emb["img"][part], txt[part], margin[part], 1).mean()
+    return total
+
+
+class TrainingRecipe:
+    """One training method: its per-batch loss and whether (and how) it divides the pairs.
+
+    The trainer's loop (:func:`pairsift.models.training.trainer.train`) is the same for all
+    of them; a recipe only answers what differs. A dividing recipe warms up on every pair,
+    then re-divides all pairs once per epoch and trains on the division.
+    """
+
+    name = ""
+    divides = False  # re-divide every epoch after the warm-up
+    division_method: str | None = None  # None: the noise fit's (division.method)
+    crossfits = False  # may divide with fold heads that never trained on the pair
+    self_corrects = False  # keeps UCPM's per-pair uncertainty memory across epochs
+    uses_consistency = False  # fuses the neighbour consistency into the division
+    uses_translation_trust = False  # weighs target views by agreement with the source (NRF)
+    accepts_weights = False  # per-pair weights (the final model's posteriors)
+
+    def batch_loss(
+        self, heads: ProjectionHeads, b: Batch, cfg: PairsiftConfig, epoch: int
+    ) -> torch.Tensor:
+        emb = {
+            "img": heads.image(b.img),
+            "txt": heads.text(b.txt),
+            "tgt": {lang: heads.text(x, lang) for lang, x in b.tgt.items()},
+        }
+        if self.divides and b.div is None:
+            return self.warmup_loss(b, emb, cfg, epoch)
+        return self.loss(b, emb, cfg, epoch)
+
+    def warmup_loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
+        return _warmup_loss(b, emb, cfg, epoch, multitask=False)
+
+    def loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def refine_division(self, div: Division, scores: dict[str, np.ndarray]) -> Division:
+        """The division a net trains on, from the one the noise fit (or GMM) gave."""
+        return div
+
+
+class PairsiftRecipe(TrainingRecipe):
+    """RCAR multi-task warm-up, then UCPM/RCAR/UML training on the noise fit's division."""
+
+    name = "pairsift"
+    divides = crossfits = self_corrects = uses_consistency = uses_translation_trust = True
+
+    def warmup_loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
+        return _warmup_loss(b, emb, cfg, epoch, multitask=True)
+
+    def loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
+        return _pairsift_loss(b, emb, cfg)
+
+
+class NCRRecipe(TrainingRecipe):
+    """NCR: hinge warm-up, GMM division with co-rectified labels, soft-margin hinge."""
+
+    name = "ncr"
+    divides = True
+    division_method = "gmm"
+
+    def loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
+        return _ncr_loss(b, emb, cfg)
+
+    def refine_division(self, div: Division, scores: dict[str, np.ndarray]) -> Division:
+        """NCR co-rectified labels: p_clean·1 + (1 − p_clean)·model prediction."""
+        soft = div.p_clean + (1.0 - div.p_clean) * np.asarray(scores["match_prob"])
+        return dataclasses.replace(div, soft_label=np.clip(soft, 0.0, 1.0))
+
+
+class _PlainRecipe(TrainingRecipe):
+    """A loss on every pair, never divided; per-pair weights allowed."""
+
+    accepts_weights = True
+
+    def per_pair(self, img: torch.Tensor, txt: torch.Tensor, cfg: PairsiftConfig,
+                 epoch: int) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
+        total = torch.zeros((), dtype=torch.float32)
+        for txt in [emb["txt"], *emb["tgt"].values()]:
+            for per_pair in self.per_pair(emb["img"], txt, cfg, epoch):
+                if b.weight is None:
+                    total = total + per_pair.mean()
+                else:
+                    total = total + _weighted_mean(per_pair, b.weight, floor=1e-12)
+        return total
+
+
+class ContrastiveRecipe(_PlainRecipe):
+    """Symmetric InfoNCE on every pair: the "train on all" baseline and OUT/model's loss."""
+
+    name = "contrastive"
+
+    def per_pair(self, img: torch.Tensor, txt: torch.Tensor, cfg: PairsiftConfig,
+                 epoch: int) -> list[torch.Tensor]:
+        return [L.info_nce(img, txt, cfg.train.temperature)]
+
+
+class RCLRecipe(_PlainRecipe):
+    """RCL's complementary contrastive loss alone."""
+
+    name = "rcl"
+
+    def per_pair(self, img: torch.Tensor, txt: torch.Tensor, cfg: PairsiftConfig,
+                 epoch: int) -> list[torch.Tensor]:
+        return [L.complementary_loss(img, txt, cfg.train.temperature)]
+
+
+class DECLRecipe(_PlainRecipe):
+    """DECL: the evidential loss (KL annealed over the warm-up) plus the scheduled hinge."""
+
+    name = "decl"
+
+    def per_pair(self, img: torch.Tensor, txt: torch.Tensor, cfg: PairsiftConfig,
+                 epoch: int) -> list[torch.Tensor]:
+        t = cfg.train
+        ramp = min(1.0, (epoch + 1) / max(t.warmup_epochs, 1))
+        topk = L.hinge_schedule(epoch, t.warmup_epochs, t.warmup_topk)
+        return [L.evidential_loss(img, txt, t.evidence_tau, t.kl_weight * ramp),
+                L.hinge_topk(img, txt, t.margin, topk)]
+
+
+RECIPES: dict[str, TrainingRecipe] = {
+    r.name: r
+    for r in (PairsiftRecipe(), NCRRecipe(), DECLRecipe(), RCLRecipe(), ContrastiveRecipe())
+}
+
+
+def training_recipe(name: str) -> TrainingRecipe:
+    """The recipe for ``train.loss`` (an unknown name is an error that lists the choices)."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown train.loss {name!r}; choose from {tuple(RECIPES)}")
+    return RECIPES[name]
