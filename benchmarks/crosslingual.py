@@ -42,7 +42,10 @@ def _fmt(values: list[float], digits: int = 3) -> str:
 
 
 def render_table(results: list[SeedResult]) -> str:
-    """Detection, curation and retrieval tables, mean ± std over the seeds."""
+    """Detection, curation and retrieval tables, mean ± std over the seeds.
+
+    Why one piece: one markdown table, row by row and column by column.
+    """
     if not results:
         raise ValueError("no results to tabulate")
     langs = sorted(results[0].auc)
@@ -99,7 +102,6 @@ def write_report(
 
 def _base_config(args: argparse.Namespace) -> PairsiftConfig:
     cfg = PairsiftConfig()
-    cfg.train.device = "cpu"
     cfg.train.epochs = args.epochs
     cfg.train.warmup_epochs = args.warmup_epochs
     cfg.train.batch_size = args.batch_size
@@ -107,6 +109,8 @@ def _base_config(args: argparse.Namespace) -> PairsiftConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Why one piece: the benchmark's script: load, run every seed, print and write the table.
+    """
     torch.set_num_threads(max(1, args.threads))
     command = getattr(args, "command_line", None) or (
         "pairsift " + " ".join(shlex.quote(a) for a in sys.argv[1:]))

@@ -1,7 +1,7 @@
 """Embed a dataset's clean items once, cached by content, for the quality benchmark.
 
 Shuffle noise only re-pairs existing images and captions, so every noise setting and every
-rerun reuses these rows (DESIGN §6, §7). The cache is keyed by content, not by position:
+rerun reuses these rows. The cache is keyed by content, not by position:
 sha256 of the image bytes, sha256 of the caption text, inside a file named after the dataset,
 the encoder spec and the image size. Changing the dataset's size reuses every row it already
 holds; changing the encoder starts a new file.
@@ -125,7 +125,11 @@ def embed_source(
     batch_size: int = 64,
     progress: Callable[[str], None] | None = None,
 ) -> CleanEmbeddings:
-    """Embeddings of every clean item of ``source``; only rows missing from the cache run."""
+    """Embeddings of every clean item of ``source``; only rows missing from the cache run.
+
+    Why one piece: one streaming loop over the source with its cache lookups, batching and
+    progress; the state it carries is local to the loop.
+    """
     size_tag = f"-{image_size}px" if image_size else ""
     image_store = _Store(os.path.join(cache_dir, f"{_slug(dataset)}-{_slug(spec)}{size_tag}-image.npz"))
     text_store = _Store(os.path.join(cache_dir, f"{_slug(spec)}-text.npz"))

@@ -112,7 +112,6 @@ def base_config(args: argparse.Namespace) -> PairsiftConfig:
         cfg.train.epochs = args.epochs
     if args.warmup_epochs is not None:
         cfg.train.warmup_epochs = args.warmup_epochs
-    cfg.train.device = "cpu"
     return cfg
 
 
@@ -134,6 +133,9 @@ def code_version() -> str:
 
 
 def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
+    """Why one piece: the benchmark's script for one dataset: embed, schedule the jobs, render and
+    write the table.
+    """
     started = time.perf_counter()
     version = code_version()  # at the start: edits made while it runs are not what it measured
     source = bench_source(dataset, args)

@@ -1,4 +1,4 @@
-"""One benchmark job: a noise setting × a method, on cached clean embeddings (DESIGN §6).
+"""One benchmark job: a noise setting × a method, on cached clean embeddings.
 
 A setting re-pairs the cached rows with the dataset's noise plan (caption shuffle permutes
 caption rows among the noisy train pairs, image shuffle image rows); nothing is re-embedded.
@@ -32,6 +32,7 @@ from pairsift.models.config import PairsiftConfig, TrainConfig
 from pairsift.models.metrics import detection_auc, kept_precision_recall, recall_at_k
 from pairsift.models.noise.division import divide
 from pairsift.models.pairdata import PairEmbeddings
+from pairsift.models.recipe import load_recipe, recipe_changes
 from pairsift.models.training.heads import ProjectionHeads, load_heads
 from pairsift.models.training.retrieval import load_heads_from_model
 from pairsift.models.training.scoring import build_scoring_state, score_batch
@@ -76,24 +77,36 @@ class RowResult:
                 "seconds": self.seconds}
 
 
-# method name -> (description for the table, config changes applied to the base config)
+# benchmark method name -> the recipe (models/configs/recipes/) its row runs; the table's
+# description is the recipe's own, and so are its config changes
+ABLATION_RECIPES: dict[str, str] = {
+    "pairsift": "pairsift",
+    "-uncertainty": "pairsift-no-uncertainty",
+    "-self_correction": "pairsift-no-self-correction",
+    "-mixture_agrees": "pairsift-no-mixture-agreement",
+    "-null_model": "pairsift-no-null",
+    "-noise_share": "pairsift-no-noise-share",
+    "-consistency": "pairsift-no-consistency",
+    "-trusted_margin": "pairsift-no-trusted-margin",
+    "-refurbish": "pairsift-no-refurbish",
+    "-fisher": "pairsift-no-fisher",
+    "-dual_view": "pairsift-no-dual-view",
+    "-mutual": "pairsift-no-mutual",
+}
+
+
+def _ablation(recipe: str) -> tuple[str, dict[str, dict[str, Any]]]:
+    """(description, changes on the base config) of a recipe whose base is pairsift."""
+    if recipe == "pairsift":
+        return "pairsift (full)", {}
+    changes = {k: v for k, v in recipe_changes(recipe).items() if v}
+    full = recipe_changes("pairsift")
+    own = {s: {k: v for k, v in values.items() if full[s].get(k) != v} for s, values in changes.items()}
+    return load_recipe(recipe).description, {s: v for s, v in own.items() if v}
+
+
 ABLATIONS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
-    "pairsift": ("pairsift (full)", {}),
-    "-uncertainty": ("pairsift − uncertainty division (BMM only)",
-                     {"division": {"use_uncertainty": False}}),
-    "-self_correction": ("pairsift − self-correction", {"division": {"self_correction": False}}),
-    "-mixture_agrees": ("pairsift − mixture agreement", {"division": {"mixture_agrees": False}}),
-    "-null_model": ("pairsift − empirical null (two-component posterior)",
-                    {"mixture": {"null_model": "none"}}),
-    "-noise_share": ("pairsift − noise-share cut (Bayes cut alone)",
-                     {"division": {"keep_rule": "posterior"}}),
-    "-consistency": ("pairsift − neighbour consistency (loss posterior alone)",
-                     {"consistency": {"enabled": False}}),
-    "-trusted_margin": ("pairsift − trusted margin", {"train": {"trusted_margin": False}}),
-    "-refurbish": ("pairsift − refurbished labels", {"division": {"refurbish": False}}),
-    "-fisher": ("pairsift − Fisher softening", {"division": {"fisher_soften": False}}),
-    "-dual_view": ("pairsift − dual view", {"division": {"dual_view": False}}),
-    "-mutual": ("pairsift − mutual learning", {"train": {"mutual_learning": False}}),
+    name: _ablation(recipe) for name, recipe in ABLATION_RECIPES.items()
 }
 MULTILINGUAL_ONLY = ("-dual_view", "-mutual")
 BASELINES: dict[str, str] = {
@@ -192,12 +205,17 @@ def _auc(is_noisy: np.ndarray, score: np.ndarray) -> float | None:
     return detection_auc(is_noisy, score)
 
 
+def recipe_config(cfg: PairsiftConfig, recipe: str) -> PairsiftConfig:
+    """``cfg`` with the changes the named recipe makes to pairsift's method."""
+    return with_changes(cfg, _ablation(recipe)[1])
+
+
 def contrastive_config(cfg: PairsiftConfig, epochs: int | None = None) -> PairsiftConfig:
     """The plain InfoNCE recipe every retrain uses (oracle, filters, OUT/model)."""
-    changes: dict[str, Any] = {"loss": "contrastive", "co_teaching": False}
+    out = recipe_config(cfg, "contrastive")
     if epochs is not None:
-        changes["epochs"] = epochs
-    return with_changes(cfg, {"train": changes})
+        out.train.epochs = epochs
+    return out
 
 
 SHARD_SIZE = 1000  # pairs per embeddings shard of the shipped path (the null swaps within one)
@@ -258,8 +276,7 @@ def run_job(
     kept = keep_all
     if method in ("all", "decl", "oracle"):
         rows = np.flatnonzero(~noisy) if method == "oracle" else np.arange(len(noisy))
-        run_cfg = contrastive_config(cfg) if method != "decl" else with_changes(
-            cfg, {"train": {"loss": "decl", "co_teaching": False}})
+        run_cfg = contrastive_config(cfg) if method != "decl" else recipe_config(cfg, "decl")
         heads = train(data.train.subset(rows), run_cfg).heads
         auc = _auc(noisy, pair_scores(heads, data.train, cfg)["loss"])
         if method == "oracle":
@@ -279,7 +296,7 @@ def run_job(
         kept = division.kept
         heads = train(data.train.subset(np.flatnonzero(kept)), contrastive_config(cfg)).heads
     elif method == "ncr":
-        result = train(data.train, with_changes(cfg, {"train": {"loss": "ncr", "co_teaching": True}}))
+        result = train(data.train, recipe_config(cfg, "ncr"))
         heads, division = result.heads, result.division
         assert division is not None
         auc, kept = _auc(noisy, 1.0 - division.p_clean), division.kept

@@ -179,6 +179,8 @@ def render(rows: list[BoundRow]) -> str:
 
 
 def bench_command(args: argparse.Namespace) -> int:
+    """Why one piece: the command's script: settings, rows per seed, table, files.
+    """
     import torch
 
     from pairsift.benchmarks.embedding_cache import embed_source

@@ -53,6 +53,8 @@ def _rsum(heads: ProjectionHeads, data: PairEmbeddings) -> float:
 def run_rate(
     noise: float, n: int, epochs: int, seed: int, partial: float = 0.0, tower_noise: float = 0.5
 ) -> list[dict[str, Any]]:
+    """Why one piece: one noise rate's script: data, every method, figures.
+    """
     pairs = make_pairs(n, noise, seed=seed, partial=partial, tower_noise=tower_noise)
     val = make_pairs(500, 0.0, seed=seed + 1000, tower_noise=tower_noise)
     test = make_pairs(1000, 0.0, seed=seed + 2000, tower_noise=tower_noise)

@@ -40,6 +40,8 @@ def _rsums(heads: ProjectionHeads, data: PairEmbeddings) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Why one piece: the script: data, training, division, figures.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--noise", type=float, default=0.4)

@@ -1,4 +1,4 @@
-"""Retrieval and detection metrics for the benchmark protocol (DESIGN §6)."""
+"""Retrieval and detection metrics for the benchmark protocol."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ class Label(str, Enum):
 
 KEPT_LABELS = (Label.CLEAN.value, Label.HARD.value)
 
-# Columns of OUT/audit/*.parquet in order (DESIGN §3). Per-language columns
+# Columns of OUT/audit/*.parquet in order. Per-language columns
 # (similarity_<lang>, caption_<lang>, ...) and ground-truth pass-through columns follow them.
 AUDIT_COLUMNS: tuple[str, ...] = (
     "key",

@@ -43,6 +43,9 @@ def make_pairs(
     live in the same embedding spaces. ``translation_noise``: that share of pairs gets another
     pair's target-language caption while the English caption (and its multilingual embedding)
     stays right — a bad translation; ``bad_translation`` marks them.
+
+    Why one piece: draws from one random generator in a fixed order; splitting it would make
+    that order, and so every seed's data, easy to break.
     """
     if not 0.0 <= noise < 1.0 or not 0.0 <= partial <= 1.0:
         raise ValueError("noise must be in [0, 1) and partial in [0, 1]")

@@ -1,17 +1,12 @@
-"""The final retrieval model: heads trained on the curated pairs alone .
+"""The final retrieval model: heads trained on the curated pairs alone.
 
 The fit step's heads learn while the division is still being found, from every pair, noisy
-ones down-weighted; heads trained afresh on the pairs pass 2 kept never see the dropped ones.
-Measured with `pairsift bench quality` (row "(d) pairsift OUT/model"; figures in
-benchmarks/results/README.md): on synth at 50 % noise 97–98 % of the oracle's rSum against
-91–92 % for the fit heads, and on tuxpaint at 50 %, where the fit heads reach 55–89 % of the
-oracle seed by seed, heads retrained on the 326–408 kept pairs reach 77–85 % (seeds 0–2,
-diagnostic runs). When the division keeps fewer than ``train.final_min_pairs`` pairs the fit
-heads stay: on tuxpaint at 80 % noise, retrained on 8 or 20 kept pairs the heads reached
-24 / 39 rSum against 31 / 45 for the fit heads, on 61 or 186 pairs 55 / 88 against 48 / 60.
-The default 50 sits between those measured cases; it is a small-data guard, not a tuned
-optimum. ``train.final_loss = "none"`` always keeps the fit heads. Each kept pair's loss is
-weighted by its clean posterior to the power ``train.final_weight_power`` (:func:`kept_weights`).
+ones down-weighted; heads trained afresh on the pairs pass 2 kept never see the dropped ones
+(measured by `pairsift bench quality`'s "(d) pairsift OUT/model" row). When the division
+keeps fewer than ``train.final_min_pairs`` pairs the fit heads stay: a small-data guard, not
+a tuned optimum. ``train.final_loss = "none"`` always keeps the fit heads. Each kept pair's
+loss is weighted by its clean posterior to the power ``train.final_weight_power``
+(:func:`kept_weights`). docs/noise_modelling.md, "The final model", has the measurements.
 """
 
 from __future__ import annotations
@@ -46,9 +41,9 @@ def kept_rows(ids_shards: list[str], ids_keys: list[str], audit: pl.DataFrame,
 def kept_weights(ids, audit: pl.DataFrame, power: float) -> np.ndarray | None:
     """p_clean**power of each pair of ``ids`` (from its audit row); None for power 0.
 
-    A quarter of what the division keeps on tuxpaint at 50 % noise is still noise, most of it
-    among the lowest posteriors; weighing each pair by its posterior lets the final model lean
-    on the surer pairs without dropping the rest (docs/noise_modelling.md, the final model).
+    Part of what the division keeps is still noise, most of it among the lowest posteriors;
+    weighing each pair by its posterior lets the final model lean on the surer pairs without
+    dropping the rest (docs/noise_modelling.md, the final model).
     """
     if power == 0:
         return None

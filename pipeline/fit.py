@@ -134,10 +134,10 @@ def to_pair_embeddings(pairs: EmbeddedPairs, langs: list[str]):
 def load_fit_pairs(
     ids: pa.Table, rows: np.ndarray, cfg: PairsiftConfig
 ) -> tuple[np.ndarray, PairEmbeddings, bool]:
-    """A deterministic sample (``train.max_fit_pairs``) of ``rows``, their vectors, and whether
+    """A deterministic sample (``limits.max_fit_pairs``) of ``rows``, their vectors, and whether
     the heads start as the identity: what the fit step and the final model train on."""
     keys = ids.column("key").to_pylist()
-    rows = rows[fit_sample([keys[i] for i in rows], cfg.train.max_fit_pairs, cfg.seed)]
+    rows = rows[fit_sample([keys[i] for i in rows], cfg.limits.max_fit_pairs, cfg.seed)]
     data = to_pair_embeddings(load_embedded(ids.take(rows)), list(cfg.translate.target_langs))
     aligned = encoder_aligned(cfg.encoder.spec, data.image.shape[1], data.text.shape[1])
     return rows, data, aligned

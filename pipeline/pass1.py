@@ -55,14 +55,14 @@ def build_pass1(
 
     shard_pc = pipeline | "Shards" >> beam.Create(shards) | "Spread" >> beam.Reshuffle()
     samples = shard_pc | "Read" >> beam.FlatMap(read_shard)
-    limits = CaptionLimits(max_chars=cfg.max_caption_chars)
+    limits = CaptionLimits(max_chars=cfg.limits.max_caption_chars)
     checked = samples | "Validate" >> beam.ParDo(ValidatePairs(limits)).with_outputs(
         AUDIT_TAG, main="ok"
     )
     langs = list(cfg.translate.target_langs)
     # always runs: with no target language it only identifies each caption's language
-    ok = checked.ok | "LangidTranslate" >> TranslateCaptions(cfg.translate)
-    embedded = ok | "Embed" >> EmbedPairs(cfg.encoder, langs, cfg.max_image_pixels)
+    ok = checked.ok | "LangidTranslate" >> TranslateCaptions(cfg.translate, cfg.encoder.device)
+    embedded = ok | "Embed" >> EmbedPairs(cfg.encoder, langs, cfg.limits.max_image_pixels)
     rows = (checked[AUDIT_TAG], embedded.embedded, embedded.failed) | "AllRows" >> beam.Flatten()
     keyed = rows | "ByShard" >> beam.Map(lambda row: (row["source_shard"], row))
     # one empty marker per shard so that a shard with no readable pair still completes

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from pairsift.models.config import PairsiftConfig
+from pairsift.models.recipe import load_recipe
 from pairsift.pipeline.config_io import load_config
 
 
@@ -22,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--encoder", help="encoder spec, overrides the config's encoder.spec")
     parser.add_argument("--langs", help="comma-separated target languages, e.g. pt,es")
     parser.add_argument("--seed", type=int, help="overrides the config's seed")
+    parser.add_argument("--recipe", help="the method: a packaged recipe name or a recipe file "
+                        "(see docs/recipes.md); overrides the config's recipe")
     parser.add_argument(
         "--wave-size", type=int, default=4,
         help="locally, input shards per Beam pipeline in pass 1 (progress is saved per wave); 0 = all",
@@ -29,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_command, accepts_extra=True)
 
 
-def apply_overrides(cfg, args: argparse.Namespace):
+def apply_overrides(cfg: PairsiftConfig, args: argparse.Namespace) -> PairsiftConfig:
+    if getattr(args, "recipe", None):
+        cfg.recipe, cfg.method = args.recipe, load_recipe(args.recipe)
     if getattr(args, "encoder", None):
         cfg.encoder.spec = args.encoder
     if getattr(args, "langs", None):

@@ -118,6 +118,9 @@ class ScoreShard(beam.DoFn):
         )
 
     def process(self, shard_name: str) -> Iterator[NoiseHistograms]:
+        """Why one piece: resume, read, score, mask missing target views, write: each step feeds
+        the next within one shard.
+        """
         out_path = self.layout.scores_file(shard_name)
         if exists(out_path):  # resumed run: reuse the scores, still feed the histograms
             done = read_table(out_path)

@@ -34,8 +34,9 @@ def identifier_languages(cfg: TranslateConfig) -> list[str]:
 
 
 class _TranslateBatch(beam.DoFn):
-    def __init__(self, cfg: TranslateConfig) -> None:
+    def __init__(self, cfg: TranslateConfig, device: str) -> None:
         self.cfg = cfg
+        self.device = device
         self.translator: Translator | None = None
         self.identifier: LanguageIdentifier | None = None
         self._counters = {
@@ -48,7 +49,7 @@ class _TranslateBatch(beam.DoFn):
             self.translator = build_translator(
                 self.cfg.backend,
                 self.cfg.model,
-                self.cfg.device,
+                self.device,
                 cache_dir=self.cfg.cache_dir,
                 batch_size=self.cfg.batch_size,
             )
@@ -61,7 +62,6 @@ class _TranslateBatch(beam.DoFn):
             self.translator or _NoTranslator(),
             self.identifier,
             self.cfg.target_langs,
-            back_translate=self.cfg.back_translate,
             min_confidence=self.cfg.langid_min_confidence,
             fallback_language=self.cfg.source_lang,
         )
@@ -94,7 +94,8 @@ class TranslateCaptions(beam.PTransform):
     ``captions[<lang>]`` filled for ``cfg.target_langs`` (see ``models.translate_captions``).
     """
 
-    def __init__(self, cfg: TranslateConfig) -> None:
+    def __init__(self, cfg: TranslateConfig, device: str = "auto") -> None:
+        """``device``: where a marian backend runs (the run's ``encoder.device``)."""
         super().__init__()
         if cfg.batch_size < 1:
             raise ValueError(f"translate batch_size must be positive, got {cfg.batch_size}")
@@ -106,11 +107,12 @@ class TranslateCaptions(beam.PTransform):
         if cfg.backend == "marian" and cfg.target_langs and not cfg.model:
             raise ValueError("translate.backend 'marian' needs translate.model")
         self.cfg = cfg
+        self.device = device
 
     def expand(self, samples: beam.PCollection) -> beam.PCollection:
         size = self.cfg.batch_size
         return (
             samples
             | "Batch" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
-            | "LangidTranslate" >> beam.ParDo(_TranslateBatch(self.cfg))
+            | "LangidTranslate" >> beam.ParDo(_TranslateBatch(self.cfg, self.device))
         )

@@ -1,4 +1,4 @@
-"""Encoder factory: one spec string names the frozen towers (DESIGN §4).
+"""Encoder factory: one spec string names the frozen towers.
 
 Pair specs (``build_encoder``):
   ``default``                          offline: EfficientNet-Lite0 + all-MiniLM-L6-v2 (packages)

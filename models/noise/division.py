@@ -1,4 +1,4 @@
-"""Clean / hard / noisy division with soft labels (UCPM + RCAR + UML, DESIGN §5).
+"""Clean / hard / noisy division with soft labels (UCPM + RCAR + UML).
 
 ``divide`` works on the scalar per-pair scores of :func:`pairsift.models.training.scoring.score_batch`
 (so the pipeline can divide without the embeddings). Methods (``cfg.method``):
@@ -16,9 +16,8 @@
   is above the (1 − π0) quantile of the losses ("noise_share" alone: only then; the opinion
   still sorts the kept pairs into clean and hard). Where clean and noisy losses overlap
   heavily the Bayes cut p_clean ≥ ½ can keep far more pairs than the π0 it came from says
-  are clean (tuxpaint at 50 %: 65–70 % of them at precision 0.64–0.67); the count caps that.
-  Where they separate well but π0 reads low (synth at 80 %: 0.69–0.71) the count alone
-  would keep too many, and the Bayes cut caps that. With a fused posterior (the mixture
+  are clean; the count caps that. Where they separate well but π0 reads low the count alone
+  would keep too many, and the Bayes cut caps that (docs/noise_modelling.md, section 3). With a fused posterior (the mixture
   carries a :class:`~pairsift.models.noise.consistency.ConsistencyRatio` and the scores a
   ``consistency``), p_clean is P(clean | loss, neighbour consistency) and the count keeps the
   top 1 − π0 by it (``keep_posterior``) instead of cutting the loss.
@@ -283,50 +282,41 @@ def divide(
     fixes the noise-share cut of a fused posterior (:func:`share_threshold` on these scores
     without it); a loss-only posterior cuts at the loss :func:`share_cut` reads off the null.
     """
-    sfx = _view_suffix(scores, cfg)
     unc = division_uncertainty(scores, cfg) if uncertainty is None else np.asarray(uncertainty)
-    n = unc.shape[0]
-    method = cfg.method
-    if method == "none":
-        ones = np.ones(n)
-        return Division(np.full(n, "clean"), ones, ones.copy(), unc)
-    if method == "clip_score":
-        sim = _get(scores, "similarity")
-        if cfg.similarity_threshold is not None:  # row-wise: usable shard by shard
-            kept = sim >= cfg.similarity_threshold
-            p_clean = np.clip((sim + 1.0) / 2.0, 0.0, 1.0)
-            return Division(np.where(kept, "clean", "noisy"), p_clean, kept.astype(float), unc)
-        if not 0.0 < cfg.keep_fraction <= 1.0:
-            raise ValueError("keep_fraction must be in (0, 1]")
-        order = np.argsort(-sim, kind="stable")
-        kept = np.zeros(n, dtype=bool)
-        kept[order[: int(round(cfg.keep_fraction * n))]] = True
-        rank = np.empty(n)
-        rank[order] = np.arange(n)
-        p_clean = 1.0 - rank / max(n - 1, 1)
-        return Division(np.where(kept, "clean", "noisy"), p_clean, kept.astype(float), unc)
-    if method == "gmm":
-        p_clean = _gmm_posterior(_get(scores, "loss"))
-        label = np.where(p_clean > cfg.clean_threshold, "clean", "noisy")
-        return Division(label, p_clean, p_clean.copy(), unc)
-    if method not in ("bmm", "pairsift"):
-        raise ValueError(f"unknown division method {method!r}")
-
+    if cfg.method in ("none", "clip_score", "gmm"):
+        return _baseline_division(scores, cfg, unc)
+    if cfg.method not in ("bmm", "pairsift"):
+        raise ValueError(f"unknown division method {cfg.method!r}")
+    sfx = _view_suffix(scores, cfg)
     p_clean = _p_clean(scores, mixture, sfx)
     soft = _soft_labels(scores, p_clean, sfx, cfg)
-    if method == "bmm" or not cfg.use_uncertainty:
+    if cfg.method == "bmm" or not cfg.use_uncertainty:
         label = np.where(p_clean >= cfg.clean_threshold, "clean", "noisy")
         return Division(label, p_clean, soft, unc)
-
     if uncertainty_threshold is None:
         uncertainty_threshold = relative_threshold(unc, p_clean, cfg)
-    top = _get(scores, "top" + sfx) > 0.5
-    determined = unc < uncertainty_threshold
+    label = _guided_labels(scores, mixture, cfg, unc, p_clean, uncertainty_threshold,
+                           keep_posterior)
+    soft = np.where(label == "hard", _get(scores, "belief" + sfx), soft)
+    return Division(label, p_clean, np.clip(soft, 0.0, 1.0), unc, uncertainty_threshold)
+
+
+def _guided_labels(
+    scores: dict[str, np.ndarray], mixture: BetaMixture | None, cfg: DivisionConfig,
+    unc: np.ndarray, p_clean: np.ndarray, threshold: float, keep_posterior: float | None,
+) -> np.ndarray:
+    """UCPM's uncertainty-guided division, with the mixture's agreement and the null's count
+    (see the module doc): determined pairs are clean or noisy by their opinion, the rest
+    hard, and the noise-share cut drops what the empirical null counts as noise."""
+    n = unc.shape[0]
+    top = _get(scores, "top" + _view_suffix(scores, cfg)) > 0.5
+    determined = unc < threshold
     agrees = p_clean >= cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
     label = np.full(n, "hard", dtype=object)
     label[determined & top & agrees] = "clean"
     cut = share_cut(mixture, cfg)
     if cut is not None and fused(mixture, scores):  # rank by the fused posterior instead
+        assert mixture is not None
         if keep_posterior is None:
             keep_posterior = share_threshold(p_clean, None, 1.0 - mixture.noise_ratio)
         label[p_clean < keep_posterior] = "noisy"
@@ -336,7 +326,32 @@ def divide(
         doubts = p_clean < cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
         label[determined & ~top & doubts] = "noisy"
         label[~determined & (p_clean < cfg.noisy_posterior)] = "noisy"
-    label = label.astype(str)
-    hard = label == "hard"
-    soft = np.where(hard, _get(scores, "belief" + sfx), soft)
-    return Division(label, p_clean, np.clip(soft, 0.0, 1.0), unc, uncertainty_threshold)
+    return label.astype(str)
+
+
+def _baseline_division(
+    scores: dict[str, np.ndarray], cfg: DivisionConfig, unc: np.ndarray
+) -> Division:
+    """The baselines' divisions: none (all clean), the CLIP-score filter, NCR's GMM."""
+    n = unc.shape[0]
+    if cfg.method == "none":
+        ones = np.ones(n)
+        return Division(np.full(n, "clean"), ones, ones.copy(), unc)
+    if cfg.method == "gmm":
+        p_clean = _gmm_posterior(_get(scores, "loss"))
+        label = np.where(p_clean > cfg.clean_threshold, "clean", "noisy")
+        return Division(label, p_clean, p_clean.copy(), unc)
+    sim = _get(scores, "similarity")
+    if cfg.similarity_threshold is not None:  # row-wise: usable shard by shard
+        kept = sim >= cfg.similarity_threshold
+        p_clean = np.clip((sim + 1.0) / 2.0, 0.0, 1.0)
+        return Division(np.where(kept, "clean", "noisy"), p_clean, kept.astype(float), unc)
+    if not 0.0 < cfg.keep_fraction <= 1.0:
+        raise ValueError("keep_fraction must be in (0, 1]")
+    order = np.argsort(-sim, kind="stable")
+    kept = np.zeros(n, dtype=bool)
+    kept[order[: int(round(cfg.keep_fraction * n))]] = True
+    rank = np.empty(n)
+    rank[order] = np.arange(n)
+    p_clean = 1.0 - rank / max(n - 1, 1)
+    return Division(np.where(kept, "clean", "noisy"), p_clean, kept.astype(float), unc)

@@ -1,4 +1,4 @@
-"""Evidential opinions over a pair's caption and its negatives (DECL/UCPM/UML, DESIGN §5).
+"""Evidential opinions over a pair's caption and its negatives (DECL/UCPM/UML).
 
 Column 0 of a similarity matrix is always the pair's own caption, columns 1..K its negatives.
 Evidence e = exp(tanh(s)/τ) is bounded in [exp(-1/τ), exp(1/τ)], so every quantity here stays

@@ -1,4 +1,4 @@
-"""Beta mixture over per-pair losses, fitted on a histogram (RCAR's division, DESIGN §5).
+"""Beta mixture over per-pair losses, fitted on a histogram (RCAR's division).
 
 Why a histogram: the pipeline sums counts from every worker (a CombineGlobally of int64
 arrays), so the fit is exact up to binning, costs O(bins) per EM step and works for any N.
@@ -56,8 +56,6 @@ class BetaMixture:
     empirical null (``null``) the posterior and noise ratio are the null's, except that a null
     reading a noise share ≥ ``null_max_ratio`` leaves the posterior to the components
     (``null_fallback`` says why): its p_clean ≈ 0 for every pair would starve the robust phase.
-    On tuxpaint at 80 % caption noise that lifted detection AUC from 0.585 / 0.724 / 0.606 to
-    0.680 / 0.714 / 0.702 (seeds 0–2, diagnostic runs).
     """
 
     alphas: np.ndarray
@@ -96,6 +94,9 @@ class BetaMixture:
         ``cfg.null_model == "shuffled"``, the division's posterior and noise ratio come from the
         empirical null (:mod:`pairsift.models.noise.null`); the two components stay for the
         partial/complete split and the report.
+
+        Why one piece: normalisation, initial guesses, EM, the MLE refinement, the fallback and
+        the null all act on the same normalised grid and weights.
         """
         counts = np.asarray(counts, dtype=np.float64)
         if counts.ndim != 1 or counts.size < 2:
@@ -231,8 +232,8 @@ class BetaMixture:
         component can outlive a narrow noisy one and the posterior rises again; there it is
         held at its running minimum (a higher loss is never cleaner). Where the raw posterior
         is already monotone both rules leave it as it is. Isotonic regression, used before,
-        averaged the left tail into the peak: on 800 held-out losses with a narrow clean
-        component it capped every pair's posterior at 0.49 and the division kept none.
+        averaged the left tail into the peak: with a narrow clean component it capped every
+        pair's posterior below ½ and the division kept none.
         """
         if self._lookup is None:
             grid = np.linspace(self.eps, 1 - self.eps, _GRID)
@@ -266,7 +267,7 @@ class BetaMixture:
         """Attach the consistency ratio fitted on the observed and null consistency histograms
         (bins of :data:`CONSISTENCY_RANGE`). Only with an empirical null: its π0 is what
         separates the clean density from the null's; the two components' weight is no
-        estimate of it (on tuxpaint they read 0.84–0.88 noise for a true 0.2–0.8)."""
+        estimate of it (docs/noise_modelling.md, "The empirical null")."""
         if self.null is None:
             raise ValueError("the consistency ratio needs the empirical null (mixture.null_model)")
         self.consistency = ConsistencyRatio.fit(counts, null_counts, self.noise_ratio, weight)

@@ -2,12 +2,10 @@
 
 A two-component mixture has to guess both shapes. On held-out losses of weak heads the clean
 population is skewed with a long left tail and the noise population is compact, and two betas
-(or Gaussians) then fit "left tail + everything else": on tuxpaint they read a noise ratio of
-0.78–0.91 for a true 0.2–0.8. But the noise population can be *sampled*: a pair whose caption
-is swapped for another pair's caption is a mismatch by construction, and scored by the same
-heads its loss follows the loss of a shuffled (noisy) pair. Measured on tuxpaint at 50 %
-caption noise, the quartiles of the swapped pairs' losses (1.75 / 1.94 / 2.13) sit on those
-of the truly noisy pairs (1.74 / 1.96 / 2.15).
+(or Gaussians) then fit "left tail + everything else" and misread the noise ratio. But the
+noise population can be *sampled*: a pair whose caption is swapped for another pair's caption
+is a mismatch by construction, and scored by the same heads its loss follows the loss of a
+shuffled (noisy) pair (docs/noise_modelling.md, "The empirical null", has the quartiles).
 
 With the null density f0 known, the rest follows Efron's local false discovery rate:
 

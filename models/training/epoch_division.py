@@ -141,7 +141,7 @@ def divide_scores(
     dcfg = cfg.division if method is None else dataclasses.replace(cfg.division, method=method)
     if dcfg.method == "gmm":
         return divide(scores, None, dcfg), None
-    run_cfg = dataclasses.replace(cfg, division=dcfg)
+    run_cfg = cfg.with_method(division=dcfg)
     u = division_uncertainty(scores, dcfg)
     if memory is not None and dcfg.self_correction and dcfg.method == "pairsift":
         u = memory.update(u)

@@ -1,4 +1,4 @@
-"""Learned projection heads on top of frozen towers (DESIGN §2).
+"""Learned projection heads on top of frozen towers.
 
 One linear head per tower: image, English text, and one per target language fed by the
 multilingual text tower. Linear keeps the heads identity-initialisable, so when the towers

@@ -1,4 +1,4 @@
-"""Per-pair scores that do not depend on batch order (DESIGN §5).
+"""Per-pair scores that do not depend on batch order.
 
 Each pair is compared with a fixed bank of K negative pairs drawn once from the data, not with
 its batch neighbours, so a pair scores the same in any batch, on any worker, in any order.

@@ -184,49 +184,66 @@ def _start(
     data: PairEmbeddings, cfg: PairsiftConfig, identity_init: bool,
     folds: np.ndarray | None, weights: np.ndarray | None,
 ) -> _Run:
-    """Check the inputs, sample down to ``train.max_fit_pairs``, build the nets."""
-    t = cfg.train
-    recipe = training_recipe(t.loss)
+    """Check the inputs, sample down to ``limits.max_fit_pairs``, build the nets."""
+    recipe = training_recipe(cfg.train.loss)
+    data, folds, weights = _checked_inputs(data, cfg, recipe, folds, weights)
+    n = len(data)
+    torch.manual_seed(cfg.seed)
+    k = _use_folds(recipe, cfg, n)
+    folds = _fold_of_rows(folds, n, k, cfg.seed)
+    centres = input_centres(data, cfg.train, identity_init)
+    nets = [_new_net(data, cfg, identity_init, np.arange(n), centres)
+            for _ in range(2 if cfg.train.co_teaching else 1)]
+    fold_nets = [
+        _new_net(data, cfg, identity_init, np.flatnonzero(folds != f), centres) for f in range(k)
+    ]
+    dcfg = cfg.division
+    remembers = dcfg.self_correction and recipe.self_corrects
+    memories = [
+        UncertaintyMemory(n, dcfg.memory_window, dcfg.fluctuation_threshold) if remembers else None
+        for _ in range(1 if k else len(nets))
+    ]
+    tensors = (_as_tensor(data.image), _as_tensor(data.text),
+               {key: _as_tensor(v) for key, v in sorted(data.text_tgt.items())})
+    # fixed over the epochs: it reads the tower embeddings, not the heads
+    neighbours = neighbour_consistency(data, cfg, cfg.seed) if recipe.uses_consistency else None
+    return _Run(recipe, data, cfg, nets, fold_nets, folds, memories, neighbours,
+                tensors, None if weights is None else _as_tensor(weights),
+                torch.Generator().manual_seed(cfg.seed))
+
+
+def _fold_of_rows(folds: np.ndarray | None, n: int, k: int, seed: int) -> np.ndarray | None:
+    """Each row's cross-fitting fold (given, or drawn from the seed); None without folds."""
+    if not k:
+        return None
+    folds = fold_ids(n, k, seed) if folds is None else np.asarray(folds, dtype=np.int64)
+    if folds.min() < 0 or folds.max() >= k:
+        raise ValueError(f"fold ids must lie in [0, {k})")
+    return folds
+
+
+def _as_tensor(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(x, dtype=np.float32))
+
+
+def _checked_inputs(
+    data: PairEmbeddings, cfg: PairsiftConfig, recipe: TrainingRecipe,
+    folds: np.ndarray | None, weights: np.ndarray | None,
+) -> tuple[PairEmbeddings, np.ndarray | None, np.ndarray | None]:
+    """Refuse unusable inputs; above ``limits.max_fit_pairs``, a seeded sample of the pairs."""
     if len(data) < 2:
         raise ValueError("training needs at least 2 pairs")
     data.check_finite()
     weights = _check_weights(weights, len(data), recipe)
     if folds is not None and len(folds) != len(data):
         raise ValueError(f"folds has {len(folds)} entries for {len(data)} pairs")
-    if len(data) > t.max_fit_pairs:
-        rows = np.sort(np.random.default_rng(cfg.seed).choice(len(data), t.max_fit_pairs, False))
+    cap = cfg.limits.max_fit_pairs
+    if len(data) > cap:
+        rows = np.sort(np.random.default_rng(cfg.seed).choice(len(data), cap, False))
         data = data.subset(rows)
         folds = None if folds is None else np.asarray(folds)[rows]
         weights = None if weights is None else weights[rows]
-    n = len(data)
-    torch.manual_seed(cfg.seed)
-    k = _use_folds(recipe, cfg, n)
-    if k:
-        folds = fold_ids(n, k, cfg.seed) if folds is None else np.asarray(folds, dtype=np.int64)
-        if folds.min() < 0 or folds.max() >= k:
-            raise ValueError(f"fold ids must lie in [0, {k})")
-    centres = input_centres(data, t, identity_init)
-    nets = [_new_net(data, cfg, identity_init, np.arange(n), centres)
-            for _ in range(2 if t.co_teaching else 1)]
-    fold_nets = [
-        _new_net(data, cfg, identity_init, np.flatnonzero(folds != f), centres) for f in range(k)
-    ]
-    dcfg = cfg.division
-    memories = [
-        UncertaintyMemory(n, dcfg.memory_window, dcfg.fluctuation_threshold)
-        if dcfg.self_correction and recipe.self_corrects else None
-        for _ in range(1 if k else len(nets))
-    ]
-    def as_tensor(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(x, dtype=np.float32))
-
-    tensors = (as_tensor(data.image), as_tensor(data.text),
-               {key: as_tensor(v) for key, v in sorted(data.text_tgt.items())})
-    # fixed over the epochs: it reads the tower embeddings, not the heads
-    neighbours = neighbour_consistency(data, cfg, cfg.seed) if recipe.uses_consistency else None
-    return _Run(recipe, data, cfg, nets, fold_nets, folds if k else None, memories, neighbours,
-                tensors, None if weights is None else as_tensor(weights),
-                torch.Generator().manual_seed(cfg.seed))
+    return data, folds, weights
 
 
 def _run_epoch(run: _Run, epoch: int) -> tuple[dict, Division | None]:

@@ -31,7 +31,6 @@ from pairsift.models.translation.langid import UNDETERMINED, LanguageIdentifier,
 ERROR_KEY = "translation_error"
 # Detections at least this confident are never overridden by the fallback language.
 SURE_CONFIDENCE = 0.9
-BACK_PREFIX = "back_translation_"
 
 
 @dataclass
@@ -43,7 +42,6 @@ class RoutingCounts:
     copied: int = 0  # caption already in the target language
     kept: int = 0  # the input already carried this translation
     failed: int = 0  # no translation (reason in meta["translation_error"])
-    back_translated: int = 0
     skipped: int = 0  # pairs without a usable caption (reader errors, empty)
 
     def add(self, other: RoutingCounts) -> None:
@@ -127,7 +125,6 @@ def translate_samples(
     identifier: LanguageIdentifier,
     target_langs: list[str],
     *,
-    back_translate: bool = False,
     min_confidence: float = 0.5,
     fallback_language: str | None = "en",
 ) -> RoutingCounts:
@@ -135,7 +132,6 @@ def translate_samples(
     counts = RoutingCounts()
     targets = list(dict.fromkeys(normalize_lang(lang) for lang in target_langs))
     groups: dict[tuple[str, str], list[_Job]] = defaultdict(list)
-    back_jobs: dict[tuple[str, str], list[_Job]] = defaultdict(list)
     for sample in samples:
         caption = clean_text(sample.caption or "")
         if sample.error_status is not None or not caption:
@@ -144,49 +140,55 @@ def translate_samples(
             continue
         source, confidence = identify(sample, identifier, min_confidence, fallback_language)
         for target in targets:
-            carried = _existing(sample, target)
-            if carried is not None:
-                sample.captions[target] = carried
-                counts.kept += 1
-                if back_translate and source not in (target, UNDETERMINED):
-                    back_jobs[(source, target)].append(_Job(sample, carried))
-            elif source == target:
-                sample.captions[target] = sample.caption or caption
-                counts.copied += 1
-            elif source == UNDETERMINED:
-                _record_error(sample, f"{target}: undetermined caption language")
-                counts.failed += 1
-            else:
-                origin = source
-                if confidence < SURE_CONFIDENCE:
-                    origin = _route_source(translator, source, target, fallback_language)
-                groups[(origin, target)].append(_Job(sample, caption))
-
+            job = _route(sample, caption, source, confidence, target, translator,
+                         fallback_language, counts)
+            if job is not None:
+                groups[job[0]].append(job[1])
     for (source, target), jobs in sorted(groups.items()):
-        hits_before = translator.cache_hits
-        results = _run_group(translator, [job.text for job in jobs], source, target)
-        hits = translator.cache_hits - hits_before
-        good = sum(1 for r in results.values() if r.text is not None and r.text.strip())
-        counts.cached += min(hits, good)
-        counts.translated += good - min(hits, good)
-        for job in jobs:
-            result = results[job.text]
-            if result.text is None or not result.text.strip():
-                _record_error(job.sample, f"{target}: {result.error or 'empty translation'}")
-                counts.failed += 1
-                continue
-            job.sample.captions[target] = result.text
-            if back_translate:
-                back_jobs[(source, target)].append(_Job(job.sample, result.text))
-
-    for (source, target), jobs in sorted(back_jobs.items()):
-        # The target caption back into the caption's language: NRF's consistency input.
-        results = _run_group(translator, [job.text for job in jobs], target, source)
-        for job in jobs:
-            result = results[job.text]
-            if result.text is None:
-                _record_error(job.sample, f"{target} back-translation: {result.error}")
-                continue
-            job.sample.meta[f"{BACK_PREFIX}{target}"] = result.text
-            counts.back_translated += 1
+        _translate_group(translator, jobs, source, target, counts)
     return counts
+
+
+def _route(
+    sample: PairSample, caption: str, source: str, confidence: float, target: str,
+    translator: Translator, fallback_language: str | None, counts: RoutingCounts,
+) -> tuple[tuple[str, str], _Job] | None:
+    """One caption towards one target: keep the input's translation, copy a caption already
+    in the target language, fail an undetermined one, or return the translation job."""
+    carried = _existing(sample, target)
+    if carried is not None:
+        sample.captions[target] = carried
+        counts.kept += 1
+        return None
+    if source == target:
+        sample.captions[target] = sample.caption or caption
+        counts.copied += 1
+        return None
+    if source == UNDETERMINED:
+        _record_error(sample, f"{target}: undetermined caption language")
+        counts.failed += 1
+        return None
+    origin = source
+    if confidence < SURE_CONFIDENCE:
+        origin = _route_source(translator, source, target, fallback_language)
+    return (origin, target), _Job(sample, caption)
+
+
+def _translate_group(
+    translator: Translator, jobs: list[_Job], source: str, target: str, counts: RoutingCounts
+) -> None:
+    """Translate one language pair's captions; a failed or empty translation is an error on
+    its own sample only."""
+    hits_before = translator.cache_hits
+    results = _run_group(translator, [job.text for job in jobs], source, target)
+    hits = translator.cache_hits - hits_before
+    good = sum(1 for r in results.values() if r.text is not None and r.text.strip())
+    counts.cached += min(hits, good)
+    counts.translated += good - min(hits, good)
+    for job in jobs:
+        result = results[job.text]
+        if result.text is None or not result.text.strip():
+            _record_error(job.sample, f"{target}: {result.error or 'empty translation'}")
+            counts.failed += 1
+            continue
+        job.sample.captions[target] = result.text

@@ -1,15 +1,11 @@
 """Language identification for captions, with py3langid's bundled naive-Bayes model.
 
-Why py3langid rather than lingua (both bundle their models and are deterministic): measured
-on tuxpaint's short captions over the same 41 candidate languages, lingua was more accurate
-on es (78 % vs 61 %) and pt (77 % vs 70 %) and less on en (70 % vs 73 %) and de (90 % vs
-96 %), but its wheel is ~96 MB, it loads in ~7 s and classifies ~2.5k captions/s against
-py3langid's ~14k/s. What the translate stage needs is precision where it acts: py3langid's
-answers with confidence >= 0.5 are wrong for under 1 % of tuxpaint's en/pt/es captions, and
-below that the stage falls back to the configured source language.
-The candidate set matters more than the library: over all 140 labels English captions go to
-Frisian, Galician or Italian (53 % right), over ``DEFAULT_LANGUAGES`` 67 % (pt 57 -> 71 %,
-es 38 -> 61 %).
+Why py3langid rather than lingua (both bundle their models and are deterministic): lingua is
+more accurate on some languages but several times larger and slower; what the translate stage
+needs is precision where it acts, and below ``langid_min_confidence`` it falls back to the
+configured source language. The candidate set matters more than the library (over all 140
+labels short English captions go to Frisian, Galician or Italian). docs/translation.md,
+"Language identification", has the measurements.
 """
 
 from __future__ import annotations

@@ -177,6 +177,9 @@ def build_dataset(
     ``ship_langs`` limits which translations are written (None: all the source has);
     ``noise_langs`` are the languages translation noise corrupts (default: ``ship_langs``
     or every language of the source).
+
+    Why one piece: one linear pass (plan the noise, write shard by shard, summarise) whose steps
+    share the plan and the running counts.
     """
     if shard_size < 1:
         raise ValueError("shard size must be at least 1")

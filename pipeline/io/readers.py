@@ -1,4 +1,4 @@
-"""Readers for every input kind of DESIGN §3, through fsspec (local, gs://, s3:// alike).
+"""Readers for every input kind, through fsspec (local, gs://, s3:// alike).
 
 ``discover_shards(path)`` turns a user path into ``InputShard`` descriptors; ``read_shard``
 streams ``PairSample`` records from one. Readers never raise on a bad sample: they yield a
@@ -63,7 +63,11 @@ def _shard_name(path: str) -> str:
 
 
 def discover_shards(path: str) -> list[InputShard]:
-    """Every shard under ``path``, sorted by name, so a run's work list is deterministic."""
+    """Every shard under ``path``, sorted by name, so a run's work list is deterministic.
+
+    Why one piece: one ordered list of input kinds (brace pattern, single file, tars, tables,
+    image folder); the order is the precedence, and split it would be hidden.
+    """
     if _BRACE.search(path):
         return [InputShard("tar", p, _shard_name(p)) for p in expand_braces(path)]
     fs, root = filesystem(path)
@@ -253,6 +257,9 @@ def _read_rows(path: str) -> list[dict[str, Any]]:
 
 
 def _read_table(shard: InputShard) -> Iterator[PairSample]:
+    """Why one piece: the per-row rules (key, caption, image, carried translations, missing
+    columns) read top to bottom in the order they apply.
+    """
     rows = _read_rows(shard.path)
     base_dir = posixpath.dirname(shard.path)
     seen: set[str] = set()

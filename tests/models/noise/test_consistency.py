@@ -213,7 +213,7 @@ def test_training_pairs_get_consistency_only_with_the_null_and_when_on() -> None
     assert scores is not None and scores.observed.shape == (300,)
     assert detection_auc(noisy, -scores.observed) > 0.9
     assert np.median(scores.null) < np.median(scores.observed[~noisy]) - 0.3
-    off = dataclasses.replace(cfg, consistency=dataclasses.replace(cfg.consistency, enabled=False))
+    off = cfg.with_method(consistency=dataclasses.replace(cfg.consistency, enabled=False))
     assert neighbour_consistency(data, off, seed=0) is None
-    no_null = dataclasses.replace(cfg, mixture=dataclasses.replace(cfg.mixture, null_model="none"))
+    no_null = cfg.with_method(mixture=dataclasses.replace(cfg.mixture, null_model="none"))
     assert neighbour_consistency(data, no_null, seed=0) is None

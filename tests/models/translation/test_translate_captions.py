@@ -44,7 +44,7 @@ def test_routing_copy_keep_translate(identifier: LanguageIdentifier) -> None:
     carried = _sample("c", "A red car is parked in front of the old house.", pt_BR="Um carro.")
     fake = FakeTranslator()
     counts = translate_samples(
-        [english, portuguese, carried], fake, identifier, ["pt", "es"], back_translate=False
+        [english, portuguese, carried], fake, identifier, ["pt", "es"]
     )
     assert [s.language for s in (english, portuguese, carried)] == ["en", "pt", "en"]
     assert english.captions == {
@@ -93,17 +93,6 @@ def test_unusable_samples_pass_through(identifier: LanguageIdentifier) -> None:
     assert broken.language == "und" and empty.language == "und"
     assert not broken.captions and not empty.captions and fake.calls == []
     assert counts.skipped == 2
-
-
-def test_back_translation_of_new_and_carried_captions(identifier: LanguageIdentifier) -> None:
-    fresh = _sample("a", "A yellow bird sits on a branch of the tall tree.")
-    carried = _sample("b", "A blue boat floats on the calm lake at sunset.", pt="Um barco azul.")
-    counts = translate_samples(
-        [fresh, carried], FakeTranslator(), identifier, ["pt"], back_translate=True
-    )
-    assert fresh.meta["back_translation_pt"] == f"[en] [pt] {fresh.caption}"
-    assert carried.meta["back_translation_pt"] == "[en] Um barco azul."
-    assert counts.back_translated == 2
 
 
 def test_duplicates_translate_once_and_cache_counts(

@@ -1,0 +1,29 @@
+"""The console script: the product's commands, and the benchmarks' through entry points."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from pairsift.pipeline.cli import build_parser, main
+
+
+def _choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_benchmark_commands_arrive_through_entry_points() -> None:
+    top = _choices(build_parser())
+    assert {"run", "demo", "train", "eval", "data", "bench"} <= set(top)
+    bench = _choices(top["bench"])
+    assert set(bench) == {"bound", "crosslingual", "embed", "embed-probe", "quality", "score",
+                          "translate"}
+
+
+def test_unknown_flag_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["train", "--input", "x", "--output", "y", "--epochz", "2"])
+    assert raised.value.code == 2
+    assert "--epochz" in capsys.readouterr().err
