@@ -49,6 +49,15 @@ def _scorer(
     return score
 
 
+@dataclass
+class DividedPairs:
+    """One division of a set of pairs: the labels, the mixture behind them, the scores."""
+
+    division: Division
+    mixture: BetaMixture | None
+    scores: dict[str, np.ndarray]
+
+
 def divide_pairs(
     heads: ProjectionHeads,
     data: PairEmbeddings,
@@ -57,19 +66,19 @@ def divide_pairs(
     memory: UncertaintyMemory | None = None,
     method: str | None = None,
     neighbours: NeighbourScores | None = None,
-) -> tuple[Division, BetaMixture | None, dict[str, np.ndarray]]:
-    """Score every pair against a fixed bank, fit the mixture on a histogram, divide (fusing
-    ``neighbours``' consistency into the posterior when given)."""
+) -> DividedPairs:
+    """Score every pair against a fixed bank, fit the noise model on their histograms and
+    divide (fusing ``neighbours``' consistency into the posterior when given)."""
     score = _scorer(build_scoring_state(heads, data, cfg.train, seed))
     scores = score(data)
     null = null_losses(score, data, cfg, seed, method)
-    return (*divide_with(scores, cfg, memory, method, null, neighbours), scores)
+    return divide_with(scores, cfg, memory, method, null, neighbours)
 
 
 def divide_with(
     scores: dict[str, np.ndarray], cfg: PairsiftConfig, memory: UncertaintyMemory | None,
     method: str | None, null: np.ndarray | None, neighbours: NeighbourScores | None,
-) -> tuple[Division, BetaMixture | None]:
+) -> DividedPairs:
     """:func:`divide_scores` with the pairs' neighbour consistency added to their scores."""
     if neighbours is not None:
         scores["consistency"] = neighbours.observed
@@ -129,7 +138,7 @@ def divide_scores(
     method: str | None = None,
     null_losses: np.ndarray | None = None,
     null_consistency: np.ndarray | None = None,
-) -> tuple[Division, BetaMixture | None]:
+) -> DividedPairs:
     """Divide in-memory scores through the one noise fit (:mod:`pairsift.models.noise.fit`).
 
     The scores' histograms give the :class:`NoiseFit` the pipeline would fit on them, and it
@@ -140,13 +149,13 @@ def divide_scores(
     """
     dcfg = cfg.division if method is None else dataclasses.replace(cfg.division, method=method)
     if dcfg.method == "gmm":
-        return divide(scores, None, dcfg), None
+        return DividedPairs(divide(scores, None, dcfg), None, scores)
     run_cfg = cfg.with_method(division=dcfg)
     u = division_uncertainty(scores, dcfg)
     if memory is not None and dcfg.self_correction and dcfg.method == "pairsift":
         u = memory.update(u)
     fit = fit_scores(scores, run_cfg, loss_range(cfg.train), null_losses, null_consistency, u)
-    return fit.label(scores, uncertainty=u), fit.mixture
+    return DividedPairs(fit.label(scores, uncertainty=u), fit.mixture, scores)
 
 
 def consistency_applies(cfg: PairsiftConfig, pairs: int) -> bool:

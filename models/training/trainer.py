@@ -11,6 +11,7 @@ heads, each on the other's division (NCR co-divide).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,9 +22,9 @@ import torch
 from pairsift.models.config import PairsiftConfig, TrainConfig
 from pairsift.models.metrics import recall_at_k
 from pairsift.models.noise.division import Division, UncertaintyMemory
-from pairsift.models.noise.mixture import BetaMixture
 from pairsift.models.pairdata import PairEmbeddings
 from pairsift.models.training.epoch_division import (
+    DividedPairs,
     NeighbourScores,
     crossfit_scorer,
     divide_pairs,
@@ -172,7 +173,7 @@ def train(
         heads.load_state_dict(best_state)
     heads.eval()
     if run.recipe.divides:
-        division = _epoch_divisions(run, t.epochs, run.nets[:1], run.memories[:1])[0][0]
+        division = _epoch_divisions(run, t.epochs, run.nets[:1], run.memories[:1])[0].division
     return TrainResult(
         heads=heads, history=history, memory=run.memories[0], division=division,
         fold_heads=[net.heads for net in run.fold_nets],
@@ -254,10 +255,11 @@ def _run_epoch(run: _Run, epoch: int) -> tuple[dict, Division | None]:
     division = None
     if run.recipe.divides and epoch >= run.cfg.train.warmup_epochs:
         per_net = _epoch_divisions(run, epoch, run.nets, run.memories)
-        for i, (div, mixture, scores) in enumerate(per_net):
+        for i, divided in enumerate(per_net):
+            div, mixture = divided.division, divided.mixture
             trust = None
             if run.recipe.uses_translation_trust and run.cfg.train.translation_trust:
-                trust = translation_trust(scores, run.cfg)
+                trust = translation_trust(divided.scores, run.cfg)
             tensors = _division_tensors(div, trust)
             if run.fold_nets:  # one cross-fitted division serves every net
                 divisions = [tensors] * len(run.nets)
@@ -321,7 +323,7 @@ def _check_weights(
 
 def _epoch_divisions(
     run: _Run, epoch: int, nets: list[_Net], memories: list[UncertaintyMemory | None]
-) -> list[tuple[Division, BetaMixture | None, dict[str, np.ndarray]]]:
+) -> list[DividedPairs]:
     """This epoch's division per net: one cross-fitted division, or one per net (co-divide)."""
     seed = run.cfg.seed + epoch
     method = run.recipe.division_method
@@ -334,16 +336,20 @@ def _epoch_divisions(
         )
         scores = score(run.data)
         null = null_losses(score, run.data, run.cfg, seed, method)
-        div, mixture = divide_with(scores, run.cfg, memories[0], method, null, run.neighbours)
-        return [(run.recipe.refine_division(div, scores), mixture, scores)]
+        divided = divide_with(scores, run.cfg, memories[0], method, null, run.neighbours)
+        return [_refined(run.recipe, divided)]
     out = []
     for net, memory in zip(nets, memories, strict=True):
         net.heads.eval()
-        div, mixture, scores = divide_pairs(
-            net.heads, run.data, run.cfg, seed, memory, method, run.neighbours
-        )
-        out.append((run.recipe.refine_division(div, scores), mixture, scores))
+        divided = divide_pairs(net.heads, run.data, run.cfg, seed, memory, method, run.neighbours)
+        out.append(_refined(run.recipe, divided))
     return out
+
+
+def _refined(recipe: TrainingRecipe, divided: DividedPairs) -> DividedPairs:
+    return dataclasses.replace(
+        divided, division=recipe.refine_division(divided.division, divided.scores)
+    )
 
 
 def _train_epoch(

@@ -144,7 +144,7 @@ def test_translation_trust_flags_bad_translations() -> None:
 
     pairs = make_pairs(600, 0.0, seed=8, target_langs=("pt",), translation_noise=0.3)
     result = train(pairs.data, _cfg("pairsift", epochs=4))
-    _, _, scores = divide_pairs(result.heads, pairs.data, _cfg("pairsift"), 0)
+    scores = divide_pairs(result.heads, pairs.data, _cfg("pairsift"), 0).scores
     trust = translation_trust(scores, _cfg("pairsift"))["pt"]
     assert detection_auc(pairs.bad_translation, 1.0 - trust) > 0.95
     assert np.mean((trust < 0.5) == pairs.bad_translation) > 0.9
