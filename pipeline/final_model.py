@@ -94,7 +94,8 @@ def run_final_model(cfg: PairsiftConfig, layout: RunLayout, audit: pl.DataFrame)
                   f"{cfg.train.final_min_pairs}")
         log.warning("final model: %s; OUT/model keeps the fit heads", reason)
         return {"trained_on": "fit", "reason": reason}
-    rows, data, aligned = load_fit_pairs(ids, rows, cfg)
+    pairs = load_fit_pairs(ids, rows, cfg)
+    rows, data, aligned = pairs.rows, pairs.data, pairs.identity_init
     final_cfg = copy.deepcopy(cfg)
     final_cfg.train.loss, final_cfg.train.co_teaching = loss, False
     weights = kept_weights(ids.take(rows), audit, cfg.train.final_weight_power)

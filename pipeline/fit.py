@@ -131,16 +131,23 @@ def to_pair_embeddings(pairs: EmbeddedPairs, langs: list[str]):
     )
 
 
-def load_fit_pairs(
-    ids: pa.Table, rows: np.ndarray, cfg: PairsiftConfig
-) -> tuple[np.ndarray, PairEmbeddings, bool]:
-    """A deterministic sample (``limits.max_fit_pairs``) of ``rows``, their vectors, and whether
-    the heads start as the identity: what the fit step and the final model train on."""
+@dataclass
+class FitPairs:
+    """What the fit step and the final model train on: rows of the id table, their vectors,
+    and whether the heads start as the identity (towers already aligned)."""
+
+    rows: np.ndarray
+    data: PairEmbeddings
+    identity_init: bool
+
+
+def load_fit_pairs(ids: pa.Table, rows: np.ndarray, cfg: PairsiftConfig) -> FitPairs:
+    """A deterministic sample (``limits.max_fit_pairs``) of ``rows`` and their vectors."""
     keys = ids.column("key").to_pylist()
     rows = rows[fit_sample([keys[i] for i in rows], cfg.limits.max_fit_pairs, cfg.seed)]
     data = to_pair_embeddings(load_embedded(ids.take(rows)), list(cfg.translate.target_langs))
     aligned = encoder_aligned(cfg.encoder.spec, data.image.shape[1], data.text.shape[1])
-    return rows, data, aligned
+    return FitPairs(rows, data, aligned)
 
 
 def save_model(directory: str, heads, cfg: PairsiftConfig, languages: list[str], trained_with: dict) -> None:
@@ -181,7 +188,8 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
         if d
     ]
     write_rows(layout.duplicates, dup_rows, columns=["key", "source_shard"])
-    sample, data, aligned = load_fit_pairs(ids, np.flatnonzero(~duplicate), cfg)
+    pairs = load_fit_pairs(ids, np.flatnonzero(~duplicate), cfg)
+    sample, data, aligned = pairs.rows, pairs.data, pairs.identity_init
     log.info(
         "fit: %d embedded pairs, %d duplicates, training heads on %d (identity init: %s)",
         ids.num_rows, int(duplicate.sum()), len(sample), aligned,
