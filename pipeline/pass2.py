@@ -22,6 +22,7 @@ from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.storage.atomic import exists, read_json
 from pairsift.models.storage.tables import read_table, write_rows
+from pairsift.models.training.scoring import audited_columns
 from pairsift.pipeline.io.readers import InputShard, read_shard
 from pairsift.pipeline.io.shard_writer import ShardSample, shard_complete, write_shard
 from pairsift.pipeline.layout import RunLayout
@@ -116,14 +117,7 @@ class ShardLabels:
         scores = {n: np.array([scored_rows[k][n] for k in unique_keys], dtype=np.float64)
                   for n in names}
         labels = label_scores(scores, fit)
-        # audit carries loss/similarity, the neighbour consistency, every per-language view
-        # score and the translation consistency
-        view_suffixes = tuple(f"_{lang}" for lang in cfg.translate.target_langs)
-        audited = [
-            n for n in names
-            if n in ("loss", "similarity", "consistency", "translation_consistency")
-            or n.endswith(view_suffixes)
-        ]
+        audited = audited_columns(names, cfg.translate.target_langs)
         per_key: dict[str, dict[str, Any]] = {}
         for i, key in enumerate(unique_keys):
             values: dict[str, Any] = {n: scores[n][i] for n in audited}

@@ -26,6 +26,7 @@ from pairsift.models.noise.fit import NoiseFit, NoiseHistograms
 from pairsift.models.records import Status, is_embedding_column
 from pairsift.models.storage.atomic import exists, list_files, read_json, write_json
 from pairsift.models.storage.tables import embedding_matrix, read_table, write_rows
+from pairsift.models.training.scoring import target_view_columns
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
 from pairsift.transforms.score import (
@@ -139,9 +140,8 @@ class ScoreShard(beam.DoFn):
                 mask = present.get(f"text_emb_{lang}")
                 if mask is None:
                     continue
-                for name in scores:
-                    if name.endswith(f"_{lang}") or name == "translation_consistency":
-                        scores[name] = np.where(mask, scores[name], np.nan)
+                for name in target_view_columns(scores, lang):
+                    scores[name] = np.where(mask, scores[name], np.nan)
             scores.update(self._null_scores(shard_name, matrices, keys, duplicate))
         rows = []
         for i, key in enumerate(keys):

@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -129,6 +130,22 @@ def fold_of_keys(keys: list[str], folds: int) -> np.ndarray:
         raise ValueError("folds must be at least 1")
     digests = (hashlib.blake2b(k.encode("utf-8"), digest_size=8).digest() for k in keys)
     return np.fromiter((int.from_bytes(d, "little") % folds for d in digests), dtype=np.int64)
+
+
+AUDITED_SCORES = ("loss", "similarity", "consistency", "translation_consistency")
+
+
+def target_view_columns(names: Iterable[str], lang: str) -> list[str]:
+    """The score columns of the image–``lang`` view: they hold only where the pair has a
+    ``lang`` caption (the score pass blanks them elsewhere)."""
+    return [n for n in names if n.endswith(f"_{lang}") or n == "translation_consistency"]
+
+
+def audited_columns(names: Iterable[str], langs: Iterable[str]) -> list[str]:
+    """The score columns the audit keeps: the English view's loss and similarity, the
+    neighbour and translation consistency, and every target-language view's scores."""
+    suffixes = tuple(f"_{lang}" for lang in langs)
+    return [n for n in names if n in AUDITED_SCORES or (suffixes and n.endswith(suffixes))]
 
 
 def loss_range(cfg: TrainConfig) -> tuple[float, float]:
