@@ -26,11 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--encoder", default="default", help="encoder spec (default: offline towers)")
     parser.add_argument("--image-size", type=int, default=128, help="tower input resolution (smaller = faster)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipe", default="pairsift", help="the method (see docs/recipes.md)")
     parser.set_defaults(func=demo_command, accepts_extra=True)
 
 
 def demo_config(args: argparse.Namespace) -> PairsiftConfig:
-    cfg = PairsiftConfig(seed=args.seed)
+    cfg = PairsiftConfig(recipe=args.recipe, seed=args.seed)
     cfg.encoder.spec = args.encoder
     cfg.encoder.image_size = args.image_size
     cfg.encoder.batch_size = 32
