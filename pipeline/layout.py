@@ -53,6 +53,10 @@ class RunLayout:
     def scores_file(self, shard_name: str) -> str:
         return join(self.scores, f"{shard_name}.parquet")
 
+    def shard_stats(self, output_name: str) -> str:
+        """A curated shard's ``_stats.json``, written last: the shard's completion marker."""
+        return join(self.shards, f"{output_name}_stats.json")
+
     def audit_file(self, shard_name: str) -> str:
         return join(self.audit, f"{shard_name}.parquet")
 

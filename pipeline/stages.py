@@ -123,9 +123,7 @@ def _curated(ctx: RunContext) -> list[str]:
     from pairsift.pipeline.pass2 import output_name
 
     names = [output_name(i) for i in range(len(ctx.shards))]
-    return [ctx.layout.audit_file(n) for n in names] + [
-        f"{ctx.layout.shards}/{n}_stats.json" for n in names
-    ]
+    return [ctx.layout.audit_file(n) for n in names] + [ctx.layout.shard_stats(n) for n in names]
 
 
 STAGES: tuple[Stage, ...] = (

@@ -18,9 +18,10 @@ import numpy as np
 from PIL import Image
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.storage.atomic import exists, join, list_files, read_json
+from pairsift.models.storage.atomic import exists, list_files, read_json
 from pairsift.pipeline.config_io import load_config
 from pairsift.pipeline.io.readers import discover_shards, read_shard
+from pairsift.pipeline.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config_for(args: argparse.Namespace) -> PairsiftConfig:
-    run_config = join(args.input, "config.json")
+    run_config = RunLayout(args.input).config
     if args.config:
         cfg = load_config(args.config)
     elif exists(run_config):
@@ -118,7 +119,7 @@ def train_command(args: argparse.Namespace) -> int:
     from pairsift.pipeline.fit import encoder_aligned, save_model
 
     cfg = _config_for(args)
-    from_run = bool(list_files(join(args.input, "embeddings"), ".parquet"))
+    from_run = bool(list_files(RunLayout(args.input).embeddings, ".parquet"))
     data = embeddings_from_run(args.input, cfg) if from_run else embeddings_from_shards(args.input, cfg)
     aligned = encoder_aligned(cfg.encoder.spec, data.image.shape[1], data.text.shape[1])
     log.info("train: %d pairs from %s, method %s", len(data), "run embeddings" if from_run else "shards", cfg.train.loss)
