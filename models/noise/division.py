@@ -154,33 +154,59 @@ def division_uncertainty(scores: dict[str, np.ndarray], cfg: DivisionConfig) -> 
     return np.where(np.isfinite(u), u, single)
 
 
-def _p_clean(scores: dict[str, np.ndarray], mixture: BetaMixture | None, sfx: str) -> np.ndarray:
+@dataclass
+class OpinionView:
+    """The evidential opinion the division reads for every pair: the image–English view's,
+    or the dual view's (Dempster–Shafer over all views) when present and ``dual_view`` is on.
+    The score columns' names and suffixes are read here, once."""
+
+    belief: np.ndarray
+    uncertainty: np.ndarray
+    top: np.ndarray  # the own caption holds the largest belief
+    belief_neg_max: np.ndarray | None = None  # the strongest rival's belief
+    match_prob: np.ndarray | None = None  # α_self / S: the model's match probability
+    alpha_self: np.ndarray | None = None
+    alpha_total: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, scores: dict[str, np.ndarray], cfg: DivisionConfig) -> OpinionView:
+        sfx = _view_suffix(scores, cfg)
+
+        def optional(name: str) -> np.ndarray | None:
+            return _get(scores, name + sfx) if name + sfx in scores else None
+
+        return cls(
+            _get(scores, "belief" + sfx), _get(scores, "uncertainty" + sfx),
+            _get(scores, "top" + sfx) > 0.5, optional("belief_neg_max"),
+            optional("match_prob"), optional("alpha_self"), optional("alpha_total"),
+        )
+
+
+def _p_clean(
+    scores: dict[str, np.ndarray], mixture: BetaMixture | None, view: OpinionView
+) -> np.ndarray:
     if mixture is not None:
         consistency = scores.get("consistency")
         return mixture.posterior(_get(scores, "loss"), None if consistency is None else
                                  np.asarray(consistency, dtype=np.float64))
     # Without a mixture the opinion itself estimates the match: expected probability relative
     # to an even split between the own caption and its strongest rival.
-    own, rival = _get(scores, "belief" + sfx), _get(scores, "belief_neg_max" + sfx)
-    unc = _get(scores, "uncertainty" + sfx)
+    if view.belief_neg_max is None:
+        raise KeyError("division without a mixture needs score 'belief_neg_max'")
+    own, rival, unc = view.belief, view.belief_neg_max, view.uncertainty
     return np.clip((own + 0.5 * unc) / np.maximum(own + rival + unc, 1e-12), 0.0, 1.0)
 
 
-def _soft_labels(
-    scores: dict[str, np.ndarray], p_clean: np.ndarray, sfx: str, cfg: DivisionConfig
-) -> np.ndarray:
+def _soft_labels(p_clean: np.ndarray, view: OpinionView, cfg: DivisionConfig) -> np.ndarray:
     target = p_clean.copy()
-    if cfg.refurbish and "match_prob" + sfx in scores:
-        p_model = _get(scores, "match_prob" + sfx)
-        target = p_clean + (1.0 - p_clean) * p_model
-    if cfg.fisher_soften and "alpha_self" + sfx in scores:
-        a_self = _get(scores, "alpha_self" + sfx)
-        a_total = _get(scores, "alpha_total" + sfx)
-        classes = int(round(float(np.median(_get(scores, "uncertainty" + sfx) * a_total))))
+    if cfg.refurbish and view.match_prob is not None:
+        target = p_clean + (1.0 - p_clean) * view.match_prob
+    if cfg.fisher_soften and view.alpha_self is not None and view.alpha_total is not None:
+        classes = int(round(float(np.median(view.uncertainty * view.alpha_total))))
         target = fisher_soften(
             torch.from_numpy(target),
-            torch.from_numpy(a_self),
-            torch.from_numpy(a_total),
+            torch.from_numpy(view.alpha_self),
+            torch.from_numpy(view.alpha_total),
             classes,
         ).numpy()
     return np.clip(target, 0.0, 1.0)
@@ -287,29 +313,29 @@ def divide(
         return _baseline_division(scores, cfg, unc)
     if cfg.method not in ("bmm", "pairsift"):
         raise ValueError(f"unknown division method {cfg.method!r}")
-    sfx = _view_suffix(scores, cfg)
-    p_clean = _p_clean(scores, mixture, sfx)
-    soft = _soft_labels(scores, p_clean, sfx, cfg)
+    view = OpinionView.of(scores, cfg)
+    p_clean = _p_clean(scores, mixture, view)
+    soft = _soft_labels(p_clean, view, cfg)
     if cfg.method == "bmm" or not cfg.use_uncertainty:
         label = np.where(p_clean >= cfg.clean_threshold, "clean", "noisy")
         return Division(label, p_clean, soft, unc)
     if uncertainty_threshold is None:
         uncertainty_threshold = relative_threshold(unc, p_clean, cfg)
-    label = _guided_labels(scores, mixture, cfg, unc, p_clean, uncertainty_threshold,
+    label = _guided_labels(scores, view.top, mixture, cfg, unc, p_clean, uncertainty_threshold,
                            keep_posterior)
-    soft = np.where(label == "hard", _get(scores, "belief" + sfx), soft)
+    soft = np.where(label == "hard", view.belief, soft)
     return Division(label, p_clean, np.clip(soft, 0.0, 1.0), unc, uncertainty_threshold)
 
 
 def _guided_labels(
-    scores: dict[str, np.ndarray], mixture: BetaMixture | None, cfg: DivisionConfig,
-    unc: np.ndarray, p_clean: np.ndarray, threshold: float, keep_posterior: float | None,
+    scores: dict[str, np.ndarray], top: np.ndarray, mixture: BetaMixture | None,
+    cfg: DivisionConfig, unc: np.ndarray, p_clean: np.ndarray, threshold: float,
+    keep_posterior: float | None,
 ) -> np.ndarray:
     """UCPM's uncertainty-guided division, with the mixture's agreement and the null's count
     (see the module doc): determined pairs are clean or noisy by their opinion, the rest
     hard, and the noise-share cut drops what the empirical null counts as noise."""
     n = unc.shape[0]
-    top = _get(scores, "top" + _view_suffix(scores, cfg)) > 0.5
     determined = unc < threshold
     agrees = p_clean >= cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
     label = np.full(n, "hard", dtype=object)
