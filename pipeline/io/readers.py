@@ -244,16 +244,34 @@ _CAPTION_COLUMNS = ("caption", "text", "txt", "title")
 _IMAGE_COLUMNS = ("path", "image_path", "url", "file")
 
 
+_BAD_ROW = "__pairsift_bad_row__"  # a row that could not be parsed: its reason
+
+
 def _read_rows(path: str) -> list[dict[str, Any]]:
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
         with fsspec.open(path, "rb") as handle:
             return pq.read_table(handle).to_pylist()
-    with fsspec.open(path, "r", encoding="utf-8") as handle:
-        if path.endswith(".csv"):
+    if path.endswith(".csv"):
+        with fsspec.open(path, "r", encoding="utf-8") as handle:
             return list(csv.DictReader(handle))
-        return [json.loads(line) for line in handle if line.strip()]
+    with fsspec.open(path, "rb") as handle:
+        return [_jsonl_row(number, line) for number, line in enumerate(handle, 1) if line.strip()]
+
+
+def _jsonl_row(number: int, line: bytes) -> dict[str, Any]:
+    """One JSONL line as a row; a line that is not a JSON object is a row that says why, so
+    one broken line costs its own pair, not the file."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return {_BAD_ROW: f"line {number}: not UTF-8 ({exc.reason} at byte {exc.start})"}
+    except ValueError as exc:
+        return {_BAD_ROW: f"line {number}: not valid JSON ({exc})"[:300]}
+    if not isinstance(row, dict):
+        return {_BAD_ROW: f"line {number}: a JSON {type(row).__name__}, not an object"}
+    return row
 
 
 def _read_table(shard: InputShard) -> Iterator[PairSample]:
@@ -270,6 +288,10 @@ def _read_table(shard: InputShard) -> Iterator[PairSample]:
             key = f"{key}_dup{index}"
         seen.add(key)
         sample = PairSample(key, shard.name, index)
+        if _BAD_ROW in row:
+            sample.error_status, sample.error = Status.READ_ERROR.value, row[_BAD_ROW]
+            yield sample
+            continue
         caption_col = next((c for c in _CAPTION_COLUMNS if c in row), None)
         image_col = next((c for c in _IMAGE_COLUMNS if row.get(c)), None)
         sample.caption = None if caption_col is None or row[caption_col] is None else str(row[caption_col])

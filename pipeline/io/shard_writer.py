@@ -1,7 +1,9 @@
 """Writes one shard in the img2dataset/DataComp layout: NNNNN.tar + NNNNN.parquet + NNNNN_stats.json.
 
 Tar members carry fixed metadata (mtime 0, uid/gid 0, mode 0644) so the same samples give
-byte-identical shards. ``_stats.json`` is written last and doubles as the completion marker.
+byte-identical shards. The tar is POSIX pax: names that fit a plain ustar header are written
+as one (the same bytes as ustar), longer keys get a pax header instead of failing the shard.
+``_stats.json`` is written last and doubles as the completion marker.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def write_shard(
     """Write a whole shard atomically. Returns the stats written to ``_stats.json``."""
     paths = shard_paths(out_dir, shard_name)
     with atomic_open(paths["tar"], "wb") as raw, tarfile.open(
-        fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT
+        fileobj=raw, mode="w", format=tarfile.PAX_FORMAT
     ) as tar:
         for sample in samples:
             if "." in sample.key or "/" in sample.key:

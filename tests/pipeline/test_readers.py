@@ -123,3 +123,47 @@ def test_shard_writer_is_deterministic(tmp_path: Path) -> None:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     with pytest.raises(ValueError, match="must not contain"):
         write_shard(str(tmp_path / "c"), "00000", [ShardSample("a.b", {"txt": b"x"})])
+
+
+def test_long_keys_get_a_pax_header_and_short_ones_stay_plain_ustar(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    import webdataset as wds
+
+    key = "k" * 200  # USTAR stops at 100 (name) + 155 (prefix) without a slash to split on
+    write_shard(str(tmp_path / "long"), "00000", [ShardSample(key, {"txt": b"a caption"})])
+    with tarfile.open(tmp_path / "long" / "00000.tar") as tar:
+        assert tar.getnames() == [f"{key}.txt"]
+    loaded = list(wds.WebDataset(str(tmp_path / "long" / "00000.tar"), shardshuffle=False))
+    assert loaded[0]["__key__"] == key and loaded[0]["txt"] == b"a caption"
+    # a short name is written exactly as a ustar writer would, so existing shards keep their bytes
+    write_shard(str(tmp_path / "short"), "00000", [ShardSample("k0", {"txt": b"x"})])
+    ustar = io.BytesIO()
+    with tarfile.open(fileobj=ustar, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo("k0.txt")
+        info.size, info.mtime, info.mode, info.uname, info.gname = 1, 0, 0o644, "", ""
+        tar.addfile(info, io.BytesIO(b"x"))
+    assert (tmp_path / "short" / "00000.tar").read_bytes() == ustar.getvalue()
+
+
+def test_a_broken_jsonl_line_costs_only_its_own_pair(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "a.png")
+    lines = [
+        json.dumps({"path": "a.png", "caption": "a red square"}),
+        '{"path": "a.png", "caption": "cut off',
+        "[1, 2]",
+        json.dumps({"path": "a.png", "caption": "again"}),
+    ]
+    (tmp_path / "pairs.jsonl").write_bytes(("\n".join(lines) + "\n").encode() + b"\xff\xfe\n")
+    samples = [s for shard in discover_shards(str(tmp_path)) for s in read_shard(shard)]
+    assert len(samples) == 5 and len({s.key for s in samples}) == 5
+    ok = [s for s in samples if s.error_status is None]
+    assert [s.caption for s in ok] == ["a red square", "again"]
+    bad = [s for s in samples if s.error_status is not None]
+    assert [s.error_status for s in bad] == ["read_error"] * 3
+    assert "line 2: not valid JSON" in bad[0].error
+    assert "line 3: a JSON list" in bad[1].error
+    assert "line 5: not UTF-8" in bad[2].error
