@@ -44,6 +44,11 @@ class RunLayout:
         return join(self.root, "report.html")
 
     @property
+    def lock(self) -> str:
+        """One run per output folder: the owner's host and pid."""
+        return join(self.root, "_run.lock.json")
+
+    @property
     def config(self) -> str:
         return join(self.root, "config.json")
 

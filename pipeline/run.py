@@ -18,6 +18,7 @@ from pairsift.models.storage.atomic import exists, read_json, write_json
 from pairsift.pipeline.io.readers import discover_shards
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import make_options
+from pairsift.pipeline.run_lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,18 @@ def check_division(cfg: PairsiftConfig) -> None:
         raise SystemExit(f"{exc} (the benchmark runs the other baselines)") from None
 
 
+def normalise_input(path: str) -> str:
+    """The input as recorded: ``DIR/`` and ``DIR`` name one input."""
+    stripped = path.rstrip("/")
+    return stripped if stripped and not stripped.endswith(":") else path
+
+
 def _check_config(layout: RunLayout, cfg: PairsiftConfig, input_path: str) -> None:
     """A resumed run must use the same input and config, or its outputs would mix."""
-    record = {"input": input_path, "config": cfg.to_dict()}
+    record = {"input": normalise_input(input_path), "config": cfg.to_dict()}
     if exists(layout.config):
         previous = read_json(layout.config)
+        previous["input"] = normalise_input(str(previous.get("input", "")))
         if previous != record:
             raise SystemExit(
                 f"{layout.root} holds a run with a different input or config; "
@@ -69,7 +77,8 @@ def run(
     options = make_options(beam_args)
     shards = discover_shards(input_path)
     log.info("input: %d shard(s) under %s", len(shards), input_path)
-    _check_config(layout, cfg, input_path)
-    ctx = run_stages(RunContext(cfg, layout, options, shards, wave_size))
+    with run_lock(layout.lock):
+        _check_config(layout, cfg, input_path)
+        ctx = run_stages(RunContext(cfg, layout, options, shards, wave_size))
     timings = {k: v for k, v in ctx.timings.items() if k != "summary"}
     return RunResult(layout, ctx.summary, timings)

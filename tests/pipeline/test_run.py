@@ -304,3 +304,13 @@ def test_a_run_to_a_remote_path_writes_everything_there(
     local = json.loads((finished_run / "summary.json").read_text())
     assert remote["pairs"] == local["pairs"]  # the same labels as the local run
     assert remote["detection"] == local["detection"]
+
+
+def test_resume_accepts_the_same_input_with_a_trailing_slash(
+    noisy_input: Path, finished_run: Path, run_config, pinned_run
+) -> None:
+    before = output_bytes(finished_run)
+    result = pinned_run(str(noisy_input) + "/", str(finished_run), run_config(), wave_size=2)
+    assert result.summary["pairs"]["input"] == 64
+    assert output_bytes(finished_run) == before  # every stage found its work done
+    assert not (finished_run / "_run.lock.json").exists()
