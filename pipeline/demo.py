@@ -13,6 +13,7 @@ import time
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.storage.atomic import join
+from pairsift.pipeline.options import check_flags
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-size", type=int, default=128, help="tower input resolution (smaller = faster)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipe", default="pairsift", help="the method (see docs/recipes.md)")
-    parser.set_defaults(func=demo_command, accepts_extra=True)
+    own = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+    parser.set_defaults(func=demo_command, accepts_extra=True, own_flags=own)
 
 
 def demo_config(args: argparse.Namespace) -> PairsiftConfig:
@@ -43,6 +45,7 @@ def demo_command(args: argparse.Namespace) -> int:
     from pairsift.pipeline.datasets.writer import build_dataset
     from pairsift.pipeline.run import run
 
+    check_flags(getattr(args, "extra", []), args.own_flags)
     started = time.monotonic()
     input_dir = join(args.output, "input")
     run_dir = join(args.output, "run")

@@ -8,6 +8,8 @@ Locally the default is the in-process FnApiRunner (never Prism, which downloads 
 
 from __future__ import annotations
 
+import difflib
+import logging
 from collections.abc import Sequence
 
 import apache_beam as beam
@@ -19,6 +21,32 @@ LOCAL_RUNNERS = (None, "", "DirectRunner", "FnApiRunner", "BundleBasedDirectRunn
 
 def make_options(extra_args: Sequence[str]) -> PipelineOptions:
     return PipelineOptions(list(extra_args))
+
+
+def unknown_flags(extra_args: Sequence[str]) -> list[str]:
+    """The flags among ``extra_args`` that Beam's PipelineOptions does not know either (Beam
+    itself only logs them and runs on without them)."""
+    beam_log = logging.getLogger("apache_beam.options.pipeline_options")
+    level = beam_log.level
+    beam_log.setLevel(logging.ERROR)  # the check below is the user's message
+    try:
+        options = PipelineOptions(list(extra_args))
+        known = options.get_all_options(retain_unknown_options=False, drop_default=True)
+        everything = options.get_all_options(retain_unknown_options=True, drop_default=True)
+    finally:
+        beam_log.setLevel(level)
+    unknown = set(everything) - set(known)
+    flags = [a.split("=", 1)[0] for a in extra_args if a.startswith("--")]
+    return [f for f in flags if f[2:].replace("-", "_") in unknown]
+
+
+def check_flags(extra_args: Sequence[str], own_flags: Sequence[str]) -> None:
+    """Refuse a flag neither pairsift nor Beam knows, naming the closest pairsift flag."""
+    for flag in unknown_flags(extra_args):
+        close = difflib.get_close_matches(flag, list(own_flags), n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise SystemExit(f"unknown flag {flag}{hint} (pairsift's flags: {', '.join(own_flags)}; "
+                         "any Beam pipeline option is accepted too)")
 
 
 def is_local(options: PipelineOptions) -> bool:

@@ -8,6 +8,7 @@ import json
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.recipe import load_recipe
 from pairsift.pipeline.config_io import load_config
+from pairsift.pipeline.options import check_flags
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--wave-size", type=int, default=4,
         help="locally, input shards per Beam pipeline in pass 1 (progress is saved per wave); 0 = all",
     )
-    parser.set_defaults(func=run_command, accepts_extra=True)
+    own = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+    parser.set_defaults(func=run_command, accepts_extra=True, own_flags=own)
 
 
 def apply_overrides(cfg: PairsiftConfig, args: argparse.Namespace) -> PairsiftConfig:
@@ -48,6 +50,7 @@ def apply_overrides(cfg: PairsiftConfig, args: argparse.Namespace) -> PairsiftCo
 def run_command(args: argparse.Namespace) -> int:
     from pairsift.pipeline.run import run
 
+    check_flags(args.extra, args.own_flags)
     cfg = apply_overrides(load_config(args.config), args)
     result = run(args.input, args.output, cfg, beam_args=args.extra, wave_size=args.wave_size)
     pairs = result.summary["pairs"]

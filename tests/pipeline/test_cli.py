@@ -27,3 +27,17 @@ def test_unknown_flag_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> 
         main(["train", "--input", "x", "--output", "y", "--epochz", "2"])
     assert raised.value.code == 2
     assert "--epochz" in capsys.readouterr().err
+
+
+def test_a_flag_neither_pairsift_nor_beam_knows_is_refused(tmp_path) -> None:
+    from pairsift.pipeline.options import unknown_flags
+
+    with pytest.raises(SystemExit, match="unknown flag --sed; did you mean --seed"):
+        main(["run", "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--sed", "7"])
+    with pytest.raises(SystemExit, match="unknown flag --translate-to"):
+        main(["run", "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+              "--translate-to", "pt"])
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+    # Beam's own options pass through, in both spellings
+    assert unknown_flags(["--direct_num_workers", "2", "--runner=DirectRunner",
+                          "--direct_running_mode", "multi_processing"]) == []
