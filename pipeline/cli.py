@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         "write curated WebDataset shards with per-pair scores.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of a failure instead of one line")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench_commands = bench.add_subparsers(dest="bench_command", metavar="BENCH")
@@ -70,11 +72,14 @@ def setup_logging(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+GLOBAL_FLAGS = ("-v", "--verbose", "--debug")  # accepted anywhere on the command line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    setup_logging(verbose="-v" in (argv if argv is not None else sys.argv[1:]) or
-                  "--verbose" in (argv if argv is not None else sys.argv[1:]))
+    given = list(sys.argv[1:] if argv is None else argv)
+    setup_logging(verbose="-v" in given or "--verbose" in given)
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args([a for a in given if a not in GLOBAL_FLAGS])
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -85,5 +90,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result or 0)
 
 
+def error_line(exc: BaseException) -> str:
+    """One readable line for a failure: the last line of its message (a Beam job's error
+    wraps the worker's traceback and ends with the exception that stopped it)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if len(lines) > 1 or isinstance(exc, (ValueError, OSError)):
+        return lines[-1][:1000]  # our own messages and wrapped job errors say what happened
+    return f"{type(exc).__name__}: {lines[0]}"[:1000]
+
+
+def console_main(argv: Sequence[str] | None = None) -> int:
+    """The `pairsift` script: an expected failure is one line on stderr and exit code 1;
+    ``--debug`` shows the traceback instead."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return main(args)
+    except KeyboardInterrupt:
+        print("pairsift: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure gets one line unless --debug
+        if "--debug" in args:
+            raise
+        print(f"pairsift: error: {error_line(exc)} (--debug for the traceback)", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -41,3 +41,19 @@ def test_a_flag_neither_pairsift_nor_beam_knows_is_refused(tmp_path) -> None:
     # Beam's own options pass through, in both spellings
     assert unknown_flags(["--direct_num_workers", "2", "--runner=DirectRunner",
                           "--direct_running_mode", "multi_processing"]) == []
+
+
+def test_the_script_turns_a_failure_into_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pairsift.pipeline.cli import console_main
+
+    missing = str(tmp_path / "nope")
+    assert console_main(["run", "--input", missing, "--output", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"pairsift: error: input not found: {missing} (--debug for the traceback)"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("encoder:\n  batchsize: 3\n")
+    assert console_main(["run", "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+                         "--config", str(bad)]) == 1
+    assert "encoder.batchsize; did you mean encoder.batch_size" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):  # --debug, anywhere: the traceback
+        console_main(["run", "--input", missing, "--output", str(tmp_path / "o"), "--debug"])
