@@ -18,6 +18,7 @@ class Status(str, Enum):
 
     OK = "ok"
     READ_ERROR = "read_error"  # tar member unreadable, unsafe path, missing image file
+    UNSAFE_PATH = "unsafe_path"  # a table row naming a file outside the table's folder
     MISSING_IMAGE = "missing_image"
     MISSING_CAPTION = "missing_caption"
     EMPTY_CAPTION = "empty_caption"

@@ -7,6 +7,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,7 +76,11 @@ def run(
     check_division(cfg)
     layout = RunLayout(output.rstrip("/"))
     options = make_options(beam_args)
-    shards = discover_shards(input_path)
+    shards = [
+        dataclasses.replace(shard, allow_outside=cfg.limits.allow_paths_outside_input,
+                            max_image_bytes=cfg.limits.max_image_bytes)
+        for shard in discover_shards(input_path)
+    ]
     log.info("input: %d shard(s) under %s", len(shards), input_path)
     with run_lock(layout.lock):
         _check_config(layout, cfg, input_path)

@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--encoder", help="encoder spec, overrides the config's encoder.spec")
     parser.add_argument("--langs", help="comma-separated target languages, e.g. pt,es")
     parser.add_argument("--seed", type=int, help="overrides the config's seed")
+    parser.add_argument("--allow-paths-outside-input", action="store_true",
+                        help="let table rows name any path, not only files under the table's "
+                        "folder and http(s)/gs/s3 URLs")
     parser.add_argument("--recipe", help="the method: a packaged recipe name or a recipe file "
                         "(see docs/recipes.md); overrides the config's recipe")
     parser.add_argument(
@@ -38,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def apply_overrides(cfg: PairsiftConfig, args: argparse.Namespace) -> PairsiftConfig:
     if getattr(args, "recipe", None):
         cfg.recipe, cfg.method = args.recipe, load_recipe(args.recipe)
+    if getattr(args, "allow_paths_outside_input", False):
+        cfg.limits.allow_paths_outside_input = True
     if getattr(args, "encoder", None):
         cfg.encoder.spec = args.encoder
     if getattr(args, "langs", None):

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import posixpath
 import re
+import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from pairsift.models.records import PairSample, Status, sanitize_key
 from pairsift.models.storage.atomic import filesystem
@@ -36,6 +39,10 @@ class InputShard:
     name: str  # used as source_shard and in per-shard output names
     start: int = 0
     stop: int = -1
+    # what a table row may name: files under the table's folder and http(s)/gs/s3 URLs, or
+    # (``allow_outside``) any path fsspec opens; and the most bytes read for one image
+    allow_outside: bool = False
+    max_image_bytes: int = 64 * 2**20
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -279,7 +286,6 @@ def _read_table(shard: InputShard) -> Iterator[PairSample]:
     columns) read top to bottom in the order they apply.
     """
     rows = _read_rows(shard.path)
-    base_dir = posixpath.dirname(shard.path)
     seen: set[str] = set()
     for index, row in enumerate(rows):
         raw_key = str(row.get("key") or f"{shard.name}_{index:09d}")
@@ -305,25 +311,82 @@ def _read_table(shard: InputShard) -> Iterator[PairSample]:
         if image_col is None:
             sample.error_status, sample.error = Status.MISSING_IMAGE.value, "row has no path/url"
         else:
-            _load_image(sample, str(row[image_col]), base_dir)
+            _load_image(sample, str(row[image_col]), shard)
         if caption_col is None and sample.error_status is None:
             sample.error_status, sample.error = Status.MISSING_CAPTION.value, "row has no caption column"
         yield sample
 
 
-def _load_image(sample: PairSample, location: str, base_dir: str) -> None:
+REMOTE_SCHEMES = ("http", "https", "gs", "s3")
+
+
+def unsafe_location(location: str) -> str | None:
+    """Why a table row's image location may not be read by default, or None when it may: a
+    relative path that stays under the table's folder, or an http(s)/gs/s3 URL."""
+    if "::" in location:
+        return "a chained fsspec URL"
+    if "://" in location:
+        scheme = location.split("://", 1)[0].lower()
+        return None if scheme in REMOTE_SCHEMES else f"a {scheme}:// URL"
+    if location.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", location):
+        return "an absolute path"
+    if ".." in re.split(r"[\\/]", location):
+        return "a path that leaves the table's folder (..)"
+    return None
+
+
+def _load_image(sample: PairSample, location: str, shard: InputShard) -> None:
+    """Read the row's image, within the shard's confinement and size cap; every failure is
+    the sample's status and reason."""
+    reason = None if shard.allow_outside else unsafe_location(location)
+    if reason is not None:
+        sample.error_status = Status.UNSAFE_PATH.value
+        sample.error = (f"image location {location[:200]!r} is {reason}; tables may name files "
+                        "under their folder or http(s)/gs/s3 URLs (--allow-paths-outside-input)")
+        return
     if "://" not in location and not location.startswith("/"):
-        location = posixpath.join(base_dir, location)
+        location = posixpath.join(posixpath.dirname(shard.path), location)
     try:
-        with fsspec.open(location, "rb") as handle:
-            sample.image_bytes = handle.read()
+        fs, path = filesystem(location)
+        if isinstance(fs, LocalFileSystem) and not stat.S_ISREG(os.stat(path).st_mode):
+            raise OSError(f"{location} is not a regular file")  # a FIFO or device would block
+        with fs.open(path, "rb") as handle:
+            data = handle.read(shard.max_image_bytes + 1)
+        if len(data) > shard.max_image_bytes:
+            raise ValueError(f"image over the {shard.max_image_bytes}-byte cap "
+                             "(limits.max_image_bytes)")
+        sample.image_bytes = data
         sample.image_format = location.rsplit(".", 1)[-1].lower()
-    except (OSError, ValueError) as exc:
+    except ImportError as exc:  # a protocol whose client is not installed (http: aiohttp)
+        sample.error_status = Status.READ_ERROR.value
+        sample.error = f"cannot read image {location}: {exc}"
+    except (OSError, ValueError, MemoryError) as exc:
         sample.error_status = Status.READ_ERROR.value
         sample.error = f"cannot read image {location}: {type(exc).__name__}: {exc}"
 
 
 # --- folders of images with sidecar .txt ------------------------------------------------
+
+
+def _escapes(fs: Any, root: str, path: str) -> bool:
+    """Whether a local ``path`` resolves (through symlinks) outside the folder ``root``."""
+    if not isinstance(fs, LocalFileSystem):
+        return False
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(path)]) != real_root
+
+
+def _read_folder_file(fs: Any, root: str, path: str, shard: InputShard) -> bytes:
+    """A file of the folder, refusing a symlink out of it and anything but a regular file."""
+    if not shard.allow_outside and _escapes(fs, root, path):
+        raise PermissionError("a symlink that leaves the input folder")
+    if isinstance(fs, LocalFileSystem) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError("not a regular file")
+    with fs.open(path, "rb") as handle:
+        data = handle.read(shard.max_image_bytes + 1)
+    if len(data) > shard.max_image_bytes:
+        raise OSError(f"over the {shard.max_image_bytes}-byte cap (limits.max_image_bytes)")
+    return data
 
 
 def _read_folder(shard: InputShard) -> Iterator[PairSample]:
@@ -335,11 +398,24 @@ def _read_folder(shard: InputShard) -> Iterator[PairSample]:
         sample.image_format = image_path.rsplit(".", 1)[-1].lower()
         caption_path = image_path.rsplit(".", 1)[0] + ".txt"
         try:
-            sample.image_bytes = fs.cat_file(image_path)
+            sample.image_bytes = _read_folder_file(fs, root, image_path, shard)
+        except PermissionError as exc:
+            sample.error_status, sample.error = Status.UNSAFE_PATH.value, f"{rel}: {exc}"
         except OSError as exc:
             sample.error_status, sample.error = Status.READ_ERROR.value, f"cannot read {rel}: {exc}"
         if fs.exists(caption_path):
-            sample.caption = _decode_caption(fs.cat_file(caption_path), sample)
+            try:
+                caption = _read_folder_file(fs, root, caption_path, shard)
+                sample.caption = _decode_caption(caption, sample)
+            except PermissionError as exc:
+                sample.caption = None
+                if sample.error_status is None:
+                    sample.error_status = Status.UNSAFE_PATH.value
+                    sample.error = f"{rel.rsplit('.', 1)[0]}.txt: {exc}"
+            except OSError as exc:
+                if sample.error_status is None:
+                    sample.error_status = Status.READ_ERROR.value
+                    sample.error = f"cannot read the caption of {rel}: {exc}"
         elif sample.error_status is None:
             sample.error_status, sample.error = Status.MISSING_CAPTION.value, "no sidecar .txt"
         yield sample

@@ -167,3 +167,62 @@ def test_a_broken_jsonl_line_costs_only_its_own_pair(tmp_path: Path) -> None:
     assert "line 2: not valid JSON" in bad[0].error
     assert "line 3: a JSON list" in bad[1].error
     assert "line 5: not UTF-8" in bad[2].error
+
+
+def test_table_rows_cannot_read_outside_the_table(tmp_path: Path) -> None:
+    import os
+
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "outside.png").write_bytes(png_bytes())
+    (secret / "passwd").write_text("root:x:0:0 SECRET")
+    table_dir = tmp_path / "table"
+    (table_dir / "imgs").mkdir(parents=True)
+    (table_dir / "imgs" / "a.png").write_bytes(png_bytes())
+    os.mkfifo(table_dir / "imgs" / "fifo.png")
+    rows = {
+        "ok": "imgs/a.png",
+        "absolute": str(secret / "passwd"),
+        "dotdot": "../secret/outside.png",
+        "file_url": f"file://{secret / 'outside.png'}",
+        "chained": f"simplecache::file://{secret / 'outside.png'}",
+        "memory": "memory://x.png",
+        "fifo": "imgs/fifo.png",
+    }
+    pq.write_table(pa.table({"key": list(rows), "path": list(rows.values()),
+                             "caption": ["c"] * len(rows)}), table_dir / "pairs.parquet")
+    shard = discover_shards(str(table_dir / "pairs.parquet"))[0]
+    read = {s.key: s for s in read_shard(shard)}  # the FIFO must not block
+    assert read["ok"].image_bytes == png_bytes() and read["ok"].error_status is None
+    for key in ("absolute", "dotdot", "file_url", "chained", "memory"):
+        assert read[key].error_status == "unsafe_path", key
+        assert read[key].image_bytes is None and "SECRET" not in (read[key].error or "")
+    assert read["fifo"].error_status == "read_error" and "regular file" in read["fifo"].error
+    # the user's opt-out reads them; a size cap still bounds every read
+    import dataclasses
+
+    opened = dataclasses.replace(shard, allow_outside=True, max_image_bytes=10)
+    read = {s.key: s for s in read_shard(opened)}
+    assert read["absolute"].error_status == "read_error" and "cap" in read["absolute"].error
+    roomy = {s.key: s for s in read_shard(dataclasses.replace(shard, allow_outside=True))}
+    assert roomy["dotdot"].image_bytes == png_bytes()
+
+
+def test_folder_input_follows_no_symlink_out_of_the_folder(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("SECRET caption")
+    (outside / "img.png").write_bytes(png_bytes())
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png_bytes())
+    (folder / "a.txt").symlink_to(outside / "secret.txt")
+    (folder / "b.png").symlink_to(outside / "img.png")
+    (folder / "b.txt").write_text("fine")
+    (folder / "c.png").write_bytes(png_bytes())
+    (folder / "c.txt").write_text("inside")
+    read = {s.key: s for shard in discover_shards(str(folder)) for s in read_shard(shard)}
+    assert read["a"].error_status == "unsafe_path" and read["a"].caption is None
+    assert read["b"].error_status == "unsafe_path" and read["b"].image_bytes is None
+    assert read["c"].error_status is None and read["c"].caption == "inside"
+    assert all("SECRET" not in (s.caption or "") + (s.error or "") for s in read.values())
