@@ -18,8 +18,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 lint: setup
-	$(VENV)/bin/ruff check pipeline transforms models tests
-	$(VENV)/bin/ruff format --check pipeline transforms models tests
+	$(VENV)/bin/ruff check pipeline transforms models benchmarks tests
 
 clean:
 	rm -rf demo_out .pytest_cache .ruff_cache

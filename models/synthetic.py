@@ -1,4 +1,4 @@
-"""Synthetic paired embeddings with known noise (tests and the synthetic benchmark).
+"""Synthetic paired embeddings with known noise, for the tests.
 
 Each pair has a latent concept z; the image, English and target-language "towers" are fixed
 random linear maps of z plus tower noise, so a pair's views agree only through z. Noise

@@ -8,6 +8,7 @@ OUT/embeddings layout. This module writes that layout and runs exactly those sta
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,12 +89,18 @@ def label_embedded(
     shards: list[EmbeddedShard], cfg: PairsiftConfig, output: str, beam_args: list[str] | None = None
 ) -> EmbeddedLabels:
     """Fit, score, fit the noise model and label ``shards`` under ``output``, as `pairsift
-    run` does after pass 1 (its stages, its RunLayout, its per-shard labelling)."""
+    run` does after pass 1 (its stages, its RunLayout, its per-shard labelling). The target
+    languages are the ones the shards carry vectors for."""
     from pairsift.pipeline.options import make_options
     from pairsift.pipeline.pass2 import ShardLabels
     from pairsift.pipeline.stages import STAGES, RunContext, run_stages
 
     layout = RunLayout(output.rstrip("/"))
+    langs = sorted({lang for shard in shards for lang in shard.text_tgt})
+    if langs != list(cfg.translate.target_langs):  # the vectors name the target languages
+        cfg = dataclasses.replace(
+            cfg, translate=dataclasses.replace(cfg.translate, target_langs=langs)
+        )
     write_embedded(shards, layout)
     ctx = RunContext(cfg, layout, make_options(beam_args or []), shards=[])
     run_stages(ctx, tuple(s for s in STAGES if s.name in ("fit", "score", "mixture")))

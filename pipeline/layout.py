@@ -60,7 +60,9 @@ class RunLayout:
 
     def shard_stats(self, output_name: str) -> str:
         """A curated shard's ``_stats.json``, written last: the shard's completion marker."""
-        return join(self.shards, f"{output_name}_stats.json")
+        from pairsift.pipeline.io.shard_writer import shard_paths
+
+        return shard_paths(self.shards, output_name)["stats"]
 
     def audit_file(self, shard_name: str) -> str:
         return join(self.audit, f"{shard_name}.parquet")

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from pairsift.models.config import PairsiftConfig
+from pairsift.models.recipe import recipe_changes
 from pairsift.models.storage.atomic import exists, list_files, read_json
 from pairsift.pipeline.config_io import load_config
 from pairsift.pipeline.io.readers import discover_shards, read_shard
@@ -25,7 +26,7 @@ from pairsift.pipeline.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
-METHODS = ("pairsift", "ncr", "decl", "rcl", "contrastive")
+METHODS = ("pairsift", "ncr", "decl", "rcl", "contrastive")  # each a packaged recipe
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +57,11 @@ def _config_for(args: argparse.Namespace) -> PairsiftConfig:
         cfg = PairsiftConfig.from_dict(read_json(run_config)["config"])
     else:
         cfg = PairsiftConfig()
-    if args.method:
+    if args.method:  # what the method's recipe changes in training (NCR co-divides, ...)
+        default = recipe_changes("pairsift")["train"]
+        for key, value in recipe_changes(args.method)["train"].items():
+            if default.get(key) != value:
+                setattr(cfg.train, key, value)
         cfg.train.loss = args.method
     if args.encoder:
         cfg.encoder.spec = args.encoder

@@ -1,67 +1,14 @@
-"""Scoring stage pieces: per-pair scores from a frozen scoring state, and the loss histogram.
+"""Scoring stage pieces: per-pair scores of a shard from the frozen scoring state, in chunks.
 
-The histogram is a CombineGlobally of integer counts on a fixed, fine grid: the beta mixture
-fits on it exactly up to binning, in O(bins) per EM step, for any number of pairs; integer
-counts also make the merge order irrelevant, so the fit is deterministic on any runner.
+The histograms the noise fit reads are :class:`pairsift.models.noise.fit.NoiseHistograms`,
+summed over the shards by the score pass (pipeline/score_pass.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import apache_beam as beam
 import numpy as np
-
-from pairsift.models.noise.histogram import histogram, histogram2d
-
-
-class _CountsSum(beam.CombineFn):
-    """Sums int64 histograms of a fixed shape; subclasses histogram one input."""
-
-    shape: tuple[int, ...]
-
-    def create_accumulator(self) -> np.ndarray:
-        return np.zeros(self.shape, dtype=np.int64)
-
-    def merge_accumulators(self, accumulators: Any) -> np.ndarray:
-        total = self.create_accumulator()
-        for acc in accumulators:
-            total = total + acc
-        return total
-
-    def extract_output(self, acc: np.ndarray) -> np.ndarray:
-        return acc
-
-
-class LossHistogram(_CountsSum):
-    """Sums fixed-range histograms of the per-pair loss."""
-
-    def __init__(self, lo: float, hi: float, bins: int) -> None:
-        self.lo, self.hi, self.bins = lo, hi, bins
-        self.shape = (bins,)
-
-    def add_input(self, acc: np.ndarray, losses: np.ndarray) -> np.ndarray:
-        return acc + histogram(np.asarray(losses, dtype=np.float64), self.lo, self.hi, self.bins)
-
-
-class JointHistogram(_CountsSum):
-    """Sums joint histograms of the first two arrays of each element (one shard's pairs)."""
-
-    def __init__(
-        self, x_range: tuple[float, float], y_range: tuple[float, float], bins: tuple[int, int]
-    ) -> None:
-        self.x_range, self.y_range = tuple(x_range), tuple(y_range)
-        self.shape = tuple(bins)
-
-    def add_input(self, acc: np.ndarray, element: tuple[np.ndarray, ...]) -> np.ndarray:
-        return acc + histogram2d(element[0], element[1], self.x_range, self.y_range, self.shape)
-
-
-class UncertaintyHistogram(JointHistogram):
-    """Sums joint (loss, u) histograms, u over [0, 1]: the global uncertainty threshold."""
-
-    def __init__(self, lo: float, hi: float, bins: tuple[int, int]) -> None:
-        super().__init__((lo, hi), (0.0, 1.0), bins)
 
 
 def score_in_chunks(

@@ -1,4 +1,4 @@
-"""The langid/translate stage: a thin Beam wrapper over ``models.translate_captions``.
+"""The langid/translate stage: a thin Beam wrapper over ``models.translation.captions``.
 
 Pairs are batched with ``beam.BatchElements`` (fixed size ``cfg.batch_size``; bundles end with
 a smaller batch) so each backend call translates many captions; the translator and the
@@ -91,7 +91,7 @@ class _NoTranslator(Translator):
 
 class TranslateCaptions(beam.PTransform):
     """PCollection[PairSample] -> PCollection[PairSample] with ``language`` set and
-    ``captions[<lang>]`` filled for ``cfg.target_langs`` (see ``models.translate_captions``).
+    ``captions[<lang>]`` filled for ``cfg.target_langs`` (see ``models.translation.captions``).
     """
 
     def __init__(self, cfg: TranslateConfig, device: str = "auto") -> None:

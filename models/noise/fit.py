@@ -153,19 +153,20 @@ class NoiseFit:
         division = dataclasses.replace(cfg.division)
         cls.check_method(division)
         out = cls(division, pairs=hists.pairs)
-        if division.method not in _MIXTURE_METHODS:
-            return out
         lo, hi = hists.loss_range
-        if np.count_nonzero(hists.loss) >= 2:  # a single loss value has no mixture to fit
+        # fitted for every method: the noise ratio and the partial/complete kind are reported
+        # whatever divides (a single loss value has no mixture to fit)
+        if np.count_nonzero(hists.loss) >= 2:
             null = hists.null_loss if cfg.mixture.null_model == "shuffled" else None
             if null is not None and null.sum() < 2:  # one pair per shard: no swap possible
                 null = None
             out.mixture = BetaMixture.fit_histogram(hists.loss, lo, hi, cfg.mixture, null)
             _fuse_consistency(out.mixture, hists, cfg)
             out.keep_posterior = _keep_posterior(out.mixture, hists, division)
-        out.uncertainty_threshold = threshold_from_histogram(
-            hists.loss_uncertainty, lo, hi, out.mixture, division
-        )
+        if division.method in _MIXTURE_METHODS:
+            out.uncertainty_threshold = threshold_from_histogram(
+                hists.loss_uncertainty, lo, hi, out.mixture, division
+            )
         return out
 
     @staticmethod

@@ -22,7 +22,7 @@ from pairsift.models.noise.division import (
     divide,
     division_uncertainty,
 )
-from pairsift.models.noise.fit import fit_scores
+from pairsift.models.noise.fit import NoiseFit, fit_scores
 from pairsift.models.noise.histogram import histogram
 from pairsift.models.noise.mixture import BetaMixture
 from pairsift.models.noise.null import derangement, with_swapped_captions
@@ -148,7 +148,9 @@ def divide_scores(
     ``method`` "gmm" is NCR's division (a baseline that ranks all pairs at once).
     """
     dcfg = cfg.division if method is None else dataclasses.replace(cfg.division, method=method)
-    if dcfg.method == "gmm":
+    try:
+        NoiseFit.check_method(dcfg)
+    except ValueError:  # a baseline that ranks all pairs at once (GMM, keep-a-fraction)
         return DividedPairs(divide(scores, None, dcfg), None, scores)
     run_cfg = cfg.with_method(division=dcfg)
     u = division_uncertainty(scores, dcfg)

@@ -68,10 +68,9 @@ class Translator(ABC):
         return f"{self.name} does not translate {source}->{target}"
 
     def back_translate(self, texts: Sequence[str], source: str, target: str) -> list[str]:
-        """``texts`` were translated ``source`` -> ``target``; return them in ``source`` again.
-
-        NRF trusts a translation as far as its back-translation agrees with the original.
-        """
+        """``texts`` were translated ``source`` -> ``target``; return them in ``source`` again
+        (the pipeline checks a translation against its source by embedding consistency; this
+        is for tools that want the round trip)."""
         return self.translate(texts, target, source)
 
     @property

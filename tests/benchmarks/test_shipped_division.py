@@ -66,3 +66,23 @@ def test_setting_shards_split_in_row_order() -> None:
     np.testing.assert_array_equal(np.concatenate([s.image for s in shards]), data.image)
     keys = [k for s in shards for k in s.keys]
     assert keys == sorted(keys) and len(set(keys)) == 25
+
+
+def test_target_language_vectors_reach_the_shipped_division(tmp_path: Path, tiny_cfg) -> None:
+    from pairsift.pipeline.embedded import label_embedded
+
+    rng = np.random.default_rng(3)
+    n = 120
+    z = rng.normal(size=(n, 8))
+    image = z @ rng.normal(size=(8, 24)) + 0.2 * rng.normal(size=(n, 24))
+    text = z @ rng.normal(size=(8, 16)) + 0.2 * rng.normal(size=(n, 16))
+    spanish = z @ rng.normal(size=(8, 12)) + 0.2 * rng.normal(size=(n, 12))
+    text[: n // 3] = text[rng.permutation(n // 3)]  # some caption noise
+    shard = EmbeddedShard("00000", [f"{i:04d}" for i in range(n)], image.astype(np.float32),
+                          text.astype(np.float32), {"es": spanish.astype(np.float32)})
+    cfg = tiny_cfg()
+    assert cfg.translate.target_langs == []
+    labels = label_embedded([shard], cfg, str(tmp_path / "out"))
+    scores = pl.read_parquet(tmp_path / "out" / "scores" / "00000.parquet")
+    assert {"similarity_es", "belief_dual", "uncertainty_dual"} <= set(scores.columns)
+    assert len(labels.label) == n and set(labels.label.tolist()) <= {"clean", "hard", "noisy"}

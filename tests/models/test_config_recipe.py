@@ -75,3 +75,31 @@ def test_with_method_copies_rather_than_mutates() -> None:
     cfg = PairsiftConfig()
     other = cfg.with_method(division=dataclasses.replace(cfg.division, method="bmm"))
     assert other.division.method == "bmm" and cfg.division.method == "pairsift"
+
+
+def test_a_recorded_config_reads_back_without_its_recipe_file(tmp_path: Path) -> None:
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"name": "mine", "base": "pairsift",
+                                "division": {"clean_threshold": 0.6}}))
+    recorded = json.loads(json.dumps(PairsiftConfig(recipe=str(path)).to_dict()))
+    path.unlink()  # e.g. `pairsift train` on that run from another machine
+    again = PairsiftConfig.from_dict(recorded)
+    assert again.division.clean_threshold == 0.6 and again.recipe == str(path)
+
+
+def test_configs_from_before_recipes_are_migrated() -> None:
+    old = {
+        "encoder": {"spec": "default", "device": "cpu"},
+        "translate": {"target_langs": ["pt"], "device": "cuda", "back_translate": True},
+        "division": {"keep_hard": True, "keep_rule": "posterior"},
+        "train": {"epochs": 3, "refurbish": False, "device": "auto", "max_fit_pairs": 9},
+        "mixture": {"bins": 512},
+        "max_caption_chars": 99,
+        "seed": 4,
+    }
+    cfg = PairsiftConfig.from_dict(old)
+    assert cfg.seed == 4 and cfg.translate.target_langs == ["pt"]
+    assert cfg.train.epochs == 3 and cfg.mixture.bins == 512
+    assert cfg.division.keep_rule == "posterior"
+    assert cfg.division.refurbish is False  # the old train flag gated the same soft labels
+    assert cfg.limits.max_caption_chars == 99 and cfg.limits.max_fit_pairs == 9

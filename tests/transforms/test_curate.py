@@ -17,7 +17,7 @@ from pairsift.transforms.curate import label_scores
 
 
 def _scores(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Half noise, tuxpaint-shaped overlapping losses (see tests/models/test_null_model.py)."""
+    """Half noise, tuxpaint-shaped overlapping losses (see tests/models/noise/test_null_model.py)."""
     rng = np.random.default_rng(seed)
     noisy = np.arange(n) < n // 2
     loss = np.where(noisy, rng.beta(12, 4.7, n), np.clip(0.82 - rng.gamma(2.0, 0.1, n), 0, 1))
