@@ -10,7 +10,8 @@ from __future__ import annotations
 import io
 import warnings
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 class ImageDecodeError(ValueError):
@@ -23,7 +24,8 @@ def decode_rgb(
     """Decode to RGB; returns (image, original width, original height).
 
     Transparent pixels are composited on white (icons and clip-art are drawn for a light
-    page; black would invent content). ``min_side`` lets JPEG decoding shrink the image by
+    page; black would invent content); EXIF orientation is applied; 16-bit and other
+    high-depth modes are scaled to 8 bits, not clipped. The returned size is the file's own. ``min_side`` lets JPEG decoding shrink the image by
     DCT scaling while both sides stay at least that large.
     """
     if not data:
@@ -43,7 +45,7 @@ def decode_rgb(
             if min_side and image.format == "JPEG":
                 image.draft("RGB", (min_side, min_side))
             image.load()
-            return _to_rgb(image), width, height
+            return _to_rgb(ImageOps.exif_transpose(image) or image), width, height
     except ImageDecodeError:
         raise
     except UnidentifiedImageError as exc:  # its message holds a memory address: not reproducible
@@ -54,9 +56,24 @@ def decode_rgb(
         raise ImageDecodeError(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
 
 
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """High-bit-depth grey (16-bit PNG, 32-bit integer, float) scaled to 8 bits; Pillow's
+    own conversion clips them, which turns a 16-bit image almost white."""
+    values = np.asarray(image)
+    if image.mode.startswith("I;16") or (image.mode == "I" and values.max(initial=0) > 255):
+        scaled = values.astype(np.float64) / 257.0
+    elif image.mode == "F" and values.size and np.nanmax(values) <= 1.0:
+        scaled = values.astype(np.float64) * 255.0
+    else:
+        scaled = values.astype(np.float64)
+    return Image.fromarray(np.clip(np.nan_to_num(scaled), 0, 255).round().astype(np.uint8), "L")
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
+    if image.mode.startswith("I") or image.mode == "F":
+        return _to_8bit(image).convert("RGB")
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (
         image.mode == "P" and "transparency" in image.info
     )
