@@ -7,42 +7,31 @@ sample whose ``error_status`` says why, so it reaches the audit.
 
 from __future__ import annotations
 
-import csv
-import json
-import os
+import dataclasses
 import posixpath
 import re
-import stat
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 
 from pairsift.models.records import PairSample, Status, sanitize_key
 from pairsift.models.storage.atomic import filesystem
+from pairsift.pipeline.io.folder_reader import folder_images, read_folder_shard
+from pairsift.pipeline.io.shards import (
+    FOLDER_CHUNK,
+    IMAGE_EXTENSIONS,
+    TABLE_EXTENSIONS,
+    TAR_EXTENSIONS,
+    InputShard,
+    decode_caption,
+    scalar_meta,
+)
+from pairsift.pipeline.io.table_reader import read_table_shard
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
-TABLE_EXTENSIONS = (".parquet", ".csv", ".jsonl", ".json")
-FOLDER_CHUNK = 10_000
+__all__ = ["InputShard", "discover_shards", "expand_braces", "read_shard"]
+
 _BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
-
-
-@dataclass(frozen=True)
-class InputShard:
-    """One unit of parallel work: a tar, a table file, or a chunk of an image folder."""
-
-    kind: str  # tar | table | folder
-    path: str
-    name: str  # used as source_shard and in per-shard output names
-    start: int = 0
-    stop: int = -1
-    # what a table row may name: files under the table's folder and http(s)/gs/s3 URLs, or
-    # (``allow_outside``) any path fsspec opens; and the most bytes read for one image
-    allow_outside: bool = False
-    max_image_bytes: int = 64 * 2**20
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -65,8 +54,26 @@ def _with_protocol(path: str, name: str) -> str:
 
 
 def _shard_name(path: str) -> str:
+    """The file's name less its input extension, as a key (``x.b.tar`` → ``x_b``, so it and
+    ``x.tar`` stay two shards)."""
     base = posixpath.basename(path.rstrip("/"))
-    return sanitize_key(base.split(".", 1)[0])
+    for ext in sorted((*TAR_EXTENSIONS, *TABLE_EXTENSIONS), key=len, reverse=True):
+        if base.endswith(ext):
+            base = base[: -len(ext)]
+            break
+    return sanitize_key(base)
+
+
+def _unique_names(shards: list[InputShard]) -> list[InputShard]:
+    """Shard names are audit ``source_shard`` values and output names: two files whose names
+    sanitise alike (``a b.tar``, ``a_b.tar``) get ``_2``, ``_3``... in sorted order."""
+    seen: dict[str, int] = {}
+    out = []
+    for shard in shards:
+        count = seen.get(shard.name, 0) + 1
+        seen[shard.name] = count
+        out.append(shard if count == 1 else dataclasses.replace(shard, name=f"{shard.name}_{count}"))
+    return out
 
 
 def discover_shards(path: str) -> list[InputShard]:
@@ -83,13 +90,15 @@ def discover_shards(path: str) -> list[InputShard]:
     if fs.isfile(root):
         return [_shard_for_file(path)]
     names = sorted(fs.ls(root, detail=False))
-    tars = [n for n in names if n.endswith(".tar")]
+    tars = [n for n in names if n.endswith(TAR_EXTENSIONS)]
     if tars:  # WebDataset tars or an img2dataset output folder (its parquet files are metadata)
-        return [InputShard("tar", _with_protocol(path, n), _shard_name(n)) for n in tars]
+        return _unique_names([InputShard("tar", _with_protocol(path, n), _shard_name(n))
+                              for n in tars])
     tables = [n for n in names if n.endswith(TABLE_EXTENSIONS) and not n.endswith("_stats.json")]
     if tables:
-        return [InputShard("table", _with_protocol(path, n), _shard_name(n)) for n in tables]
-    images = _folder_images(fs, root)
+        return _unique_names([InputShard("table", _with_protocol(path, n), _shard_name(n))
+                              for n in tables])
+    images = folder_images(fs, root)
     if not images:
         raise ValueError(
             f"no input found in {path}: expected .tar shards, a parquet/csv/jsonl table, "
@@ -102,28 +111,24 @@ def discover_shards(path: str) -> list[InputShard]:
 
 
 def _shard_for_file(path: str) -> InputShard:
-    if path.endswith(".tar"):
+    if path.endswith(TAR_EXTENSIONS):
         return InputShard("tar", path, _shard_name(path))
     if path.endswith(TABLE_EXTENSIONS):
         return InputShard("table", path, _shard_name(path))
     raise ValueError(f"unsupported input file {path}: expected .tar, .parquet, .csv or .jsonl")
 
 
-def _folder_images(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
-    found = fs.find(root)
-    return sorted(p for p in found if p.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS)
 
 
 def read_shard(shard: InputShard) -> Iterator[PairSample]:
     if shard.kind == "tar":
         yield from _read_tar(shard)
     elif shard.kind == "table":
-        yield from _read_table(shard)
+        yield from read_table_shard(shard)
     elif shard.kind == "folder":
-        yield from _read_folder(shard)
+        yield from read_folder_shard(shard)
     else:
         raise ValueError(f"unknown shard kind {shard.kind!r}")
-
 
 # --- WebDataset tars -------------------------------------------------------------------
 
@@ -209,213 +214,15 @@ class _SampleBuilder:
         if image_ext is not None:
             sample.image_bytes, sample.image_format = files[image_ext], image_ext
         if "txt" in files:
-            sample.caption = _decode_caption(files["txt"], sample)
+            sample.caption = decode_caption(files["txt"], sample)
         for ext, data in files.items():  # KEY.<lang>.txt translations shipped with the input
             if ext.endswith(".txt") and ext != "txt":
                 sample.captions[ext[: -len(".txt")]] = data.decode("utf-8", errors="replace")
         if "json" in files:
-            sample.meta = _scalar_meta(files["json"])
+            sample.meta = scalar_meta(files["json"])
         if sample.error_status is None:
             if image_ext is None:
                 sample.error_status, sample.error = Status.MISSING_IMAGE.value, f"no image member (have {sorted(files)})"
             elif "txt" not in files:
                 sample.error_status, sample.error = Status.MISSING_CAPTION.value, "no .txt member"
-        yield sample
-
-
-def _decode_caption(data: bytes, sample: PairSample) -> str | None:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        sample.error_status, sample.error = Status.BAD_CAPTION.value, f"caption is not UTF-8: {exc}"
-        return None
-
-
-# Sidecar JSON fields worth carrying (ground truth and provenance); the rest stays in the source.
-_META_FIELDS = ("is_noisy", "noise_kind", "url", "original_key", "split", "label", "true_caption_key")
-
-
-def _scalar_meta(data: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    if not isinstance(obj, dict):
-        return {}
-    return {k: obj[k] for k in _META_FIELDS if k in obj and isinstance(obj[k], (str, int, float, bool))}
-
-
-# --- parquet / CSV / JSONL tables ------------------------------------------------------
-
-_CAPTION_COLUMNS = ("caption", "text", "txt", "title")
-_IMAGE_COLUMNS = ("path", "image_path", "url", "file")
-
-
-_BAD_ROW = "__pairsift_bad_row__"  # a row that could not be parsed: its reason
-
-
-def _read_rows(path: str) -> list[dict[str, Any]]:
-    if path.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        with fsspec.open(path, "rb") as handle:
-            return pq.read_table(handle).to_pylist()
-    if path.endswith(".csv"):
-        with fsspec.open(path, "r", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-    with fsspec.open(path, "rb") as handle:
-        return [_jsonl_row(number, line) for number, line in enumerate(handle, 1) if line.strip()]
-
-
-def _jsonl_row(number: int, line: bytes) -> dict[str, Any]:
-    """One JSONL line as a row; a line that is not a JSON object is a row that says why, so
-    one broken line costs its own pair, not the file."""
-    try:
-        row = json.loads(line.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        return {_BAD_ROW: f"line {number}: not UTF-8 ({exc.reason} at byte {exc.start})"}
-    except ValueError as exc:
-        return {_BAD_ROW: f"line {number}: not valid JSON ({exc})"[:300]}
-    if not isinstance(row, dict):
-        return {_BAD_ROW: f"line {number}: a JSON {type(row).__name__}, not an object"}
-    return row
-
-
-def _read_table(shard: InputShard) -> Iterator[PairSample]:
-    """Why one piece: the per-row rules (key, caption, image, carried translations, missing
-    columns) read top to bottom in the order they apply.
-    """
-    rows = _read_rows(shard.path)
-    seen: set[str] = set()
-    for index, row in enumerate(rows):
-        raw_key = str(row.get("key") or f"{shard.name}_{index:09d}")
-        key = sanitize_key(raw_key)
-        if key in seen:
-            key = f"{key}_dup{index}"
-        seen.add(key)
-        sample = PairSample(key, shard.name, index)
-        if _BAD_ROW in row:
-            sample.error_status, sample.error = Status.READ_ERROR.value, row[_BAD_ROW]
-            yield sample
-            continue
-        caption_col = next((c for c in _CAPTION_COLUMNS if c in row), None)
-        image_col = next((c for c in _IMAGE_COLUMNS if row.get(c)), None)
-        sample.caption = None if caption_col is None or row[caption_col] is None else str(row[caption_col])
-        sample.meta = {
-            k: v for k, v in row.items()
-            if k in _META_FIELDS and isinstance(v, (str, int, float, bool))
-        }
-        for column, value in row.items():
-            if column.startswith("caption_") and isinstance(value, str):
-                sample.captions[column[len("caption_") :]] = value
-        if image_col is None:
-            sample.error_status, sample.error = Status.MISSING_IMAGE.value, "row has no path/url"
-        else:
-            _load_image(sample, str(row[image_col]), shard)
-        if caption_col is None and sample.error_status is None:
-            sample.error_status, sample.error = Status.MISSING_CAPTION.value, "row has no caption column"
-        yield sample
-
-
-REMOTE_SCHEMES = ("http", "https", "gs", "s3")
-
-
-def unsafe_location(location: str) -> str | None:
-    """Why a table row's image location may not be read by default, or None when it may: a
-    relative path that stays under the table's folder, or an http(s)/gs/s3 URL."""
-    if "::" in location:
-        return "a chained fsspec URL"
-    if "://" in location:
-        scheme = location.split("://", 1)[0].lower()
-        return None if scheme in REMOTE_SCHEMES else f"a {scheme}:// URL"
-    if location.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", location):
-        return "an absolute path"
-    if ".." in re.split(r"[\\/]", location):
-        return "a path that leaves the table's folder (..)"
-    return None
-
-
-def _load_image(sample: PairSample, location: str, shard: InputShard) -> None:
-    """Read the row's image, within the shard's confinement and size cap; every failure is
-    the sample's status and reason."""
-    reason = None if shard.allow_outside else unsafe_location(location)
-    if reason is not None:
-        sample.error_status = Status.UNSAFE_PATH.value
-        sample.error = (f"image location {location[:200]!r} is {reason}; tables may name files "
-                        "under their folder or http(s)/gs/s3 URLs (--allow-paths-outside-input)")
-        return
-    if "://" not in location and not location.startswith("/"):
-        location = posixpath.join(posixpath.dirname(shard.path), location)
-    try:
-        fs, path = filesystem(location)
-        if isinstance(fs, LocalFileSystem) and not stat.S_ISREG(os.stat(path).st_mode):
-            raise OSError(f"{location} is not a regular file")  # a FIFO or device would block
-        with fs.open(path, "rb") as handle:
-            data = handle.read(shard.max_image_bytes + 1)
-        if len(data) > shard.max_image_bytes:
-            raise ValueError(f"image over the {shard.max_image_bytes}-byte cap "
-                             "(limits.max_image_bytes)")
-        sample.image_bytes = data
-        sample.image_format = location.rsplit(".", 1)[-1].lower()
-    except ImportError as exc:  # a protocol whose client is not installed (http: aiohttp)
-        sample.error_status = Status.READ_ERROR.value
-        sample.error = f"cannot read image {location}: {exc}"
-    except (OSError, ValueError, MemoryError) as exc:
-        sample.error_status = Status.READ_ERROR.value
-        sample.error = f"cannot read image {location}: {type(exc).__name__}: {exc}"
-
-
-# --- folders of images with sidecar .txt ------------------------------------------------
-
-
-def _escapes(fs: Any, root: str, path: str) -> bool:
-    """Whether a local ``path`` resolves (through symlinks) outside the folder ``root``."""
-    if not isinstance(fs, LocalFileSystem):
-        return False
-    real_root = os.path.realpath(root)
-    return os.path.commonpath([real_root, os.path.realpath(path)]) != real_root
-
-
-def _read_folder_file(fs: Any, root: str, path: str, shard: InputShard) -> bytes:
-    """A file of the folder, refusing a symlink out of it and anything but a regular file."""
-    if not shard.allow_outside and _escapes(fs, root, path):
-        raise PermissionError("a symlink that leaves the input folder")
-    if isinstance(fs, LocalFileSystem) and not stat.S_ISREG(os.stat(path).st_mode):
-        raise OSError("not a regular file")
-    with fs.open(path, "rb") as handle:
-        data = handle.read(shard.max_image_bytes + 1)
-    if len(data) > shard.max_image_bytes:
-        raise OSError(f"over the {shard.max_image_bytes}-byte cap (limits.max_image_bytes)")
-    return data
-
-
-def _read_folder(shard: InputShard) -> Iterator[PairSample]:
-    fs, root = filesystem(shard.path)
-    images = _folder_images(fs, root)[shard.start : shard.stop]
-    for offset, image_path in enumerate(images):
-        rel = image_path[len(root) :].lstrip("/")
-        sample = PairSample(sanitize_key(rel.rsplit(".", 1)[0]), shard.name, offset)
-        sample.image_format = image_path.rsplit(".", 1)[-1].lower()
-        caption_path = image_path.rsplit(".", 1)[0] + ".txt"
-        try:
-            sample.image_bytes = _read_folder_file(fs, root, image_path, shard)
-        except PermissionError as exc:
-            sample.error_status, sample.error = Status.UNSAFE_PATH.value, f"{rel}: {exc}"
-        except OSError as exc:
-            sample.error_status, sample.error = Status.READ_ERROR.value, f"cannot read {rel}: {exc}"
-        if fs.exists(caption_path):
-            try:
-                caption = _read_folder_file(fs, root, caption_path, shard)
-                sample.caption = _decode_caption(caption, sample)
-            except PermissionError as exc:
-                sample.caption = None
-                if sample.error_status is None:
-                    sample.error_status = Status.UNSAFE_PATH.value
-                    sample.error = f"{rel.rsplit('.', 1)[0]}.txt: {exc}"
-            except OSError as exc:
-                if sample.error_status is None:
-                    sample.error_status = Status.READ_ERROR.value
-                    sample.error = f"cannot read the caption of {rel}: {exc}"
-        elif sample.error_status is None:
-            sample.error_status, sample.error = Status.MISSING_CAPTION.value, "no sidecar .txt"
         yield sample

@@ -226,3 +226,23 @@ def test_folder_input_follows_no_symlink_out_of_the_folder(tmp_path: Path) -> No
     assert read["b"].error_status == "unsafe_path" and read["b"].image_bytes is None
     assert read["c"].error_status is None and read["c"].caption == "inside"
     assert all("SECRET" not in (s.caption or "") + (s.error or "") for s in read.values())
+
+
+def test_gzipped_tars_are_read_and_shard_names_stay_apart(tmp_path: Path) -> None:
+    import gzip
+    import shutil
+
+    samples = [ShardSample("k0", {"png": png_bytes(), "txt": b"a"})]
+    for name in ("x", "x.b", "y b", "y_b"):
+        write_shard(str(tmp_path / "w"), name, samples)
+        shutil.move(tmp_path / "w" / f"{name}.tar", tmp_path / f"{name}.tar")
+    with open(tmp_path / "x.tar", "rb") as src, gzip.open(tmp_path / "z.tar.gz", "wb") as dst:
+        dst.write(src.read())
+    shutil.copy(tmp_path / "z.tar.gz", tmp_path / "t.tgz")
+    shards = discover_shards(str(tmp_path))
+    names = [s.name for s in shards]
+    assert len(names) == len(set(names)) == 6
+    assert {"x", "x_b", "z", "t"} <= set(names) and {"y_b", "y_b_2"} == set(names) - {"x", "x_b", "z", "t"}
+    for shard in shards:
+        read = list(read_shard(shard))
+        assert [s.key for s in read] == ["k0"] and read[0].caption == "a", shard.path

@@ -1,0 +1,73 @@
+"""A folder of image files with sidecar ``.txt`` captions; no symlink out of the folder."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from pairsift.models.records import PairSample, Status, sanitize_key
+from pairsift.models.storage.atomic import filesystem
+from pairsift.pipeline.io.shards import IMAGE_EXTENSIONS, InputShard, decode_caption
+
+
+def folder_images(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    found = fs.find(root)
+    return sorted(p for p in found if p.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS)
+
+
+def _escapes(fs: Any, root: str, path: str) -> bool:
+    """Whether a local ``path`` resolves (through symlinks) outside the folder ``root``."""
+    if not isinstance(fs, LocalFileSystem):
+        return False
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(path)]) != real_root
+
+
+def _read_folder_file(fs: Any, root: str, path: str, shard: InputShard) -> bytes:
+    """A file of the folder, refusing a symlink out of it and anything but a regular file."""
+    if not shard.allow_outside and _escapes(fs, root, path):
+        raise PermissionError("a symlink that leaves the input folder")
+    if isinstance(fs, LocalFileSystem) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError("not a regular file")
+    with fs.open(path, "rb") as handle:
+        data = handle.read(shard.max_image_bytes + 1)
+    if len(data) > shard.max_image_bytes:
+        raise OSError(f"over the {shard.max_image_bytes}-byte cap (limits.max_image_bytes)")
+    return data
+
+
+def read_folder_shard(shard: InputShard) -> Iterator[PairSample]:
+    fs, root = filesystem(shard.path)
+    images = folder_images(fs, root)[shard.start : shard.stop]
+    for offset, image_path in enumerate(images):
+        rel = image_path[len(root) :].lstrip("/")
+        sample = PairSample(sanitize_key(rel.rsplit(".", 1)[0]), shard.name, offset)
+        sample.image_format = image_path.rsplit(".", 1)[-1].lower()
+        caption_path = image_path.rsplit(".", 1)[0] + ".txt"
+        try:
+            sample.image_bytes = _read_folder_file(fs, root, image_path, shard)
+        except PermissionError as exc:
+            sample.error_status, sample.error = Status.UNSAFE_PATH.value, f"{rel}: {exc}"
+        except OSError as exc:
+            sample.error_status, sample.error = Status.READ_ERROR.value, f"cannot read {rel}: {exc}"
+        if fs.exists(caption_path):
+            try:
+                caption = _read_folder_file(fs, root, caption_path, shard)
+                sample.caption = decode_caption(caption, sample)
+            except PermissionError as exc:
+                sample.caption = None
+                if sample.error_status is None:
+                    sample.error_status = Status.UNSAFE_PATH.value
+                    sample.error = f"{rel.rsplit('.', 1)[0]}.txt: {exc}"
+            except OSError as exc:
+                if sample.error_status is None:
+                    sample.error_status = Status.READ_ERROR.value
+                    sample.error = f"cannot read the caption of {rel}: {exc}"
+        elif sample.error_status is None:
+            sample.error_status, sample.error = Status.MISSING_CAPTION.value, "no sidecar .txt"
+        yield sample

@@ -1,0 +1,52 @@
+"""What every reader shares: the unit of work (``InputShard``) and caption and sidecar
+decoding, so the tar, table and folder readers agree on them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pairsift.models.records import PairSample, Status
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
+TABLE_EXTENSIONS = (".parquet", ".csv", ".jsonl", ".json")
+FOLDER_CHUNK = 10_000
+TAR_EXTENSIONS = (".tar", ".tar.gz", ".tgz")
+
+
+@dataclass(frozen=True)
+class InputShard:
+    """One unit of parallel work: a tar, a table file, or a chunk of an image folder."""
+
+    kind: str  # tar | table | folder
+    path: str
+    name: str  # used as source_shard and in per-shard output names
+    start: int = 0
+    stop: int = -1
+    # what a table row may name: files under the table's folder and http(s)/gs/s3 URLs, or
+    # (``allow_outside``) any path fsspec opens; and the most bytes read for one image
+    allow_outside: bool = False
+    max_image_bytes: int = 64 * 2**20
+
+
+def decode_caption(data: bytes, sample: PairSample) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        sample.error_status, sample.error = Status.BAD_CAPTION.value, f"caption is not UTF-8: {exc}"
+        return None
+
+
+# Sidecar JSON fields worth carrying (ground truth and provenance); the rest stays in the source.
+META_FIELDS = ("is_noisy", "noise_kind", "url", "original_key", "split", "label", "true_caption_key")
+
+
+def scalar_meta(data: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(obj, dict):
+        return {}
+    return {k: obj[k] for k in META_FIELDS if k in obj and isinstance(obj[k], (str, int, float, bool))}

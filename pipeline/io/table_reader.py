@@ -1,0 +1,137 @@
+"""Parquet / CSV / JSONL tables of ``path`` or ``url`` and ``caption``, confined to the table's
+folder and http(s)/gs/s3 URLs unless the shard allows more."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import posixpath
+import re
+import stat
+from collections.abc import Iterator
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from pairsift.models.records import PairSample, Status, sanitize_key
+from pairsift.models.storage.atomic import filesystem
+from pairsift.pipeline.io.shards import META_FIELDS, InputShard
+
+_CAPTION_COLUMNS = ("caption", "text", "txt", "title")
+_IMAGE_COLUMNS = ("path", "image_path", "url", "file")
+
+
+_BAD_ROW = "__pairsift_bad_row__"  # a row that could not be parsed: its reason
+
+
+def _read_rows(path: str) -> list[dict[str, Any]]:
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        with fsspec.open(path, "rb") as handle:
+            return pq.read_table(handle).to_pylist()
+    if path.endswith(".csv"):
+        with fsspec.open(path, "r", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    with fsspec.open(path, "rb") as handle:
+        return [_jsonl_row(number, line) for number, line in enumerate(handle, 1) if line.strip()]
+
+
+def _jsonl_row(number: int, line: bytes) -> dict[str, Any]:
+    """One JSONL line as a row; a line that is not a JSON object is a row that says why, so
+    one broken line costs its own pair, not the file."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return {_BAD_ROW: f"line {number}: not UTF-8 ({exc.reason} at byte {exc.start})"}
+    except ValueError as exc:
+        return {_BAD_ROW: f"line {number}: not valid JSON ({exc})"[:300]}
+    if not isinstance(row, dict):
+        return {_BAD_ROW: f"line {number}: a JSON {type(row).__name__}, not an object"}
+    return row
+
+
+def read_table_shard(shard: InputShard) -> Iterator[PairSample]:
+    """Why one piece: the per-row rules (key, caption, image, carried translations, missing
+    columns) read top to bottom in the order they apply.
+    """
+    rows = _read_rows(shard.path)
+    seen: set[str] = set()
+    for index, row in enumerate(rows):
+        raw_key = str(row.get("key") or f"{shard.name}_{index:09d}")
+        key = sanitize_key(raw_key)
+        if key in seen:
+            key = f"{key}_dup{index}"
+        seen.add(key)
+        sample = PairSample(key, shard.name, index)
+        if _BAD_ROW in row:
+            sample.error_status, sample.error = Status.READ_ERROR.value, row[_BAD_ROW]
+            yield sample
+            continue
+        caption_col = next((c for c in _CAPTION_COLUMNS if c in row), None)
+        image_col = next((c for c in _IMAGE_COLUMNS if row.get(c)), None)
+        sample.caption = None if caption_col is None or row[caption_col] is None else str(row[caption_col])
+        sample.meta = {
+            k: v for k, v in row.items()
+            if k in META_FIELDS and isinstance(v, (str, int, float, bool))
+        }
+        for column, value in row.items():
+            if column.startswith("caption_") and isinstance(value, str):
+                sample.captions[column[len("caption_") :]] = value
+        if image_col is None:
+            sample.error_status, sample.error = Status.MISSING_IMAGE.value, "row has no path/url"
+        else:
+            _load_image(sample, str(row[image_col]), shard)
+        if caption_col is None and sample.error_status is None:
+            sample.error_status, sample.error = Status.MISSING_CAPTION.value, "row has no caption column"
+        yield sample
+
+
+REMOTE_SCHEMES = ("http", "https", "gs", "s3")
+
+
+def unsafe_location(location: str) -> str | None:
+    """Why a table row's image location may not be read by default, or None when it may: a
+    relative path that stays under the table's folder, or an http(s)/gs/s3 URL."""
+    if "::" in location:
+        return "a chained fsspec URL"
+    if "://" in location:
+        scheme = location.split("://", 1)[0].lower()
+        return None if scheme in REMOTE_SCHEMES else f"a {scheme}:// URL"
+    if location.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", location):
+        return "an absolute path"
+    if ".." in re.split(r"[\\/]", location):
+        return "a path that leaves the table's folder (..)"
+    return None
+
+
+def _load_image(sample: PairSample, location: str, shard: InputShard) -> None:
+    """Read the row's image, within the shard's confinement and size cap; every failure is
+    the sample's status and reason."""
+    reason = None if shard.allow_outside else unsafe_location(location)
+    if reason is not None:
+        sample.error_status = Status.UNSAFE_PATH.value
+        sample.error = (f"image location {location[:200]!r} is {reason}; tables may name files "
+                        "under their folder or http(s)/gs/s3 URLs (--allow-paths-outside-input)")
+        return
+    if "://" not in location and not location.startswith("/"):
+        location = posixpath.join(posixpath.dirname(shard.path), location)
+    try:
+        fs, path = filesystem(location)
+        if isinstance(fs, LocalFileSystem) and not stat.S_ISREG(os.stat(path).st_mode):
+            raise OSError(f"{location} is not a regular file")  # a FIFO or device would block
+        with fs.open(path, "rb") as handle:
+            data = handle.read(shard.max_image_bytes + 1)
+        if len(data) > shard.max_image_bytes:
+            raise ValueError(f"image over the {shard.max_image_bytes}-byte cap "
+                             "(limits.max_image_bytes)")
+        sample.image_bytes = data
+        sample.image_format = location.rsplit(".", 1)[-1].lower()
+    except ImportError as exc:  # a protocol whose client is not installed (http: aiohttp)
+        sample.error_status = Status.READ_ERROR.value
+        sample.error = f"cannot read image {location}: {exc}"
+    except (OSError, ValueError, MemoryError) as exc:
+        sample.error_status = Status.READ_ERROR.value
+        sample.error = f"cannot read image {location}: {type(exc).__name__}: {exc}"
