@@ -19,6 +19,7 @@ class Status(str, Enum):
     OK = "ok"
     READ_ERROR = "read_error"  # tar member unreadable, unsafe path, missing image file
     UNSAFE_PATH = "unsafe_path"  # a table row naming a file outside the table's folder
+    REREAD_ERROR = "reread_error"  # embedded in pass 1, but pass 2 could not re-read its bytes
     MISSING_IMAGE = "missing_image"
     MISSING_CAPTION = "missing_caption"
     EMPTY_CAPTION = "empty_caption"

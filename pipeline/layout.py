@@ -44,6 +44,11 @@ class RunLayout:
         return join(self.root, "report.html")
 
     @property
+    def input_shards(self) -> str:
+        """The input's shards as the run found them at its start (a resumed run keeps them)."""
+        return join(self.root, "input_shards.json")
+
+    @property
     def lock(self) -> str:
         """One run per output folder: the owner's host and pid."""
         return join(self.root, "_run.lock.json")

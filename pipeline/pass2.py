@@ -20,6 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
+from pairsift.models.records import Status, is_embedding_column
 from pairsift.models.storage.atomic import exists, read_json
 from pairsift.models.storage.tables import read_table, write_rows
 from pairsift.models.training.scoring import audited_columns
@@ -69,13 +70,21 @@ class CurateShard(beam.DoFn):
         kept: list[ShardSample] = []
         keep_labels = set(self.cfg.output.keep_labels)
         langs = list(self.cfg.translate.target_langs)
+        failure = None
         for sample in read_shard(shard):
+            if sample.key not in pass1 and sample.error_status == Status.READ_ERROR.value:
+                failure = sample.error  # the shard itself failed to read: no pair of its own
+                continue
             dup = bool(scored_rows.get(sample.key, {}).get("duplicate", False))
             row = finish_audit_row(pass1.get(sample.key), sample.key, shard.name, dup, per_key.get(sample.key))
             audit.append(row)
             count_outcome(row["status"], row.get("label"))
             if row.get("label") in keep_labels and sample.image_bytes is not None:
                 kept.append(self._shard_sample(sample.image_bytes, sample.image_format, row, langs))
+        lost = reread_rows(pass1, {r["key"] for r in audit}, failure)
+        for row in lost:
+            count_outcome(row["status"], None)
+        audit.extend(lost)
         write_rows(self.layout.audit_file(name), audit)
         counts = Counter(r.get("label") or r["status"] for r in audit)
         write_shard(
@@ -84,6 +93,7 @@ class CurateShard(beam.DoFn):
             kept,
             stats={"input_shard": shard.name, "input_pairs": len(audit), "by_outcome": dict(sorted(counts.items()))},
             count_by="label",
+            complete=not lost,  # a rerun retries a shard whose pairs could not be re-read
         )
         yield name
 
@@ -124,6 +134,23 @@ class ShardLabels:
             values.update({n: labels[n][i] for n in labels})
             per_key[key] = values
         return cls(scored_rows, per_key)
+
+
+def reread_rows(
+    pass1: dict[str, dict[str, Any]], seen: set[str], failure: str | None
+) -> list[dict[str, Any]]:
+    """Audit rows for the pairs pass 1 read but pass 2 could not (the shard was deleted or
+    changed in between): from their pass-1 rows, unlabelled, with the reason."""
+    reason = failure or "the pair was not found when the shard was read again"
+    rows = []
+    for key, base in pass1.items():
+        if key in seen:
+            continue
+        row = {k: v for k, v in base.items() if not is_embedding_column(k)}
+        row.update(status=Status.REREAD_ERROR.value, label=None,
+                   error=f"embedded in pass 1, but pass 2 could not re-read its bytes: {reason}")
+        rows.append(row)
+    return rows
 
 
 def count_outcome(status: str, label: str | None) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.storage.atomic import exists, read_json, write_json
-from pairsift.pipeline.io.readers import discover_shards
+from pairsift.pipeline.io.readers import InputShard, discover_shards
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import make_options
 from pairsift.pipeline.run_lock import run_lock
@@ -61,6 +61,25 @@ def _check_config(layout: RunLayout, cfg: PairsiftConfig, input_path: str) -> No
     write_json(layout.config, record)
 
 
+def _fixed_shards(layout: RunLayout, found: list[InputShard]) -> list[InputShard]:
+    """The shards the run started with: recorded at the start, kept on resume, so a shard
+    that went missing is still curated (or reported) under its own output name, and output
+    names never shift."""
+    if not exists(layout.input_shards):
+        write_json(layout.input_shards, [dataclasses.asdict(s) for s in found])
+        return found
+    recorded = [InputShard(**data) for data in read_json(layout.input_shards)]
+    now = {s.name for s in found}
+    then = {s.name for s in recorded}
+    if now != then:
+        log.warning("input changed since the run started: %d shard(s) missing, %d new; the "
+                    "run keeps the shards it started with", len(then - now), len(now - then))
+    current = found[0] if found else None
+    return [dataclasses.replace(s, allow_outside=current.allow_outside,
+                                max_image_bytes=current.max_image_bytes) if current else s
+            for s in recorded]
+
+
 def run(
     input_path: str,
     output: str,
@@ -84,6 +103,14 @@ def run(
     log.info("input: %d shard(s) under %s", len(shards), input_path)
     with run_lock(layout.lock):
         _check_config(layout, cfg, input_path)
+        shards = _fixed_shards(layout, shards)
         ctx = run_stages(RunContext(cfg, layout, options, shards, wave_size))
     timings = {k: v for k, v in ctx.timings.items() if k != "summary"}
+    lost = ctx.summary.get("pairs", {}).get("by_status", {}).get("reread_error", 0)
+    if lost:
+        raise SystemExit(
+            f"{lost} pair(s) embedded in pass 1 could not be re-read in pass 2 (an input shard "
+            f"changed or went missing); they are in {layout.audit} with status reread_error. "
+            "Restore the input and rerun the same command to curate them"
+        )
     return RunResult(layout, ctx.summary, timings)

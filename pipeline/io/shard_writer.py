@@ -58,8 +58,10 @@ def write_shard(
     stats: dict[str, Any] | None = None,
     schema: pa.Schema | None = None,
     count_by: str | None = "status",
+    complete: bool = True,
 ) -> dict[str, Any]:
-    """Write a whole shard atomically. Returns the stats written to ``_stats.json``."""
+    """Write a whole shard atomically. Returns the stats, written to ``_stats.json`` (the
+    shard's completion marker) unless ``complete`` is false."""
     paths = shard_paths(out_dir, shard_name)
     with atomic_open(paths["tar"], "wb") as raw, tarfile.open(
         fileobj=raw, mode="w", format=tarfile.PAX_FORMAT
@@ -79,5 +81,6 @@ def write_shard(
             sorted(Counter(str(r.get(count_by)) for r in rows).items())
         )
     summary.update(stats or {})
-    write_json(paths["stats"], summary)
+    if complete:
+        write_json(paths["stats"], summary)
     return summary

@@ -314,3 +314,34 @@ def test_resume_accepts_the_same_input_with_a_trailing_slash(
     assert result.summary["pairs"]["input"] == 64
     assert output_bytes(finished_run) == before  # every stage found its work done
     assert not (finished_run / "_run.lock.json").exists()
+
+
+def test_a_shard_gone_before_pass_two_keeps_its_pairs_in_the_audit(
+    noisy_input: Path, finished_run: Path, tmp_path: Path, run_config, pinned_run
+) -> None:
+    import shutil
+
+    inp, out = tmp_path / "input", tmp_path / "out"
+    shutil.copytree(noisy_input, inp)
+    shutil.copytree(finished_run, out)
+    record = json.loads((out / "config.json").read_text())
+    record["input"] = str(inp)  # the copy's own input
+    (out / "config.json").write_text(json.dumps(record))
+    listed = (out / "input_shards.json").read_text().replace(str(noisy_input), str(inp))
+    (out / "input_shards.json").write_text(listed)
+    gone = sorted(inp.glob("*.tar"))[1]
+    keys = [s.key for s in read_shard(discover_shards(str(gone))[0])]
+    gone.unlink()  # between pass 1 and pass 2: redo pass 2 for it, and what follows
+    for name in ("00001.tar", "00001.parquet", "00001_stats.json"):
+        (out / "shards" / name).unlink()
+    (out / "audit" / "00001.parquet").unlink()
+    (out / "fit" / "_final_done.json").unlink()
+    with pytest.raises(SystemExit, match="20 pair\\(s\\) embedded in pass 1 could not be re-read"):
+        pinned_run(str(inp), str(out), run_config(), wave_size=2)
+    audit = audit_frame(out)
+    assert audit.height == 64 and audit["key"].n_unique() == 64  # nothing lost, nothing added
+    lost = audit.filter(pl.col("status") == "reread_error")
+    assert sorted(lost["key"].to_list()) == sorted(keys) and lost["label"].is_null().all()
+    assert lost["error"].str.contains("could not re-read").all()
+    assert json.loads((out / "summary.json").read_text())["pairs"]["input"] == 64
+    assert not (out / "shards" / "00001_stats.json").exists()  # a rerun retries the shard
