@@ -38,7 +38,12 @@ from pairsift.models.training.retrieval import load_heads_from_model
 from pairsift.models.training.scoring import build_scoring_state, score_batch
 from pairsift.models.training.trainer import train
 from pairsift.pipeline.datasets.noise import NoisePlan, clean_plan, make_plan
-from pairsift.pipeline.embedded import EmbeddedLabels, EmbeddedShard, label_embedded
+from pairsift.pipeline.embedded import (
+    EmbeddedLabels,
+    EmbeddedShard,
+    label_embedded,
+    with_shard_languages,
+)
 from pairsift.pipeline.final_model import run_final_model
 from pairsift.pipeline.layout import RunLayout
 
@@ -249,6 +254,7 @@ class ShippedRow:
 def shipped_division(shards: list[EmbeddedShard], cfg: PairsiftConfig) -> ShippedRow:
     """Every benchmark row named "pairsift": the stages `pairsift run` executes after pass 1
     (fit, score pass, noise fit, per-shard labelling, final model) on these shards."""
+    cfg = with_shard_languages(cfg, shards)  # the final model trains every view too
     with tempfile.TemporaryDirectory(prefix="pairsift-bench-") as out:
         labels = label_embedded(shards, cfg, out)
         layout = RunLayout(out)

@@ -77,6 +77,14 @@ class EmbeddedLabels:
         return self.label != "noisy"
 
 
+def with_shard_languages(cfg: PairsiftConfig, shards: list[EmbeddedShard]) -> PairsiftConfig:
+    """``cfg`` whose target languages are the ones the shards carry vectors for."""
+    langs = sorted({lang for shard in shards for lang in shard.text_tgt})
+    if langs == list(cfg.translate.target_langs):
+        return cfg
+    return dataclasses.replace(cfg, translate=dataclasses.replace(cfg.translate, target_langs=langs))
+
+
 def write_embedded(shards: list[EmbeddedShard], layout: RunLayout) -> None:
     """OUT/embeddings/<shard>.parquet for each shard, in pass 1's format."""
     for shard in shards:
@@ -96,11 +104,7 @@ def label_embedded(
     from pairsift.pipeline.stages import STAGES, RunContext, run_stages
 
     layout = RunLayout(output.rstrip("/"))
-    langs = sorted({lang for shard in shards for lang in shard.text_tgt})
-    if langs != list(cfg.translate.target_langs):  # the vectors name the target languages
-        cfg = dataclasses.replace(
-            cfg, translate=dataclasses.replace(cfg.translate, target_langs=langs)
-        )
+    cfg = with_shard_languages(cfg, shards)
     write_embedded(shards, layout)
     ctx = RunContext(cfg, layout, make_options(beam_args or []), shards=[])
     run_stages(ctx, tuple(s for s in STAGES if s.name in ("fit", "score", "mixture")))

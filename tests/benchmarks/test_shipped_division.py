@@ -86,3 +86,7 @@ def test_target_language_vectors_reach_the_shipped_division(tmp_path: Path, tiny
     scores = pl.read_parquet(tmp_path / "out" / "scores" / "00000.parquet")
     assert {"similarity_es", "belief_dual", "uncertainty_dual"} <= set(scores.columns)
     assert len(labels.label) == n and set(labels.label.tolist()) <= {"clean", "hard", "noisy"}
+    # the benchmark's row: its fit heads and OUT/model both have the Spanish view
+    cfg.train.final_min_pairs = 2
+    row = shipped_division([shard], cfg)
+    assert row.fit_heads.languages == ["es"] and row.final_heads.languages == ["es"]
