@@ -41,12 +41,29 @@ def _read_folder_file(fs: Any, root: str, path: str, shard: InputShard) -> bytes
     return data
 
 
+def folder_keys(images: list[str], root: str) -> list[str]:
+    """A key per image of the folder: its path under the folder less the extension, with
+    ``/`` and other odd characters as ``_``. Files that map to one key (``a.png`` and
+    ``a.jpg``; ``sub/a.png`` and ``sub_a.png``) take ``_2``, ``_3``... in sorted path order,
+    so no two pairs share a key and pass 2's join by key cannot mix them up."""
+    seen: dict[str, int] = {}
+    keys = []
+    for path in images:
+        key = sanitize_key(path[len(root) :].lstrip("/").rsplit(".", 1)[0])
+        count = seen.get(key, 0) + 1
+        seen[key] = count
+        keys.append(key if count == 1 else f"{key}_{count}")
+    return keys
+
+
 def read_folder_shard(shard: InputShard) -> Iterator[PairSample]:
     fs, root = filesystem(shard.path)
-    images = folder_images(fs, root)[shard.start : shard.stop]
-    for offset, image_path in enumerate(images):
+    listing = folder_images(fs, root)
+    keys = folder_keys(listing, root)[shard.start : shard.stop]
+    images = listing[shard.start : shard.stop]
+    for offset, (image_path, key) in enumerate(zip(images, keys, strict=True)):
         rel = image_path[len(root) :].lstrip("/")
-        sample = PairSample(sanitize_key(rel.rsplit(".", 1)[0]), shard.name, offset)
+        sample = PairSample(key, shard.name, offset)
         sample.image_format = image_path.rsplit(".", 1)[-1].lower()
         caption_path = image_path.rsplit(".", 1)[0] + ".txt"
         try:

@@ -148,17 +148,24 @@ def _read_tar(shard: InputShard) -> Iterator[PairSample]:
     builder = _SampleBuilder(shard.name)
     try:
         with fsspec.open(shard.path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
+            unsafe: set[str] = set()  # keys already reported: one row per unsafe pair
             for member in tar:
-                if not member.isfile():
+                if member.isdir():
                     continue
                 raw_key, ext = _split_member(member.name)
                 if _unsafe_member(member.name):
-                    yield from builder.flush()
-                    yield builder.error(raw_key, Status.READ_ERROR, f"unsafe tar member path {member.name!r}")
+                    if raw_key not in unsafe:
+                        unsafe.add(raw_key)
+                        yield from builder.flush()
+                        yield builder.error(raw_key, Status.READ_ERROR,
+                                            f"unsafe tar member path {member.name!r}")
                     continue
                 if raw_key != builder.raw_key:
                     yield from builder.flush()
                     builder.start(raw_key)
+                if not member.isfile():  # a link, FIFO or device: never followed or read
+                    builder.skipped.append(member.name)
+                    continue
                 handle = tar.extractfile(member)
                 builder.add(ext, handle.read() if handle else b"")
     except (tarfile.TarError, OSError, EOFError) as exc:
@@ -180,10 +187,11 @@ class _SampleBuilder:
         self.index = 0
         self.raw_key: str | None = None
         self.files: dict[str, bytes] = {}
+        self.skipped: list[str] = []  # the key's members that are not regular files
         self.seen: set[str] = set()
 
     def start(self, raw_key: str) -> None:
-        self.raw_key, self.files = raw_key, {}
+        self.raw_key, self.files, self.skipped = raw_key, {}, []
 
     def add(self, ext: str, data: bytes) -> None:
         self.files[ext] = data
@@ -221,7 +229,10 @@ class _SampleBuilder:
         if "json" in files:
             sample.meta = scalar_meta(files["json"])
         if sample.error_status is None:
-            if image_ext is None:
+            if not files and self.skipped:
+                sample.error_status = Status.READ_ERROR.value
+                sample.error = f"only non-file members (links, FIFOs, devices): {self.skipped[:4]}"
+            elif image_ext is None:
                 sample.error_status, sample.error = Status.MISSING_IMAGE.value, f"no image member (have {sorted(files)})"
             elif "txt" not in files:
                 sample.error_status, sample.error = Status.MISSING_CAPTION.value, "no .txt member"

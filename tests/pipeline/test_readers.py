@@ -246,3 +246,49 @@ def test_gzipped_tars_are_read_and_shard_names_stay_apart(tmp_path: Path) -> Non
     for shard in shards:
         read = list(read_shard(shard))
         assert [s.key for s in read] == ["k0"] and read[0].caption == "a", shard.path
+
+
+def test_tar_pairs_of_unsafe_or_non_file_members_get_exactly_one_row(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    def member(tar: tarfile.TarFile, name: str, data: bytes | None = None,
+               kind: bytes = tarfile.REGTYPE, link: str = "") -> None:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = kind, link
+        info.size = len(data or b"")
+        tar.addfile(info, io.BytesIO(data or b""))
+
+    path = tmp_path / "hostile.tar"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        member(tar, "../evil.png", png_bytes())
+        member(tar, "../evil.txt", b"escape")
+        member(tar, "onlylink.png", kind=tarfile.SYMTYPE, link="/etc/passwd")
+        member(tar, "fifo.png", kind=tarfile.FIFOTYPE)
+        member(tar, "good.png", png_bytes())
+        member(tar, "good.txt", b"a caption")
+        member(tar, "good.json", kind=tarfile.SYMTYPE, link="/etc/hostname")
+    samples = list(read_shard(discover_shards(str(path))[0]))
+    by_key = {s.key: s for s in samples}
+    assert len(samples) == len(by_key) == 4  # one row per pair, none lost
+    evil = [s for s in samples if s.error and "unsafe" in s.error]
+    assert len(evil) == 1 and evil[0].error_status == "read_error"
+    for key in ("onlylink", "fifo"):
+        assert by_key[key].error_status == "read_error"
+        assert "non-file members" in by_key[key].error
+    assert by_key["good"].error_status is None and by_key["good"].caption == "a caption"
+
+
+def test_folder_files_that_sanitise_alike_get_their_own_keys(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name in ("samestem.png", "samestem.jpg", "sub/a.png", "sub_a.png"):
+        (tmp_path / name).write_bytes(png_bytes())
+    for stem in ("samestem", "sub/a", "sub_a"):
+        (tmp_path / f"{stem}.txt").write_text(f"caption of {stem}")
+    read = [s for shard in discover_shards(str(tmp_path)) for s in read_shard(shard)]
+    keys = [s.key for s in read]
+    assert len(keys) == len(set(keys)) == 4
+    assert set(keys) == {"samestem", "samestem_2", "sub_a", "sub_a_2"}
+    by_key = {s.key: s for s in read}
+    assert by_key["sub_a"].caption == "caption of sub/a"  # sorted: sub/a before sub_a
+    assert by_key["sub_a_2"].caption == "caption of sub_a"
