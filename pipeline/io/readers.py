@@ -166,6 +166,9 @@ def _read_tar(shard: InputShard) -> Iterator[PairSample]:
                 if not member.isfile():  # a link, FIFO or device: never followed or read
                     builder.skipped.append(member.name)
                     continue
+                if member.size > shard.max_image_bytes:  # from the header: never read in
+                    builder.oversize.append(f"{member.name} ({member.size} bytes)")
+                    continue
                 handle = tar.extractfile(member)
                 builder.add(ext, handle.read() if handle else b"")
     except (tarfile.TarError, OSError, EOFError) as exc:
@@ -188,10 +191,11 @@ class _SampleBuilder:
         self.raw_key: str | None = None
         self.files: dict[str, bytes] = {}
         self.skipped: list[str] = []  # the key's members that are not regular files
+        self.oversize: list[str] = []  # the key's members over the read cap
         self.seen: set[str] = set()
 
     def start(self, raw_key: str) -> None:
-        self.raw_key, self.files, self.skipped = raw_key, {}, []
+        self.raw_key, self.files, self.skipped, self.oversize = raw_key, {}, [], []
 
     def add(self, ext: str, data: bytes) -> None:
         self.files[ext] = data
@@ -209,6 +213,20 @@ class _SampleBuilder:
         sample.error_status, sample.error = status.value, message
         self.index += 1
         return sample
+
+    def _problem(self, files: dict[str, bytes], image_ext: str | None) -> tuple[Status, str] | None:
+        """Why the key's members make no usable pair, if they do not."""
+        if self.oversize:
+            return Status.READ_ERROR, (
+                f"member over the read cap (limits.max_image_bytes): {self.oversize[0]}")
+        if not files and self.skipped:
+            return Status.READ_ERROR, (
+                f"only non-file members (links, FIFOs, devices): {self.skipped[:4]}")
+        if image_ext is None:
+            return Status.MISSING_IMAGE, f"no image member (have {sorted(files)})"
+        if "txt" not in files:
+            return Status.MISSING_CAPTION, "no .txt member"
+        return None
 
     def flush(self) -> Iterator[PairSample]:
         if self.raw_key is None:
@@ -229,11 +247,7 @@ class _SampleBuilder:
         if "json" in files:
             sample.meta = scalar_meta(files["json"])
         if sample.error_status is None:
-            if not files and self.skipped:
-                sample.error_status = Status.READ_ERROR.value
-                sample.error = f"only non-file members (links, FIFOs, devices): {self.skipped[:4]}"
-            elif image_ext is None:
-                sample.error_status, sample.error = Status.MISSING_IMAGE.value, f"no image member (have {sorted(files)})"
-            elif "txt" not in files:
-                sample.error_status, sample.error = Status.MISSING_CAPTION.value, "no .txt member"
+            problem = self._problem(files, image_ext)
+            if problem is not None:
+                sample.error_status, sample.error = problem[0].value, problem[1]
         yield sample

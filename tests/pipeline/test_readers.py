@@ -292,3 +292,17 @@ def test_folder_files_that_sanitise_alike_get_their_own_keys(tmp_path: Path) -> 
     by_key = {s.key: s for s in read}
     assert by_key["sub_a"].caption == "caption of sub/a"  # sorted: sub/a before sub_a
     assert by_key["sub_a_2"].caption == "caption of sub_a"
+
+
+def test_a_tar_member_over_the_cap_is_not_read(tmp_path: Path) -> None:
+    import dataclasses
+
+    samples = [ShardSample("big", {"png": png_bytes(), "txt": b"x" * 5000}),
+               ShardSample("small", {"png": png_bytes(), "txt": b"fine"})]
+    write_shard(str(tmp_path), "00000", samples)
+    shard = dataclasses.replace(discover_shards(str(tmp_path / "00000.tar"))[0],
+                                max_image_bytes=4096)
+    read = {s.key: s for s in read_shard(shard)}
+    assert read["big"].error_status == "read_error" and "read cap" in read["big"].error
+    assert read["big"].caption is None  # the 5000-byte caption was never read in
+    assert read["small"].error_status is None and read["small"].caption == "fine"
