@@ -306,3 +306,12 @@ def test_a_tar_member_over_the_cap_is_not_read(tmp_path: Path) -> None:
     assert read["big"].error_status == "read_error" and "read cap" in read["big"].error
     assert read["big"].caption is None  # the 5000-byte caption was never read in
     assert read["small"].error_status is None and read["small"].caption == "fine"
+
+
+def test_an_unreachable_url_row_is_a_read_error_not_a_crash(tmp_path: Path) -> None:
+    # port 9 on loopback refuses at once; without aiohttp the http client itself is missing
+    pq.write_table(pa.table({"url": ["http://127.0.0.1:9/x.png"], "caption": ["c"],
+                             "key": ["remote"]}), tmp_path / "t.parquet")
+    (sample,) = list(read_shard(discover_shards(str(tmp_path / "t.parquet"))[0]))
+    assert sample.key == "remote" and sample.error_status == "read_error"
+    assert "http://127.0.0.1:9/x.png" in sample.error
