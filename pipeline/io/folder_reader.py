@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +11,13 @@ from fsspec.implementations.local import LocalFileSystem
 
 from pairsift.models.records import PairSample, Status, sanitize_key
 from pairsift.models.storage.atomic import filesystem
-from pairsift.pipeline.io.shards import IMAGE_EXTENSIONS, InputShard, decode_caption
+from pairsift.pipeline.io.shards import (
+    IMAGE_EXTENSIONS,
+    InputShard,
+    decode_caption,
+    number_repeats,
+    read_capped,
+)
 
 
 def folder_images(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
@@ -32,13 +37,7 @@ def _read_folder_file(fs: Any, root: str, path: str, shard: InputShard) -> bytes
     """A file of the folder, refusing a symlink out of it and anything but a regular file."""
     if not shard.allow_outside and _escapes(fs, root, path):
         raise PermissionError("a symlink that leaves the input folder")
-    if isinstance(fs, LocalFileSystem) and not stat.S_ISREG(os.stat(path).st_mode):
-        raise OSError("not a regular file")
-    with fs.open(path, "rb") as handle:
-        data = handle.read(shard.max_image_bytes + 1)
-    if len(data) > shard.max_image_bytes:
-        raise OSError(f"over the {shard.max_image_bytes}-byte cap (limits.max_image_bytes)")
-    return data
+    return read_capped(fs, path, shard.max_image_bytes)
 
 
 def folder_keys(images: list[str], root: str) -> list[str]:
@@ -46,14 +45,9 @@ def folder_keys(images: list[str], root: str) -> list[str]:
     ``/`` and other odd characters as ``_``. Files that map to one key (``a.png`` and
     ``a.jpg``; ``sub/a.png`` and ``sub_a.png``) take ``_2``, ``_3``... in sorted path order,
     so no two pairs share a key and pass 2's join by key cannot mix them up."""
-    seen: dict[str, int] = {}
-    keys = []
-    for path in images:
-        key = sanitize_key(path[len(root) :].lstrip("/").rsplit(".", 1)[0])
-        count = seen.get(key, 0) + 1
-        seen[key] = count
-        keys.append(key if count == 1 else f"{key}_{count}")
-    return keys
+    return number_repeats(
+        [sanitize_key(path[len(root) :].lstrip("/").rsplit(".", 1)[0]) for path in images]
+    )
 
 
 def read_folder_shard(shard: InputShard) -> Iterator[PairSample]:

@@ -25,6 +25,7 @@ from pairsift.pipeline.io.shards import (
     TAR_EXTENSIONS,
     InputShard,
     decode_caption,
+    number_repeats,
     scalar_meta,
 )
 from pairsift.pipeline.io.table_reader import read_table_shard
@@ -67,13 +68,8 @@ def _shard_name(path: str) -> str:
 def _unique_names(shards: list[InputShard]) -> list[InputShard]:
     """Shard names are audit ``source_shard`` values and output names: two files whose names
     sanitise alike (``a b.tar``, ``a_b.tar``) get ``_2``, ``_3``... in sorted order."""
-    seen: dict[str, int] = {}
-    out = []
-    for shard in shards:
-        count = seen.get(shard.name, 0) + 1
-        seen[shard.name] = count
-        out.append(shard if count == 1 else dataclasses.replace(shard, name=f"{shard.name}_{count}"))
-    return out
+    names = number_repeats([s.name for s in shards])
+    return [dataclasses.replace(s, name=n) if n != s.name else s for s, n in zip(shards, names, strict=True)]
 
 
 def discover_shards(path: str) -> list[InputShard]:

@@ -4,8 +4,12 @@ decoding, so the tar, table and folder readers agree on them."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from typing import Any
+
+from fsspec.implementations.local import LocalFileSystem
 
 from pairsift.models.records import PairSample, Status
 
@@ -50,3 +54,27 @@ def scalar_meta(data: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         return {}
     return {k: obj[k] for k in META_FIELDS if k in obj and isinstance(obj[k], (str, int, float, bool))}
+
+
+def read_capped(fs: Any, path: str, cap: int) -> bytes:
+    """A file's bytes, at most ``cap`` of them: a local file must be a regular one (a FIFO or
+    a device would block or never end), and a longer file is an error, not a truncation."""
+    if isinstance(fs, LocalFileSystem) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(f"{path} is not a regular file")
+    with fs.open(path, "rb") as handle:
+        data = handle.read(cap + 1)
+    if len(data) > cap:
+        raise OSError(f"over the {cap}-byte cap (limits.max_image_bytes)")
+    return data
+
+
+def number_repeats(names: list[str]) -> list[str]:
+    """``names`` with the second, third... occurrence of a name as ``name_2``, ``name_3``, in
+    the given order: shard names and folder keys must be unique."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        count = seen.get(name, 0) + 1
+        seen[name] = count
+        out.append(name if count == 1 else f"{name}_{count}")
+    return out

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import posixpath
 import re
-import stat
 from collections.abc import Iterator
 from typing import Any
 
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 
 from pairsift.models.records import PairSample, Status, sanitize_key
 from pairsift.models.storage.atomic import filesystem
-from pairsift.pipeline.io.shards import META_FIELDS, InputShard
+from pairsift.pipeline.io.shards import META_FIELDS, InputShard, read_capped
 
 _CAPTION_COLUMNS = ("caption", "text", "txt", "title")
 _IMAGE_COLUMNS = ("path", "image_path", "url", "file")
@@ -120,14 +117,7 @@ def _load_image(sample: PairSample, location: str, shard: InputShard) -> None:
         location = posixpath.join(posixpath.dirname(shard.path), location)
     try:
         fs, path = filesystem(location)
-        if isinstance(fs, LocalFileSystem) and not stat.S_ISREG(os.stat(path).st_mode):
-            raise OSError(f"{location} is not a regular file")  # a FIFO or device would block
-        with fs.open(path, "rb") as handle:
-            data = handle.read(shard.max_image_bytes + 1)
-        if len(data) > shard.max_image_bytes:
-            raise ValueError(f"image over the {shard.max_image_bytes}-byte cap "
-                             "(limits.max_image_bytes)")
-        sample.image_bytes = data
+        sample.image_bytes = read_capped(fs, path, shard.max_image_bytes)
         sample.image_format = location.rsplit(".", 1)[-1].lower()
     except ImportError as exc:  # a protocol whose client is not installed (http: aiohttp)
         sample.error_status = Status.READ_ERROR.value
