@@ -32,7 +32,7 @@ from pairsift.models.config import PairsiftConfig, TrainConfig
 from pairsift.models.metrics import detection_auc, kept_precision_recall, recall_at_k
 from pairsift.models.noise.division import divide
 from pairsift.models.pairdata import PairEmbeddings
-from pairsift.models.recipe import load_recipe, recipe_changes
+from pairsift.models.recipe import changes_from_default, load_recipe
 from pairsift.models.training.heads import ProjectionHeads, load_heads
 from pairsift.models.training.retrieval import load_heads_from_model
 from pairsift.models.training.scoring import build_scoring_state, score_batch
@@ -104,10 +104,7 @@ def _ablation(recipe: str) -> tuple[str, dict[str, dict[str, Any]]]:
     """(description, changes on the base config) of a recipe whose base is pairsift."""
     if recipe == "pairsift":
         return "pairsift (full)", {}
-    changes = {k: v for k, v in recipe_changes(recipe).items() if v}
-    full = recipe_changes("pairsift")
-    own = {s: {k: v for k, v in values.items() if full[s].get(k) != v} for s, values in changes.items()}
-    return load_recipe(recipe).description, {s: v for s, v in own.items() if v}
+    return load_recipe(recipe).description, changes_from_default(recipe)
 
 
 ABLATIONS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {

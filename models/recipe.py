@@ -204,6 +204,17 @@ def recipe_changes(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, 
     return merged
 
 
+def changes_from_default(name_or_path: str) -> dict[str, dict[str, Any]]:
+    """What the recipe sets differently from the default method, by section (sections it
+    leaves alone are absent): the changes an ablation or a baseline trainer makes."""
+    default = recipe_changes("pairsift")
+    own = {
+        section: {k: v for k, v in values.items() if default[section].get(k) != v}
+        for section, values in recipe_changes(name_or_path).items()
+    }
+    return {section: values for section, values in own.items() if values}
+
+
 def load_recipe(name_or_path: str) -> Recipe:
     """The :class:`Recipe` a name or file stands for (unknown keys are errors)."""
     data = _read_recipe_file(name_or_path)

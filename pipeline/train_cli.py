@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.recipe import recipe_changes
+from pairsift.models.recipe import changes_from_default
 from pairsift.models.storage.atomic import exists, list_files, read_json
 from pairsift.pipeline.config_io import load_config
 from pairsift.pipeline.io.readers import discover_shards, read_shard
@@ -58,10 +58,8 @@ def _config_for(args: argparse.Namespace) -> PairsiftConfig:
     else:
         cfg = PairsiftConfig()
     if args.method:  # what the method's recipe changes in training (NCR co-divides, ...)
-        default = recipe_changes("pairsift")["train"]
-        for key, value in recipe_changes(args.method)["train"].items():
-            if default.get(key) != value:
-                setattr(cfg.train, key, value)
+        for key, value in changes_from_default(args.method).get("train", {}).items():
+            setattr(cfg.train, key, value)
         cfg.train.loss = args.method
     if args.encoder:
         cfg.encoder.spec = args.encoder
