@@ -9,6 +9,7 @@ the robust phase, its rows of the division) into the scalar to minimise, compose
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,7 +137,7 @@ def _ncr_loss(b: Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
     return total
 
 
-class TrainingRecipe:
+class TrainingRecipe(ABC):
     """One training method: its per-batch loss and whether (and how) it divides the pairs.
 
     The trainer's loop (:func:`pairsift.models.training.trainer.train`) is the same for all
@@ -168,8 +169,9 @@ class TrainingRecipe:
     def warmup_loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
         return _warmup_loss(b, emb, cfg, epoch, multitask=False)
 
+    @abstractmethod
     def loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
-        raise NotImplementedError
+        """The batch's loss once the recipe trains on its division (or on every pair)."""
 
     def refine_division(self, div: Division, scores: dict[str, np.ndarray]) -> Division:
         """The division a net trains on, from the one the noise fit (or GMM) gave."""
@@ -210,9 +212,10 @@ class _PlainRecipe(TrainingRecipe):
 
     accepts_weights = True
 
+    @abstractmethod
     def per_pair(self, img: torch.Tensor, txt: torch.Tensor, cfg: PairsiftConfig,
                  epoch: int) -> list[torch.Tensor]:
-        raise NotImplementedError
+        """The per-pair loss terms of one view, each [B]."""
 
     def loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
         total = torch.zeros((), dtype=torch.float32)
