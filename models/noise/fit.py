@@ -170,16 +170,25 @@ class NoiseFit:
         return out
 
     @staticmethod
+    def row_wise(division: DivisionConfig) -> bool:
+        """Whether the division labels each pair on its own (given the fit), as a pipeline
+        that labels shard by shard needs; GMM and keep-a-fraction rank all pairs at once."""
+        if division.method == "clip_score":
+            return division.similarity_threshold is not None
+        return division.method in ROW_WISE_METHODS
+
+    @staticmethod
     def check_method(division: DivisionConfig) -> None:
         """Refuse a division that cannot label pair by pair (it ranks all pairs at once)."""
+        if NoiseFit.row_wise(division):
+            return
         if division.method not in ROW_WISE_METHODS:
             raise ValueError(
                 f"division.method {division.method!r} ranks all pairs at once; a noise fit "
                 f"labels pair by pair with one of {', '.join(ROW_WISE_METHODS)}"
             )
-        if division.method == "clip_score" and division.similarity_threshold is None:
-            raise ValueError("division.method clip_score labels pair by pair only with "
-                             "division.similarity_threshold set")
+        raise ValueError("division.method clip_score labels pair by pair only with "
+                         "division.similarity_threshold set")
 
     @property
     def noise_ratio(self) -> float | None:

@@ -148,9 +148,7 @@ def divide_scores(
     ``method`` "gmm" is NCR's division (a baseline that ranks all pairs at once).
     """
     dcfg = cfg.division if method is None else dataclasses.replace(cfg.division, method=method)
-    try:
-        NoiseFit.check_method(dcfg)
-    except ValueError:  # a baseline that ranks all pairs at once (GMM, keep-a-fraction)
+    if not NoiseFit.row_wise(dcfg):  # a baseline that ranks all pairs at once
         return DividedPairs(divide(scores, None, dcfg), None, scores)
     run_cfg = cfg.with_method(division=dcfg)
     u = division_uncertainty(scores, dcfg)
