@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pairsift.models.storage.atomic import join
+from pairsift.pipeline.io.shard_writer import shard_paths
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,6 @@ class RunLayout:
 
     def shard_stats(self, output_name: str) -> str:
         """A curated shard's ``_stats.json``, written last: the shard's completion marker."""
-        from pairsift.pipeline.io.shard_writer import shard_paths
-
         return shard_paths(self.shards, output_name)["stats"]
 
     def audit_file(self, shard_name: str) -> str:

@@ -74,10 +74,7 @@ def _fixed_shards(layout: RunLayout, found: list[InputShard]) -> list[InputShard
     if now != then:
         log.warning("input changed since the run started: %d shard(s) missing, %d new; the "
                     "run keeps the shards it started with", len(then - now), len(now - then))
-    current = found[0] if found else None
-    return [dataclasses.replace(s, allow_outside=current.allow_outside,
-                                max_image_bytes=current.max_image_bytes) if current else s
-            for s in recorded]
+    return recorded
 
 
 def run(
@@ -95,15 +92,15 @@ def run(
     check_division(cfg)
     layout = RunLayout(output.rstrip("/"))
     options = make_options(beam_args)
-    shards = [
-        dataclasses.replace(shard, allow_outside=cfg.limits.allow_paths_outside_input,
-                            max_image_bytes=cfg.limits.max_image_bytes)
-        for shard in discover_shards(input_path)
-    ]
+    shards = discover_shards(input_path)
     log.info("input: %d shard(s) under %s", len(shards), input_path)
     with run_lock(layout.lock):
         _check_config(layout, cfg, input_path)
-        shards = _fixed_shards(layout, shards)
+        shards = [  # how this run may read them (not recorded: it follows the config)
+            dataclasses.replace(shard, allow_outside=cfg.limits.allow_paths_outside_input,
+                                max_image_bytes=cfg.limits.max_image_bytes)
+            for shard in _fixed_shards(layout, shards)
+        ]
         ctx = run_stages(RunContext(cfg, layout, options, shards, wave_size))
     timings = {k: v for k, v in ctx.timings.items() if k != "summary"}
     lost = ctx.summary.get("pairs", {}).get("by_status", {}).get("reread_error", 0)
