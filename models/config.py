@@ -69,6 +69,7 @@ class LimitsConfig:
     max_image_pixels: int = 64_000_000  # Pillow decompression-bomb guard
     max_fit_pairs: int = 500_000  # larger inputs fit the heads on a deterministic sample
     max_image_bytes: int = 64 * 2**20  # a file or tar member over this is not read: read_error
+    max_caption_bytes: int = 2**20  # a caption file, member or cell over this: bad_caption
     # table rows may name only files under the table's folder or http(s)/gs/s3 URLs; true
     # lets them name any path (absolute, .., file://, chained fsspec URLs)
     allow_paths_outside_input: bool = False

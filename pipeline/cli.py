@@ -8,6 +8,7 @@ under the ``bench`` group the same way.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -90,10 +91,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result or 0)
 
 
+DISK_FULL = "No space left on device"
+
+
 def error_line(exc: BaseException) -> str:
     """One readable line for a failure: the last line of its message (a Beam job's error
     wraps the worker's traceback and ends with the exception that stopped it)."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = str(exc)
+    if getattr(exc, "errno", None) == errno.ENOSPC or DISK_FULL in text:
+        return ("the disk is full (No space left on device); free space or choose another "
+                "--output, then rerun the same command: the run resumes where it stopped")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
     if len(lines) > 1 or isinstance(exc, (ValueError, OSError)):

@@ -98,7 +98,8 @@ def run(
         _check_config(layout, cfg, input_path)
         shards = [  # how this run may read them (not recorded: it follows the config)
             dataclasses.replace(shard, allow_outside=cfg.limits.allow_paths_outside_input,
-                                max_image_bytes=cfg.limits.max_image_bytes)
+                                max_image_bytes=cfg.limits.max_image_bytes,
+                                max_caption_bytes=cfg.limits.max_caption_bytes)
             for shard in _fixed_shards(layout, shards)
         ]
         ctx = run_stages(RunContext(cfg, layout, options, shards, wave_size))

@@ -118,6 +118,9 @@ class DecodePairs(beam.DoFn):
             pixels = self.transform.to_uint8(image)  # normalised per batch by the model
         except ImageDecodeError as exc:  # counted by the emitting thread (metrics are per thread)
             return beam.pvalue.TaggedOutput(FAILED, audit_row(sample, Status.DECODE_ERROR, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a transform's failure costs this pair only
+            reason = f"cannot prepare pixels: {type(exc).__name__}: {exc}"[:1000]
+            return beam.pvalue.TaggedOutput(FAILED, audit_row(sample, Status.DECODE_ERROR, reason))
         captions = {lang: sample.captions[lang] for lang in self.target_langs if sample.captions.get(lang)}
         row = audit_row(sample, Status.OK, width=width, height=height)
         return row, EmbedInput(pixels, sample.caption or "", captions)

@@ -67,7 +67,10 @@ CHECKS: tuple[Callable[[PairSample, CaptionLimits], Verdict], ...] = (
 
 def validate(sample: PairSample, limits: CaptionLimits) -> Verdict:
     for check in CHECKS:
-        verdict = check(sample, limits)
+        try:
+            verdict = check(sample, limits)
+        except Exception as exc:  # noqa: BLE001 - e.g. a caption that is not a string
+            return False, Status.BAD_CAPTION, f"{check.__name__} failed: {type(exc).__name__}: {exc}"
         if not verdict[0]:
             return verdict
     return PASS

@@ -138,7 +138,13 @@ def translate_samples(
             sample.language = sample.language or UNDETERMINED
             counts.skipped += 1
             continue
-        source, confidence = identify(sample, identifier, min_confidence, fallback_language)
+        try:
+            source, confidence = identify(sample, identifier, min_confidence, fallback_language)
+        except Exception as exc:  # noqa: BLE001 - one caption's langid failure is its own
+            sample.language = UNDETERMINED
+            _record_error(sample, f"language identification failed: {type(exc).__name__}: {exc}")
+            counts.failed += 1
+            continue
         for target in targets:
             job = _route(sample, caption, source, confidence, target, translator,
                          fallback_language, counts)

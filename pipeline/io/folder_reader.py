@@ -33,10 +33,12 @@ def _escapes(fs: Any, root: str, path: str) -> bool:
     return os.path.commonpath([real_root, os.path.realpath(path)]) != real_root
 
 
-def _read_folder_file(fs: Any, root: str, path: str, shard: InputShard) -> bytes:
+def _read_folder_file(fs: Any, root: str, path: str, shard: InputShard, caption: bool = False) -> bytes:
     """A file of the folder, refusing a symlink out of it and anything but a regular file."""
     if not shard.allow_outside and _escapes(fs, root, path):
         raise PermissionError("a symlink that leaves the input folder")
+    if caption:
+        return read_capped(fs, path, shard.max_caption_bytes, "limits.max_caption_bytes")
     return read_capped(fs, path, shard.max_image_bytes)
 
 
@@ -68,7 +70,7 @@ def read_folder_shard(shard: InputShard) -> Iterator[PairSample]:
             sample.error_status, sample.error = Status.READ_ERROR.value, f"cannot read {rel}: {exc}"
         if fs.exists(caption_path):
             try:
-                caption = _read_folder_file(fs, root, caption_path, shard)
+                caption = _read_folder_file(fs, root, caption_path, shard, caption=True)
                 sample.caption = decode_caption(caption, sample)
             except PermissionError as exc:
                 sample.caption = None

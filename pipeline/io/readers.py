@@ -24,6 +24,7 @@ from pairsift.pipeline.io.shards import (
     TABLE_EXTENSIONS,
     TAR_EXTENSIONS,
     InputShard,
+    UniqueKeys,
     decode_caption,
     number_repeats,
     scalar_meta,
@@ -117,14 +118,29 @@ def _shard_for_file(path: str) -> InputShard:
 
 
 def read_shard(shard: InputShard) -> Iterator[PairSample]:
-    if shard.kind == "tar":
-        yield from _read_tar(shard)
-    elif shard.kind == "table":
-        yield from read_table_shard(shard)
-    elif shard.kind == "folder":
-        yield from read_folder_shard(shard)
-    else:
+    """The shard's samples. Whatever a reader raises past its own per-sample handling (a
+    table file that is not parquet, a listing that fails, MemoryError) ends the shard with one
+    ``read_error`` row saying how far it got: the pairs read so far keep their rows, and the
+    run goes on with the other shards."""
+    readers = {"tar": _read_tar, "table": read_table_shard, "folder": read_folder_shard}
+    if shard.kind not in readers:
         raise ValueError(f"unknown shard kind {shard.kind!r}")
+    count = 0
+    try:
+        for sample in readers[shard.kind](shard):
+            count = sample.index + 1
+            yield sample
+    except Exception as exc:  # noqa: BLE001 - the reason goes to the audit
+        yield unreadable_row(shard.name, count, exc)
+
+
+def unreadable_row(shard_name: str, count: int, exc: BaseException) -> PairSample:
+    """The row that stands for the rest of a shard that could not be read past ``count``."""
+    sample = PairSample(f"{shard_name}_unreadable_{count}", shard_name, count)
+    sample.error_status = Status.READ_ERROR.value
+    sample.error = f"shard unreadable after {count} samples: {type(exc).__name__}: {exc}"[:1000]
+    return sample
+
 
 # --- WebDataset tars -------------------------------------------------------------------
 
@@ -138,6 +154,13 @@ def _split_member(name: str) -> tuple[str, str]:
 
 def _unsafe_member(name: str) -> bool:
     return name.startswith("/") or ".." in name.split("/") or "\\" in name
+
+
+def _member_cap(ext: str, shard: InputShard) -> tuple[int, str]:
+    """The most bytes read for a member: captions and sidecars have their own, smaller cap."""
+    if ext == "txt" or ext.endswith(".txt") or ext == "json":
+        return shard.max_caption_bytes, "limits.max_caption_bytes"
+    return shard.max_image_bytes, "limits.max_image_bytes"
 
 
 def _read_tar(shard: InputShard) -> Iterator[PairSample]:
@@ -162,18 +185,15 @@ def _read_tar(shard: InputShard) -> Iterator[PairSample]:
                 if not member.isfile():  # a link, FIFO or device: never followed or read
                     builder.skipped.append(member.name)
                     continue
-                if member.size > shard.max_image_bytes:  # from the header: never read in
-                    builder.oversize.append(f"{member.name} ({member.size} bytes)")
+                cap, setting = _member_cap(ext, shard)
+                if member.size > cap:  # from the header: never read in
+                    builder.oversize.append((setting, f"{member.name} ({member.size} bytes > {setting})"))
                     continue
                 handle = tar.extractfile(member)
                 builder.add(ext, handle.read() if handle else b"")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a cut or corrupt tar: keep what was read
         yield from builder.flush()
-        yield builder.error(
-            f"{shard.name}_unreadable_{builder.index}",
-            Status.READ_ERROR,
-            f"tar unreadable after {builder.index} samples: {type(exc).__name__}: {exc}",
-        )
+        yield unreadable_row(shard.name, builder.index, exc)
         return
     yield from builder.flush()
 
@@ -187,8 +207,8 @@ class _SampleBuilder:
         self.raw_key: str | None = None
         self.files: dict[str, bytes] = {}
         self.skipped: list[str] = []  # the key's members that are not regular files
-        self.oversize: list[str] = []  # the key's members over the read cap
-        self.seen: set[str] = set()
+        self.oversize: list[tuple[str, str]] = []  # the key's members over the read cap
+        self.keys = UniqueKeys()
 
     def start(self, raw_key: str) -> None:
         self.raw_key, self.files, self.skipped, self.oversize = raw_key, {}, [], []
@@ -196,16 +216,8 @@ class _SampleBuilder:
     def add(self, ext: str, data: bytes) -> None:
         self.files[ext] = data
 
-    def _unique_key(self, raw_key: str) -> str:
-        key = sanitize_key(raw_key)
-        candidate, n = key, 1
-        while candidate in self.seen:
-            candidate, n = f"{key}_dup{n}", n + 1
-        self.seen.add(candidate)
-        return candidate
-
     def error(self, raw_key: str, status: Status, message: str) -> PairSample:
-        sample = PairSample(self._unique_key(raw_key), self.shard_name, self.index)
+        sample = self.keys.sample(raw_key, self.shard_name, self.index)
         sample.error_status, sample.error = status.value, message
         self.index += 1
         return sample
@@ -213,11 +225,12 @@ class _SampleBuilder:
     def _problem(self, files: dict[str, bytes], image_ext: str | None) -> tuple[Status, str] | None:
         """Why the key's members make no usable pair, if they do not."""
         if self.oversize:
+            setting, what = self.oversize[0]
+            status = Status.BAD_CAPTION if setting.endswith("caption_bytes") else Status.READ_ERROR
+            return status, f"member over the read cap: {what}"
+        if self.skipped and image_ext is None:
             return Status.READ_ERROR, (
-                f"member over the read cap (limits.max_image_bytes): {self.oversize[0]}")
-        if not files and self.skipped:
-            return Status.READ_ERROR, (
-                f"only non-file members (links, FIFOs, devices): {self.skipped[:4]}")
+                f"non-file members (links, FIFOs, devices) are never read: {self.skipped[:4]}")
         if image_ext is None:
             return Status.MISSING_IMAGE, f"no image member (have {sorted(files)})"
         if "txt" not in files:
@@ -227,8 +240,7 @@ class _SampleBuilder:
     def flush(self) -> Iterator[PairSample]:
         if self.raw_key is None:
             return
-        key = self._unique_key(self.raw_key)
-        sample = PairSample(key, self.shard_name, self.index)
+        sample = self.keys.sample(self.raw_key, self.shard_name, self.index)
         self.index += 1
         self.raw_key = None
         files = self.files
@@ -241,7 +253,7 @@ class _SampleBuilder:
             if ext.endswith(".txt") and ext != "txt":
                 sample.captions[ext[: -len(".txt")]] = data.decode("utf-8", errors="replace")
         if "json" in files:
-            sample.meta = scalar_meta(files["json"])
+            sample.meta.update(scalar_meta(files["json"]))
         if sample.error_status is None:
             problem = self._problem(files, image_ext)
             if problem is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from fsspec.implementations.local import LocalFileSystem
 
-from pairsift.models.records import PairSample, Status
+from pairsift.models.records import PairSample, Status, sanitize_key
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 TABLE_EXTENSIONS = (".parquet", ".csv", ".jsonl", ".json")
@@ -32,6 +32,7 @@ class InputShard:
     # (``allow_outside``) any path fsspec opens; and the most bytes read for one image
     allow_outside: bool = False
     max_image_bytes: int = 64 * 2**20
+    max_caption_bytes: int = 2**20  # a caption (or sidecar) longer than this is not read
 
 
 def decode_caption(data: bytes, sample: PairSample) -> str | None:
@@ -56,15 +57,16 @@ def scalar_meta(data: bytes) -> dict[str, Any]:
     return {k: obj[k] for k in META_FIELDS if k in obj and isinstance(obj[k], (str, int, float, bool))}
 
 
-def read_capped(fs: Any, path: str, cap: int) -> bytes:
+def read_capped(fs: Any, path: str, cap: int, setting: str = "limits.max_image_bytes") -> bytes:
     """A file's bytes, at most ``cap`` of them: a local file must be a regular one (a FIFO or
-    a device would block or never end), and a longer file is an error, not a truncation."""
+    a device would block or never end), and a longer file is an error (naming the config
+    ``setting`` that sets the cap), not a truncation."""
     if isinstance(fs, LocalFileSystem) and not stat.S_ISREG(os.stat(path).st_mode):
         raise OSError(f"{path} is not a regular file")
     with fs.open(path, "rb") as handle:
         data = handle.read(cap + 1)
     if len(data) > cap:
-        raise OSError(f"over the {cap}-byte cap (limits.max_image_bytes)")
+        raise OSError(f"over the {cap}-byte cap ({setting})")
     return data
 
 
@@ -78,3 +80,37 @@ def number_repeats(names: list[str]) -> list[str]:
         seen[name] = count
         out.append(name if count == 1 else f"{name}_{count}")
     return out
+
+
+class UniqueKeys:
+    """Keys of one shard: sanitised (they become tar member stems) and made unique with
+    ``_dup1``, ``_dup2``... in reading order. Where the audit's key differs from the input's,
+    the sample keeps the input's spelling, in full, as ``input_key``."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def assign(self, raw_key: str) -> str:
+        key = sanitize_key(raw_key)
+        candidate, n = key, 1
+        while candidate in self.seen:
+            candidate, n = f"{key}_dup{n}", n + 1
+        self.seen.add(candidate)
+        return candidate
+
+    def sample(self, raw_key: str, shard_name: str, index: int) -> PairSample:
+        sample = PairSample(self.assign(raw_key), shard_name, index)
+        if sample.key != raw_key:
+            sample.meta[INPUT_KEY] = raw_key
+        return sample
+
+
+INPUT_KEY = "input_key"  # audit column: the key as the input spelled it, where it differs
+
+
+def caption_over_cap(text: str, cap: int) -> str | None:
+    """Why a caption is too long to take in (``limits.max_caption_bytes``), or None."""
+    size = len(text.encode("utf-8", errors="replace"))
+    if size <= cap:
+        return None
+    return f"caption of {size} bytes over the {cap}-byte cap (limits.max_caption_bytes)"

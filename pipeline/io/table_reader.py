@@ -12,9 +12,15 @@ from typing import Any
 
 import fsspec
 
-from pairsift.models.records import PairSample, Status, sanitize_key
+from pairsift.models.records import PairSample, Status
 from pairsift.models.storage.atomic import filesystem
-from pairsift.pipeline.io.shards import META_FIELDS, InputShard, read_capped
+from pairsift.pipeline.io.shards import (
+    META_FIELDS,
+    InputShard,
+    UniqueKeys,
+    caption_over_cap,
+    read_capped,
+)
 
 _CAPTION_COLUMNS = ("caption", "text", "txt", "title")
 _IMAGE_COLUMNS = ("path", "image_path", "url", "file")
@@ -30,6 +36,9 @@ def _read_rows(path: str) -> list[dict[str, Any]]:
         with fsspec.open(path, "rb") as handle:
             return pq.read_table(handle).to_pylist()
     if path.endswith(".csv"):
+        # csv's default 128 KB field limit would fail the whole file on one long caption;
+        # captions are capped per row instead (limits.max_caption_bytes)
+        csv.field_size_limit(2**31 - 1)
         with fsspec.open(path, "r", encoding="utf-8") as handle:
             return list(csv.DictReader(handle))
     with fsspec.open(path, "rb") as handle:
@@ -55,14 +64,9 @@ def read_table_shard(shard: InputShard) -> Iterator[PairSample]:
     columns) read top to bottom in the order they apply.
     """
     rows = _read_rows(shard.path)
-    seen: set[str] = set()
+    keys = UniqueKeys()
     for index, row in enumerate(rows):
-        raw_key = str(row.get("key") or f"{shard.name}_{index:09d}")
-        key = sanitize_key(raw_key)
-        if key in seen:
-            key = f"{key}_dup{index}"
-        seen.add(key)
-        sample = PairSample(key, shard.name, index)
+        sample = keys.sample(str(row.get("key") or f"{shard.name}_{index:09d}"), shard.name, index)
         if _BAD_ROW in row:
             sample.error_status, sample.error = Status.READ_ERROR.value, row[_BAD_ROW]
             yield sample
@@ -70,14 +74,19 @@ def read_table_shard(shard: InputShard) -> Iterator[PairSample]:
         caption_col = next((c for c in _CAPTION_COLUMNS if c in row), None)
         image_col = next((c for c in _IMAGE_COLUMNS if row.get(c)), None)
         sample.caption = None if caption_col is None or row[caption_col] is None else str(row[caption_col])
-        sample.meta = {
+        sample.meta.update({
             k: v for k, v in row.items()
             if k in META_FIELDS and isinstance(v, (str, int, float, bool))
-        }
+        })
         for column, value in row.items():
             if column.startswith("caption_") and isinstance(value, str):
                 sample.captions[column[len("caption_") :]] = value
-        if image_col is None:
+        too_long = _caption_too_long(sample, shard.max_caption_bytes)
+        if too_long is not None:
+            sample.error_status, sample.error = Status.BAD_CAPTION.value, too_long
+        if sample.error_status is not None:
+            pass  # a caption over the cap: its image is not read either
+        elif image_col is None:
             sample.error_status, sample.error = Status.MISSING_IMAGE.value, "row has no path/url"
         else:
             _load_image(sample, str(row[image_col]), shard)
@@ -104,6 +113,22 @@ def unsafe_location(location: str) -> str | None:
     return None
 
 
+def _caption_too_long(sample: PairSample, cap: int) -> str | None:
+    """Why the row's caption or a carried translation is over the cap; such text is dropped
+    from the sample (the audit would otherwise hold it whole)."""
+    if sample.caption is not None:
+        reason = caption_over_cap(sample.caption, cap)
+        if reason is not None:
+            sample.caption = None
+            return reason
+    for lang in sorted(sample.captions):
+        reason = caption_over_cap(sample.captions[lang], cap)
+        if reason is not None:
+            del sample.captions[lang]
+            return f"{lang}: {reason}"
+    return None
+
+
 def _load_image(sample: PairSample, location: str, shard: InputShard) -> None:
     """Read the row's image, within the shard's confinement and size cap; every failure is
     the sample's status and reason."""
@@ -122,6 +147,6 @@ def _load_image(sample: PairSample, location: str, shard: InputShard) -> None:
     except ImportError as exc:  # a protocol whose client is not installed (http: aiohttp)
         sample.error_status = Status.READ_ERROR.value
         sample.error = f"cannot read image {location}: {exc}"
-    except (OSError, ValueError, MemoryError) as exc:
+    except Exception as exc:  # noqa: BLE001 - OSError, MemoryError, a backend's own errors
         sample.error_status = Status.READ_ERROR.value
         sample.error = f"cannot read image {location}: {type(exc).__name__}: {exc}"

@@ -294,18 +294,62 @@ def test_folder_files_that_sanitise_alike_get_their_own_keys(tmp_path: Path) -> 
     assert by_key["sub_a_2"].caption == "caption of sub_a"
 
 
-def test_a_tar_member_over_the_cap_is_not_read(tmp_path: Path) -> None:
+def test_a_tar_member_over_its_cap_is_not_read(tmp_path: Path) -> None:
     import dataclasses
 
-    samples = [ShardSample("big", {"png": png_bytes(), "txt": b"x" * 5000}),
+    big_image = png_bytes() + b"\0" * 5000  # trailing bytes: still a PNG, but over 4 KB
+    samples = [ShardSample("big_caption", {"png": png_bytes(), "txt": b"x" * 5000}),
+               ShardSample("big_image", {"png": big_image, "txt": b"fine too"}),
                ShardSample("small", {"png": png_bytes(), "txt": b"fine"})]
     write_shard(str(tmp_path), "00000", samples)
     shard = dataclasses.replace(discover_shards(str(tmp_path / "00000.tar"))[0],
-                                max_image_bytes=4096)
+                                max_image_bytes=4096, max_caption_bytes=1000)
     read = {s.key: s for s in read_shard(shard)}
-    assert read["big"].error_status == "read_error" and "read cap" in read["big"].error
-    assert read["big"].caption is None  # the 5000-byte caption was never read in
+    assert read["big_caption"].error_status == "bad_caption"
+    assert "limits.max_caption_bytes" in read["big_caption"].error
+    assert read["big_caption"].caption is None  # the 5000-byte caption was never read in
+    assert read["big_image"].error_status == "read_error"
+    assert "limits.max_image_bytes" in read["big_image"].error
+    assert read["big_image"].image_bytes is None
     assert read["small"].error_status is None and read["small"].caption == "fine"
+
+
+def test_table_and_folder_captions_over_the_cap_are_not_taken_in(tmp_path: Path) -> None:
+    import dataclasses
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "a.png").write_bytes(png_bytes())
+    pq.write_table(pa.table({"path": ["a.png", "a.png"], "caption": ["y" * 3000, "short"],
+                             "key": ["long", "short"]}), tmp_path / "t" / "t.parquet")
+    table = dataclasses.replace(discover_shards(str(tmp_path / "t" / "t.parquet"))[0],
+                                max_caption_bytes=1000)
+    rows = {s.key: s for s in read_shard(table)}
+    assert rows["long"].error_status == "bad_caption" and rows["long"].caption is None
+    assert "3000 bytes" in rows["long"].error and rows["short"].error_status is None
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "a.png").write_bytes(png_bytes())
+    (tmp_path / "f" / "a.txt").write_text("z" * 3000)
+    folder = dataclasses.replace(discover_shards(str(tmp_path / "f"))[0], max_caption_bytes=1000)
+    (sample,) = list(read_shard(folder))
+    assert sample.caption is None and "limits.max_caption_bytes" in sample.error
+
+
+def test_keys_keep_the_input_spelling_and_never_collide(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    keys = ["a.b c", "a_b_c", "a.b c", "a_b_c_dup1", "line\nbreak", "k" * 300]
+    pq.write_table(pa.table({"path": ["a.png"] * len(keys), "caption": ["c"] * len(keys),
+                             "key": keys}), tmp_path / "t.parquet")
+    rows = list(read_shard(discover_shards(str(tmp_path / "t.parquet"))[0]))
+    assert len({s.key for s in rows}) == len(keys)  # unique, however the input spelled them
+    assert [s.meta.get("input_key", s.key) for s in rows] == keys  # the full input key, kept
+    assert rows[0].key == "a_b_c" and rows[1].key == "a_b_c_dup1"
+
+
+def test_a_table_that_cannot_be_parsed_is_one_row_not_a_failed_shard(tmp_path: Path) -> None:
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 this is not parquet at all")
+    (sample,) = list(read_shard(discover_shards(str(tmp_path / "broken.parquet"))[0]))
+    assert sample.error_status == "read_error" and sample.key == "broken_unreadable_0"
+    assert "shard unreadable after 0 samples" in sample.error
 
 
 def test_an_unreachable_url_row_is_a_read_error_not_a_crash(tmp_path: Path) -> None:
