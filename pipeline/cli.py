@@ -60,6 +60,10 @@ class _DropImportNoise(logging.Filter):
         return "apitools not found" not in record.getMessage()
 
 
+BEAM_FAILURE_LOGGERS = ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker",
+                        "apache_beam.runners.portability.fn_api_runner.fn_runner")
+
+
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -71,6 +75,10 @@ def setup_logging(verbose: bool) -> None:
     if not verbose:  # keep pairsift's progress lines readable; Beam's own INFO is for -v
         for name in ("apache_beam", "timm", "open_clip"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # a failing DoFn's traceback, logged by the runner before the job's error reaches
+        # console_main, which prints its cause as one line (--debug or -v show it all)
+        for name in BEAM_FAILURE_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 GLOBAL_FLAGS = ("-v", "--verbose", "--debug")  # accepted anywhere on the command line
@@ -78,7 +86,7 @@ GLOBAL_FLAGS = ("-v", "--verbose", "--debug")  # accepted anywhere on the comman
 
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
-    setup_logging(verbose="-v" in given or "--verbose" in given)
+    setup_logging(verbose=bool({"-v", "--verbose", "--debug"} & set(given)))
     parser = build_parser()
     args, extra = parser.parse_known_args([a for a in given if a not in GLOBAL_FLAGS])
     if not getattr(args, "func", None):

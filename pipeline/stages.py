@@ -142,6 +142,8 @@ def run_stages(ctx: RunContext, stages: tuple[Stage, ...] = STAGES) -> RunContex
     for stage in stages:
         if stage.complete(ctx) and stage.name != "summary":
             log.info("%s: outputs present, resuming past finished work", stage.name)
+        else:
+            log.info("%s: starting", stage.name)
         start = time.monotonic()
         stage.run(ctx)
         ctx.timings[stage.name] = time.monotonic() - start

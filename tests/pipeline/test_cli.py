@@ -18,7 +18,7 @@ def test_benchmark_commands_arrive_through_entry_points() -> None:
     top = _choices(build_parser())
     assert {"run", "demo", "train", "eval", "data", "bench"} <= set(top)
     bench = _choices(top["bench"])
-    assert set(bench) == {"bound", "compare", "crosslingual", "embed", "embed-probe", "quality", "score",
+    assert set(bench) == {"bound", "compare", "crosslingual", "embed", "embed-probe", "kill-resume", "quality", "score",
                           "translate"}
 
 
@@ -57,3 +57,37 @@ def test_the_script_turns_a_failure_into_one_line(tmp_path, capsys: pytest.Captu
     assert "encoder.batchsize; did you mean encoder.batch_size" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):  # --debug, anywhere: the traceback
         console_main(["run", "--input", missing, "--output", str(tmp_path / "o"), "--debug"])
+
+
+def test_a_full_disk_is_one_line_saying_so(noisy_input, tmp_path, monkeypatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    import pyarrow.parquet as pq
+
+    from pairsift.pipeline.cli import console_main
+
+    def full(*_args, **_kwargs) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full)  # every parquet write, inside the Beam job too
+    code = console_main(["run", "--input", str(noisy_input), "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1].startswith("pairsift: error: the disk is full (No space left on device)")
+    assert "rerun the same command" in err[-1] and not any("Traceback" in line for line in err)
+
+
+def test_a_failed_beam_job_is_one_line_naming_the_cause(noisy_input, tmp_path, monkeypatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from pairsift.pipeline.cli import console_main
+    from pairsift.transforms import validate
+
+    def explode(self, sample):  # noqa: ANN001, ANN202 - a DoFn's process
+        raise RuntimeError("worker exploded on purpose")
+
+    monkeypatch.setattr(validate.ValidatePairs, "process", explode)
+    code = console_main(["run", "--input", str(noisy_input), "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len([line for line in err if line.startswith("pairsift: error:")]) == 1
+    assert "worker exploded on purpose" in err[-1] and "Traceback" not in "\n".join(err)
