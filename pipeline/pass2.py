@@ -16,6 +16,7 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
@@ -24,6 +25,7 @@ from pairsift.models.records import Status, is_embedding_column
 from pairsift.models.storage.atomic import exists, read_json
 from pairsift.models.storage.tables import read_table, write_rows
 from pairsift.models.training.scoring import audited_columns
+from pairsift.pipeline.audit_schema import audit_schema, without
 from pairsift.pipeline.io.readers import InputShard, read_shard
 from pairsift.pipeline.io.shard_writer import ShardSample, shard_complete, write_shard
 from pairsift.pipeline.layout import RunLayout
@@ -47,9 +49,10 @@ def _rows_by_key(path: str, skip_embeddings: bool) -> dict[str, dict[str, Any]]:
 
 
 class CurateShard(beam.DoFn):
-    def __init__(self, layout: RunLayout, cfg: PairsiftConfig) -> None:
+    def __init__(self, layout: RunLayout, cfg: PairsiftConfig, schema: pa.Schema) -> None:
         self.layout = layout
         self.cfg = cfg
+        self.schema = schema  # every audit file's (the curated parquet's: less ``index``)
         self.fit: NoiseFit | None = None
 
     def setup(self) -> None:
@@ -85,13 +88,14 @@ class CurateShard(beam.DoFn):
         for row in lost:
             count_outcome(row["status"], None)
         audit.extend(lost)
-        write_rows(self.layout.audit_file(name), audit)
+        write_rows(self.layout.audit_file(name), audit, schema=self.schema)
         counts = Counter(r.get("label") or r["status"] for r in audit)
         write_shard(
             self.layout.shards,
             name,
             kept,
             stats={"input_shard": shard.name, "input_pairs": len(audit), "by_outcome": dict(sorted(counts.items()))},
+            schema=without(self.schema, "index"),
             count_by="label",
             complete=not lost,  # a rerun retries a shard whose pairs could not be re-read
         )
@@ -171,12 +175,14 @@ def run_pass2(
         log.info("pass 2: %d of %d shards already curated, skipping them", len(shards) - len(todo), len(shards))
     if not todo:
         return {}
+    schema = audit_schema([layout.embeddings_file(s.name) for s in shards],
+                          [layout.scores_file(s.name) for s in shards], cfg.translate.target_langs)
     pipeline = new_pipeline(options)
     (
         pipeline
         | "InputShards" >> beam.Create(todo)
         | "Spread" >> beam.Reshuffle()
-        | "Curate" >> beam.ParDo(CurateShard(layout, cfg))
+        | "Curate" >> beam.ParDo(CurateShard(layout, cfg, schema))
     )
     return run_pipeline(pipeline)
 

@@ -36,16 +36,33 @@ def _embedding_array(values: list[Any]) -> pa.Array:
     return pa.array(cells, type=pa.list_(pa.float16(), dim))
 
 
-def rows_to_table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> pa.Table:
+def rows_to_table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None,
+                  schema: pa.Schema | None = None) -> pa.Table:
+    """Rows as a table: with ``schema``, its columns and types (zero rows included), and
+    any column the rows hold beyond it after them, inferred."""
+    if schema is not None:
+        extra = [c for c in ordered_columns(rows) if c not in set(schema.names)]
+        table = pa.table({f.name: _typed(rows, f) for f in schema}, schema=schema)
+        for name in extra:
+            table = table.append_column(name, _column(rows, name))
+        return table
     names = list(columns) if columns is not None else ordered_columns(rows)
-    arrays = []
-    for name in names:
-        values = [row.get(name) for row in rows]
-        if is_embedding_column(name):
-            arrays.append(_embedding_array(values))
-        else:
-            arrays.append(pa.array([_plain(v) for v in values]))
+    arrays = [_column(rows, name) for name in names]
     return pa.table(dict(zip(names, arrays, strict=True))) if names else pa.table({})
+
+
+def _column(rows: Sequence[dict[str, Any]], name: str) -> pa.Array:
+    values = [row.get(name) for row in rows]
+    if is_embedding_column(name):
+        return _embedding_array(values)
+    return pa.array([_plain(v) for v in values])
+
+
+def _typed(rows: Sequence[dict[str, Any]], field: pa.Field) -> pa.Array:
+    values = [_plain(row.get(field.name)) for row in rows]
+    if pa.types.is_string(field.type):  # a column whose files disagreed on its type
+        values = [v if v is None or isinstance(v, str) else str(v) for v in values]
+    return pa.array(values, type=field.type)
 
 
 def _plain(value: Any) -> Any:
@@ -54,8 +71,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def write_rows(path: str, rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> None:
-    table = rows_to_table(rows, columns)
+def write_rows(path: str, rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None,
+               schema: pa.Schema | None = None) -> None:
+    table = rows_to_table(rows, columns, schema)
     with atomic_open(path, "wb") as handle:
         pq.write_table(table, handle)
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pairsift.models.storage.atomic import atomic_open, exists, join, write_json
+from pairsift.models.storage.tables import rows_to_table
 
 
 @dataclass
@@ -72,7 +73,7 @@ def write_shard(
             for ext in sorted(sample.files):
                 add_tar_member(tar, f"{sample.key}.{ext}", sample.files[ext])
     rows = [s.row for s in samples]
-    table = pa.Table.from_pylist(rows, schema=schema) if rows or schema else pa.table({})
+    table = rows_to_table(rows, schema=schema) if schema is not None else rows_to_table(rows)
     with atomic_open(paths["parquet"], "wb") as handle:
         pq.write_table(table, handle)
     summary: dict[str, Any] = {"count": len(samples)}
