@@ -26,5 +26,5 @@ PYTHON="${PYTHON:-python3}"
 PIP="$VENV/bin/python -m pip"
 # torch first, pinned, so no other resolver step can pull a different build.
 $PIP install -q "torch==2.14.1" "torchvision==0.29.1"
-$PIP install -q -e ".[offline,dev]"
+$PIP install -q -e ".[offline,dev,cloud]"
 echo "setup: done ($VENV)"

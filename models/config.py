@@ -62,6 +62,16 @@ class OutputConfig:
 
 
 @dataclass
+class InputConfig:
+    """A table's key, image and caption columns; null: found by name, in any case, with the
+    LAION, DataComp and img2dataset aliases (docs/input.md)."""
+
+    key_column: str | None = None
+    image_column: str | None = None
+    caption_column: str | None = None
+
+
+@dataclass
 class LimitsConfig:
     """Caps on untrusted input and on the fit's memory."""
 
@@ -88,6 +98,7 @@ class PairsiftConfig:
     dedup: bool = True  # pairs with the same image bytes and caption as an earlier one
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     translate: TranslateConfig = field(default_factory=TranslateConfig)
+    input: InputConfig = field(default_factory=InputConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     method: Recipe | None = None  # None: load ``recipe``

@@ -28,6 +28,10 @@ class Status(str, Enum):
     EMBED_ERROR = "embed_error"  # the encoder failed on this pair (dead letter)
     NONFINITE_EMBEDDING = "nonfinite_embedding"
     DUPLICATE = "duplicate"  # same image bytes and caption as an earlier pair
+    HTTP_ERROR = "http_error"  # a row's URL answered 4xx/5xx (the reason has the code)
+    TIMEOUT = "timeout"  # a row's URL did not answer in time (after retries)
+    CONNECTION_ERROR = "connection_error"  # refused, reset or unresolvable (after retries)
+    DOWNLOAD_ERROR = "download_error"  # img2dataset's own metadata says the download failed
 
 
 class Label(str, Enum):
@@ -106,9 +110,14 @@ class PairSample:
     meta: dict[str, Any] = field(default_factory=dict)  # pass-through columns (ground truth)
     error_status: str | None = None  # set by a reader that could not read the pair
     error: str | None = None
+    original_sha256: str | None = None  # the input's own hash of the original bytes
 
     @property
     def image_sha256(self) -> str | None:
+        """SHA-256 of the original image: the input's own (img2dataset hashes what it
+        downloaded, before resizing), else of the bytes read."""
+        if self.original_sha256:
+            return self.original_sha256
         return sha256_hex(self.image_bytes) if self.image_bytes is not None else None
 
 

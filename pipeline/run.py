@@ -17,6 +17,7 @@ from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.storage.atomic import exists, read_json, write_json
 from pairsift.pipeline.io.readers import InputShard, discover_shards
+from pairsift.pipeline.io.table_reader import check_columns
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import make_options
 from pairsift.pipeline.run_lock import run_lock
@@ -99,9 +100,13 @@ def run(
         shards = [  # how this run may read them (not recorded: it follows the config)
             dataclasses.replace(shard, allow_outside=cfg.limits.allow_paths_outside_input,
                                 max_image_bytes=cfg.limits.max_image_bytes,
-                                max_caption_bytes=cfg.limits.max_caption_bytes)
+                                max_caption_bytes=cfg.limits.max_caption_bytes,
+                                key_column=cfg.input.key_column,
+                                image_column=cfg.input.image_column,
+                                caption_column=cfg.input.caption_column)
             for shard in _fixed_shards(layout, shards)
         ]
+        check_columns([s for s in shards if s.kind == "table"])
         ctx = run_stages(RunContext(cfg, layout, options, shards, wave_size))
     timings = {k: v for k, v in ctx.timings.items() if k != "summary"}
     lost = ctx.summary.get("pairs", {}).get("by_status", {}).get("reread_error", 0)

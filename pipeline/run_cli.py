@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--allow-paths-outside-input", action="store_true",
                         help="let table rows name any path, not only files under the table's "
                         "folder and http(s)/gs/s3 URLs")
+    for role in ("key", "image", "caption"):
+        parser.add_argument(f"--{role}-column", help=f"a table's {role} column (default: found by "
+                            "name in any case, with LAION/DataComp/img2dataset aliases)")
     parser.add_argument("--recipe", help="the method: a packaged recipe name or a recipe file "
                         "(see docs/recipes.md); overrides the config's recipe")
     parser.add_argument(
@@ -43,6 +46,9 @@ def apply_overrides(cfg: PairsiftConfig, args: argparse.Namespace) -> PairsiftCo
         cfg.recipe, cfg.method = args.recipe, load_recipe(args.recipe)
     if getattr(args, "allow_paths_outside_input", False):
         cfg.limits.allow_paths_outside_input = True
+    for role in ("key", "image", "caption"):
+        if getattr(args, f"{role}_column", None):
+            setattr(cfg.input, f"{role}_column", getattr(args, f"{role}_column"))
     if getattr(args, "encoder", None):
         cfg.encoder.spec = args.encoder
     if getattr(args, "langs", None):

@@ -12,6 +12,7 @@ from typing import Any
 from fsspec.implementations.local import LocalFileSystem
 
 from pairsift.models.records import PairSample, Status, sanitize_key
+from pairsift.pipeline.io.table_columns import ColumnChoice
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 TABLE_EXTENSIONS = (".parquet", ".csv", ".jsonl", ".json")
@@ -33,6 +34,14 @@ class InputShard:
     allow_outside: bool = False
     max_image_bytes: int = 64 * 2**20
     max_caption_bytes: int = 2**20  # a caption (or sidecar) longer than this is not read
+    # a table's key, image and caption columns, where the user named them (input.*_column)
+    key_column: str | None = None
+    image_column: str | None = None
+    caption_column: str | None = None
+
+    @property
+    def column_choice(self) -> ColumnChoice:
+        return ColumnChoice(self.key_column, self.image_column, self.caption_column)
 
 
 def decode_caption(data: bytes, sample: PairSample) -> str | None:

@@ -5,25 +5,28 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import posixpath
 import re
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import fsspec
 
 from pairsift.models.records import PairSample, Status
 from pairsift.models.storage.atomic import filesystem
+from pairsift.pipeline.io.fetch import FetchError, fetch_url
 from pairsift.pipeline.io.shards import (
-    META_FIELDS,
     InputShard,
     UniqueKeys,
     caption_over_cap,
     read_capped,
 )
+from pairsift.pipeline.io.table_columns import TableColumns, resolve_columns
 
-_CAPTION_COLUMNS = ("caption", "text", "txt", "title")
-_IMAGE_COLUMNS = ("path", "image_path", "url", "file")
+LOG = logging.getLogger(__name__)
 
 
 _BAD_ROW = "__pairsift_bad_row__"  # a row that could not be parsed: its reason
@@ -45,6 +48,38 @@ def _read_rows(path: str) -> list[dict[str, Any]]:
         return [_jsonl_row(number, line) for number, line in enumerate(handle, 1) if line.strip()]
 
 
+def check_columns(tables: list[InputShard]) -> None:
+    """Resolve the first readable table's columns from its head (parquet schema, CSV
+    header, first JSONL lines), so a table with no image or caption column stops the run at
+    once with one clear error rather than one error row per table. A table that cannot be
+    read is left to the reader, which makes it a row."""
+    for shard in tables:
+        try:
+            names = _head_columns(shard)
+        except Exception:  # noqa: BLE001 - unreadable: its own read_error row later
+            continue
+        if names:
+            resolve_columns(names, shard.column_choice)
+            return
+
+
+def _head_columns(shard: InputShard) -> list[str]:
+    if shard.path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        with fsspec.open(shard.path, "rb") as handle:
+            names = pq.read_schema(handle).names
+    elif shard.path.endswith(".csv"):
+        with fsspec.open(shard.path, "r", encoding="utf-8", errors="replace") as handle:
+            names = next(csv.reader(handle), [])
+    else:
+        with fsspec.open(shard.path, "rb") as handle:
+            head = [_jsonl_row(n, line) for n, line in zip(range(1, 101), handle, strict=False)
+                    if line.strip()]
+        names = _column_names(head)
+    return names
+
+
 def _jsonl_row(number: int, line: bytes) -> dict[str, Any]:
     """One JSONL line as a row; a line that is not a JSON object is a row that says why, so
     one broken line costs its own pair, not the file."""
@@ -59,40 +94,97 @@ def _jsonl_row(number: int, line: bytes) -> dict[str, Any]:
     return row
 
 
+def _column_names(rows: list[dict[str, Any]]) -> list[str]:
+    """Every column name in first-seen order (JSONL rows may differ in their keys)."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        if _BAD_ROW not in row:
+            seen.update(dict.fromkeys(row))
+    return list(seen)
+
+
 def read_table_shard(shard: InputShard) -> Iterator[PairSample]:
-    """Why one piece: the per-row rules (key, caption, image, carried translations, missing
-    columns) read top to bottom in the order they apply.
-    """
+    """The table's rows in order; URL rows download in a thread pool a window ahead of the
+    row being yielded, so order (and so every byte of the output) does not depend on it."""
     rows = _read_rows(shard.path)
+    names = _column_names(rows)
+    columns = resolve_columns(names, shard.column_choice) if names else None
+    if columns is not None and columns.both_path_and_url:
+        LOG.warning("%s has both %r and %r: reading %r where a row has it, %r otherwise "
+                    "(--image-column picks one)", shard.path, columns.path, columns.url,
+                    columns.path, columns.url)
     keys = UniqueKeys()
-    for index, row in enumerate(rows):
-        sample = keys.sample(str(row.get("key") or f"{shard.name}_{index:09d}"), shard.name, index)
-        if _BAD_ROW in row:
-            sample.error_status, sample.error = Status.READ_ERROR.value, row[_BAD_ROW]
-            yield sample
-            continue
-        caption_col = next((c for c in _CAPTION_COLUMNS if c in row), None)
-        image_col = next((c for c in _IMAGE_COLUMNS if row.get(c)), None)
-        sample.caption = None if caption_col is None or row[caption_col] is None else str(row[caption_col])
-        sample.meta.update({
-            k: v for k, v in row.items()
-            if k in META_FIELDS and isinstance(v, (str, int, float, bool))
-        })
-        for column, value in row.items():
-            if column.startswith("caption_") and isinstance(value, str):
-                sample.captions[column[len("caption_") :]] = value
-        too_long = _caption_too_long(sample, shard.max_caption_bytes)
-        if too_long is not None:
-            sample.error_status, sample.error = Status.BAD_CAPTION.value, too_long
-        if sample.error_status is not None:
-            pass  # a caption over the cap: its image is not read either
-        elif image_col is None:
-            sample.error_status, sample.error = Status.MISSING_IMAGE.value, "row has no path/url"
+    pending: deque[tuple[PairSample, Future | None]] = deque()
+    with ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="download") as pool:
+        for index, row in enumerate(rows):
+            sample, location = _row_sample(row, index, columns, keys, shard)
+            job = None
+            if location is not None:
+                job = pool.submit(_load_image, sample, location, shard)
+            pending.append((sample, job))
+            while len(pending) > DOWNLOAD_WINDOW:
+                yield _finished(*pending.popleft())
+        while pending:
+            yield _finished(*pending.popleft())
+
+
+DOWNLOAD_THREADS = 16
+DOWNLOAD_WINDOW = 64
+
+
+def _finished(sample: PairSample, job: Future | None) -> PairSample:
+    if job is not None:
+        job.result()  # _load_image records every failure on the sample
+    return sample
+
+
+def _row_sample(row: dict[str, Any], index: int, columns: TableColumns | None, keys: UniqueKeys,
+                shard: InputShard) -> tuple[PairSample, str | None]:
+    """The row as a sample, and the image location still to read (None: nothing to read).
+
+    Why one piece: the per-row rules (key, caption, pass-through, carried translations,
+    img2dataset's verdict, image bytes or location) read top to bottom in the order they
+    apply."""
+    raw_key = row.get(columns.key) if columns is not None and columns.key else None
+    sample = keys.sample(str(raw_key if raw_key not in (None, "") else f"{shard.name}_{index:09d}"),
+                         shard.name, index)
+    if columns is None or _BAD_ROW in row:
+        sample.error_status, sample.error = Status.READ_ERROR.value, row.get(_BAD_ROW, "bad row")
+        return sample, None
+    value = row.get(columns.caption)
+    sample.caption = None if value is None else str(value)
+    for name, target in columns.passthrough.items():
+        if isinstance(row.get(name), (str, int, float, bool)):
+            sample.meta[target] = row[name]
+    if columns.original_sha256 and isinstance(row.get(columns.original_sha256), str):
+        sample.original_sha256 = row[columns.original_sha256]
+    for lang, name in columns.translations.items():
+        if isinstance(row.get(name), str):
+            sample.captions[lang] = row[name]
+    if columns.img2dataset and str(row.get(_lower(row, "status"), "success")) != "success":
+        sample.error_status = Status.DOWNLOAD_ERROR.value
+        sample.error = str(row.get(_lower(row, "error_message")) or "img2dataset: not downloaded")
+        return sample, None
+    too_long = _caption_too_long(sample, shard.max_caption_bytes)
+    if too_long is not None:
+        sample.error_status, sample.error = Status.BAD_CAPTION.value, too_long
+        return sample, None  # its image is not read either
+    data = row.get(columns.image_bytes) if columns.image_bytes else None
+    if isinstance(data, (bytes, bytearray)) and data:
+        if len(data) > shard.max_image_bytes:
+            sample.error_status = Status.READ_ERROR.value
+            sample.error = f"image of {len(data)} bytes over the cap (limits.max_image_bytes)"
         else:
-            _load_image(sample, str(row[image_col]), shard)
-        if caption_col is None and sample.error_status is None:
-            sample.error_status, sample.error = Status.MISSING_CAPTION.value, "row has no caption column"
-        yield sample
+            sample.image_bytes, sample.image_format = bytes(data), columns.image_bytes.lower()
+        return sample, None
+    location = next((str(row[c]) for c in (columns.path, columns.url) if c and row.get(c)), None)
+    if location is None:
+        sample.error_status, sample.error = Status.MISSING_IMAGE.value, "row has no image path, url or bytes"
+    return sample, location
+
+
+def _lower(row: dict[str, Any], name: str) -> str:
+    return next((k for k in row if k.lower() == name), name)
 
 
 REMOTE_SCHEMES = ("http", "https", "gs", "s3")
@@ -141,10 +233,15 @@ def _load_image(sample: PairSample, location: str, shard: InputShard) -> None:
     if "://" not in location and not location.startswith("/"):
         location = posixpath.join(posixpath.dirname(shard.path), location)
     try:
-        fs, path = filesystem(location)
-        sample.image_bytes = read_capped(fs, path, shard.max_image_bytes)
-        sample.image_format = location.rsplit(".", 1)[-1].lower()
-    except ImportError as exc:  # a protocol whose client is not installed (http: aiohttp)
+        if location.lower().startswith(("http://", "https://")):
+            sample.image_bytes = fetch_url(location, shard.max_image_bytes)
+        else:
+            fs, path = filesystem(location)
+            sample.image_bytes = read_capped(fs, path, shard.max_image_bytes)
+        sample.image_format = location.rsplit(".", 1)[-1].lower()[:8]
+    except FetchError as exc:
+        sample.error_status, sample.error = exc.status.value, f"{location[:300]}: {exc}"
+    except ImportError as exc:  # a protocol whose client is not installed (gs: gcsfs)
         sample.error_status = Status.READ_ERROR.value
         sample.error = f"cannot read image {location}: {exc}"
     except Exception as exc:  # noqa: BLE001 - OSError, MemoryError, a backend's own errors

@@ -193,7 +193,7 @@ def build_tables(corpus: Corpus, good: list[tuple[bytes, str]]) -> None:
         ("file_url", f"file://{secret}", "a file url", "unsafe_path"),
         ("chained", f"simplecache::file://{secret}", "a chained url", "unsafe_path"),
         ("dev_zero", "/dev/zero", "an endless device", "unsafe_path"),
-        ("closed_port", "http://127.0.0.1:9/x.jpg", "nothing listens", "read_error"),
+        ("closed_port", "http://127.0.0.1:9/x.jpg", "nothing listens", "connection_error"),
         ("not_there", "images/missing.jpg", "a file that is not there", "read_error"),
         ("no_caption", "images/016.jpg", None, "missing_caption"),
         ("no_path", None, "a row without an image", "missing_image"),

@@ -353,9 +353,9 @@ def test_a_table_that_cannot_be_parsed_is_one_row_not_a_failed_shard(tmp_path: P
 
 
 def test_an_unreachable_url_row_is_a_read_error_not_a_crash(tmp_path: Path) -> None:
-    # port 9 on loopback refuses at once; without aiohttp the http client itself is missing
+    # port 9 on loopback refuses at once
     pq.write_table(pa.table({"url": ["http://127.0.0.1:9/x.png"], "caption": ["c"],
                              "key": ["remote"]}), tmp_path / "t.parquet")
     (sample,) = list(read_shard(discover_shards(str(tmp_path / "t.parquet"))[0]))
-    assert sample.key == "remote" and sample.error_status == "read_error"
+    assert sample.key == "remote" and sample.error_status == "connection_error"
     assert "http://127.0.0.1:9/x.png" in sample.error
