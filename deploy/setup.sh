@@ -27,4 +27,11 @@ PIP="$VENV/bin/python -m pip"
 # torch first, pinned, so no other resolver step can pull a different build.
 $PIP install -q "torch==2.14.1" "torchvision==0.29.1"
 $PIP install -q -e ".[offline,dev,cloud]"
-echo "setup: done ($VENV)"
+# img2dataset (for the test that reads its real output) in a virtualenv of its own: it pulls
+# pandas, opencv and wandb, which must not change the versions pairsift's venv resolved.
+I2D_VENV="${VENV}-img2dataset"
+if [ ! -x "$I2D_VENV/bin/img2dataset" ]; then
+  "$PYTHON" -m venv "$I2D_VENV"
+  "$I2D_VENV/bin/python" -m pip install -q "img2dataset==1.47.0"
+fi
+echo "setup: done ($VENV, $I2D_VENV)"

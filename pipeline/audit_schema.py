@@ -76,7 +76,8 @@ def audit_schema(pass1_files: Iterable[str], score_files: Iterable[str],
     for schema in filter(None, scores):
         for name in audited_columns(schema.names, langs):
             found.setdefault(name, _FLOAT)
-    for name in ("label", "p_clean", "uncertainty", "soft_label", "noise_kind_pred"):
+    for name in ("key", "source_shard", "status", "error", "label", "p_clean", "uncertainty",
+                 "soft_label", "noise_kind_pred"):  # always there, if all null
         found.setdefault(name, FIXED_TYPES[name])
     types = {n: FIXED_TYPES.get(n, t) for n, t in found.items()}
     types = {n: _STRING if pa.types.is_null(t) else t for n, t in types.items()}

@@ -71,6 +71,14 @@ class RunLayout:
     def audit_file(self, shard_name: str) -> str:
         return join(self.audit, f"{shard_name}.parquet")
 
+    @property
+    def keep(self) -> str:
+        """A run from embeddings: the kept pairs' ids and verdicts, per part."""
+        return join(self.root, "keep")
+
+    def keep_file(self, part_name: str) -> str:
+        return join(self.keep, f"{part_name}.parquet")
+
     def fit_file(self, name: str) -> str:
         return join(self.fit, name)
 

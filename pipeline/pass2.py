@@ -89,12 +89,11 @@ class CurateShard(beam.DoFn):
             count_outcome(row["status"], None)
         audit.extend(lost)
         write_rows(self.layout.audit_file(name), audit, schema=self.schema)
-        counts = Counter(r.get("label") or r["status"] for r in audit)
         write_shard(
             self.layout.shards,
             name,
             kept,
-            stats={"input_shard": shard.name, "input_pairs": len(audit), "by_outcome": dict(sorted(counts.items()))},
+            stats=shard_stats(shard.name, audit, len(kept)),
             schema=without(self.schema, "index"),
             count_by="label",
             complete=not lost,  # a rerun retries a shard whose pairs could not be re-read
@@ -155,6 +154,24 @@ def reread_rows(
                    error=f"embedded in pass 1, but pass 2 could not re-read its bytes: {reason}")
         rows.append(row)
     return rows
+
+
+DOWNLOAD_STATUSES = frozenset({Status.DOWNLOAD_ERROR.value, Status.HTTP_ERROR.value,
+                               Status.TIMEOUT.value, Status.CONNECTION_ERROR.value})
+
+
+def shard_stats(input_shard: str, audit: list[dict[str, Any]], kept: int) -> dict[str, Any]:
+    """``_stats.json`` of a curated shard, with img2dataset's keys in img2dataset's meanings
+    (``count``: input pairs, ``successes``: pairs written to the shard, ``failed_to_download``,
+    ``status_dict``: pairs per outcome) beside pairsift's own (``by_label``: kept pairs per label)."""
+    outcomes = Counter(r.get("label") or r["status"] for r in audit)
+    return {
+        "count": len(audit),
+        "successes": kept,
+        "failed_to_download": sum(1 for r in audit if r["status"] in DOWNLOAD_STATUSES),
+        "status_dict": dict(sorted(outcomes.items())),
+        "input_shard": input_shard,
+    }
 
 
 def count_outcome(status: str, label: str | None) -> None:

@@ -47,9 +47,12 @@ def normalise_input(path: str) -> str:
     return stripped if stripped and not stripped.endswith(":") else path
 
 
-def _check_config(layout: RunLayout, cfg: PairsiftConfig, input_path: str) -> None:
+def _check_config(layout: RunLayout, cfg: PairsiftConfig, input_path: str,
+                  embeddings: str | None = None) -> None:
     """A resumed run must use the same input and config, or its outputs would mix."""
-    record = {"input": normalise_input(input_path), "config": cfg.to_dict()}
+    record: dict[str, Any] = {"input": normalise_input(input_path), "config": cfg.to_dict()}
+    if embeddings:
+        record["embeddings"] = normalise_input(embeddings)
     if exists(layout.config):
         previous = read_json(layout.config)
         previous["input"] = normalise_input(str(previous.get("input", "")))
@@ -79,24 +82,32 @@ def _fixed_shards(layout: RunLayout, found: list[InputShard]) -> list[InputShard
 
 
 def run(
-    input_path: str,
+    input_path: str | None,
     output: str,
     cfg: PairsiftConfig,
     beam_args: Sequence[str] = (),
     wave_size: int = 4,
+    embeddings: str | None = None,
 ) -> RunResult:
+    """Why one piece: the run's set-up reads in order (config, layout, inputs, lock, the
+    recorded shards, the stages) and each step needs the one before."""
     from pairsift.models.translation.langid import normalize_lang
-    from pairsift.pipeline.stages import RunContext, run_stages
+    from pairsift.pipeline.io.clip_retrieval import discover_parts
+    from pairsift.pipeline.stages import EMBEDDING_STAGES, STAGES, RunContext, run_stages
 
     # `pt_BR` and `pt` name one target: stages key captions and embeddings by the normal code
     cfg.translate.target_langs = [normalize_lang(code) for code in cfg.translate.target_langs]
     check_division(cfg)
     layout = RunLayout(output.rstrip("/"))
     options = make_options(beam_args)
-    shards = discover_shards(input_path)
-    log.info("input: %d shard(s) under %s", len(shards), input_path)
+    shards = discover_shards(input_path) if input_path else []
+    parts = discover_parts(embeddings) if embeddings else []
+    if input_path:
+        log.info("input: %d shard(s) under %s", len(shards), input_path)
+    if embeddings:
+        log.info("embeddings: %d part(s) under %s", len(parts), embeddings)
     with run_lock(layout.lock):
-        _check_config(layout, cfg, input_path)
+        _check_config(layout, cfg, input_path or "", embeddings)
         shards = [  # how this run may read them (not recorded: it follows the config)
             dataclasses.replace(shard, allow_outside=cfg.limits.allow_paths_outside_input,
                                 max_image_bytes=cfg.limits.max_image_bytes,
@@ -107,7 +118,8 @@ def run(
             for shard in _fixed_shards(layout, shards)
         ]
         check_columns([s for s in shards if s.kind == "table"])
-        ctx = run_stages(RunContext(cfg, layout, options, shards, wave_size))
+        ctx = RunContext(cfg, layout, options, shards, wave_size, parts=parts)
+        ctx = run_stages(ctx, EMBEDDING_STAGES if embeddings else STAGES)
     timings = {k: v for k, v in ctx.timings.items() if k != "summary"}
     lost = ctx.summary.get("pairs", {}).get("by_status", {}).get("reread_error", 0)
     if lost:

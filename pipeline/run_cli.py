@@ -19,7 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "know are Beam pipeline options, e.g. --runner DataflowRunner --project P --region R "
         "--temp_location gs://B/tmp, or --direct_num_workers 2 locally.",
     )
-    parser.add_argument("--input", required=True, help="tars, img2dataset folder, table or image folder")
+    parser.add_argument("--input", help="tars, img2dataset folder, table or image folder")
+    parser.add_argument("--embeddings", help="precomputed embeddings in clip-retrieval's layout "
+                        "(img_emb/, text_emb/, metadata/): skip pass 1; with --input too, the "
+                        "image shards are curated by key")
     parser.add_argument("--output", required=True, help="output folder (local, gs://, s3://)")
     parser.add_argument("--config", help="JSON or YAML config (see docs/config.md)")
     parser.add_argument("--encoder", help="encoder spec, overrides the config's encoder.spec")
@@ -62,8 +65,11 @@ def run_command(args: argparse.Namespace) -> int:
     from pairsift.pipeline.run import run
 
     check_flags(args.extra, args.own_flags)
+    if not args.input and not args.embeddings:
+        raise SystemExit("pairsift run needs --input, --embeddings, or both")
     cfg = apply_overrides(load_config(args.config), args)
-    result = run(args.input, args.output, cfg, beam_args=args.extra, wave_size=args.wave_size)
+    result = run(args.input, args.output, cfg, beam_args=args.extra, wave_size=args.wave_size,
+                 embeddings=args.embeddings)
     pairs = result.summary["pairs"]
     print(json.dumps({"output": result.layout.root, "pairs": pairs,
                       "estimated_noise_ratio": result.summary.get("estimated_noise_ratio"),

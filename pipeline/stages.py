@@ -34,6 +34,7 @@ class RunContext:
     options: PipelineOptions
     shards: list[InputShard]
     wave_size: int = 4
+    parts: list[Any] = field(default_factory=list)  # --embeddings: clip-retrieval parts
     counters: dict[str, int] = field(default_factory=dict)  # Beam counters, summed
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     fit_info: dict[str, Any] = field(default_factory=dict)
@@ -126,6 +127,31 @@ def _curated(ctx: RunContext) -> list[str]:
     return [ctx.layout.audit_file(n) for n in names] + [ctx.layout.shard_stats(n) for n in names]
 
 
+def _run_import(ctx: RunContext) -> None:
+    from pairsift.pipeline.embedding_run import import_parts
+
+    import_parts(ctx.parts, ctx.layout)
+
+
+def _run_label(ctx: RunContext) -> None:
+    from pairsift.pipeline.embedding_run import label_parts
+
+    label_parts(ctx.parts, ctx.cfg, ctx.layout)
+
+
+def _run_curate_by_key(ctx: RunContext) -> None:
+    from pairsift.pipeline.embedding_run import curate_by_key
+
+    if ctx.shards:
+        ctx.add_counters(curate_by_key(ctx.shards, ctx.cfg, ctx.layout, ctx.options, ctx.parts))
+
+
+def _shard_stats(ctx: RunContext) -> list[str]:
+    from pairsift.pipeline.pass2 import output_name
+
+    return [ctx.layout.shard_stats(output_name(i)) for i in range(len(ctx.shards))]
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("pass1", lambda c: _shard_outputs(c, c.layout.embeddings_file), _run_pass1),
     Stage("fit", lambda c: [c.layout.fit_done], _run_fit),
@@ -135,12 +161,22 @@ STAGES: tuple[Stage, ...] = (
     Stage("final_model", lambda c: [c.layout.final_done], _run_final_model),
     Stage("summary", lambda c: [c.layout.summary, c.layout.report], _run_summary),
 )
+_BY_NAME = {stage.name: stage for stage in STAGES}
+# a run from precomputed embeddings (--embeddings): parts stand in for pass 1, and pass 2
+# labels the parts, curating the image shards by key where --input names them too
+EMBEDDING_STAGES: tuple[Stage, ...] = (
+    Stage("import", lambda c: [c.layout.embeddings_file(p.name) for p in c.parts], _run_import),
+    _BY_NAME["fit"], _BY_NAME["score"], _BY_NAME["mixture"],
+    Stage("label", lambda c: [c.layout.keep_file(p.name) for p in c.parts], _run_label),
+    Stage("curate", _shard_stats, _run_curate_by_key),
+    _BY_NAME["final_model"], _BY_NAME["summary"],
+)
 
 
 def run_stages(ctx: RunContext, stages: tuple[Stage, ...] = STAGES) -> RunContext:
     """Run every stage in order, timing each (a resumed stage skips its finished work)."""
     for stage in stages:
-        if stage.complete(ctx) and stage.name != "summary":
+        if stage.complete(ctx) and stage.name != "summary" and stage.markers(ctx):
             log.info("%s: outputs present, resuming past finished work", stage.name)
         else:
             log.info("%s: starting", stage.name)

@@ -37,13 +37,13 @@ def _embedding_array(values: list[Any]) -> pa.Array:
 
 
 def rows_to_table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None,
-                  schema: pa.Schema | None = None) -> pa.Table:
+                  schema: pa.Schema | None = None, extra: bool = True) -> pa.Table:
     """Rows as a table: with ``schema``, its columns and types (zero rows included), and
-    any column the rows hold beyond it after them, inferred."""
+    (``extra``) any column the rows hold beyond it after them, inferred."""
     if schema is not None:
-        extra = [c for c in ordered_columns(rows) if c not in set(schema.names)]
+        extra_names = [c for c in ordered_columns(rows) if c not in set(schema.names)] if extra else []
         table = pa.table({f.name: _typed(rows, f) for f in schema}, schema=schema)
-        for name in extra:
+        for name in extra_names:
             table = table.append_column(name, _column(rows, name))
         return table
     names = list(columns) if columns is not None else ordered_columns(rows)
@@ -72,8 +72,8 @@ def _plain(value: Any) -> Any:
 
 
 def write_rows(path: str, rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None,
-               schema: pa.Schema | None = None) -> None:
-    table = rows_to_table(rows, columns, schema)
+               schema: pa.Schema | None = None, extra: bool = True) -> None:
+    table = rows_to_table(rows, columns, schema, extra)
     with atomic_open(path, "wb") as handle:
         pq.write_table(table, handle)
 

@@ -18,6 +18,7 @@ import fsspec
 from pairsift.models.records import PairSample, Status, sanitize_key
 from pairsift.models.storage.atomic import filesystem
 from pairsift.pipeline.io.folder_reader import folder_images, read_folder_shard
+from pairsift.pipeline.io.img2dataset import merge_sidecar
 from pairsift.pipeline.io.shards import (
     FOLDER_CHUNK,
     IMAGE_EXTENSIONS,
@@ -122,7 +123,7 @@ def read_shard(shard: InputShard) -> Iterator[PairSample]:
     table file that is not parquet, a listing that fails, MemoryError) ends the shard with one
     ``read_error`` row saying how far it got: the pairs read so far keep their rows, and the
     run goes on with the other shards."""
-    readers = {"tar": _read_tar, "table": read_table_shard, "folder": read_folder_shard}
+    readers = {"tar": _read_tar_whole, "table": read_table_shard, "folder": read_folder_shard}
     if shard.kind not in readers:
         raise ValueError(f"unknown shard kind {shard.kind!r}")
     count = 0
@@ -161,6 +162,11 @@ def _member_cap(ext: str, shard: InputShard) -> tuple[int, str]:
     if ext == "txt" or ext.endswith(".txt") or ext == "json":
         return shard.max_caption_bytes, "limits.max_caption_bytes"
     return shard.max_image_bytes, "limits.max_image_bytes"
+
+
+def _read_tar_whole(shard: InputShard) -> Iterator[PairSample]:
+    """A tar's samples, and, in an img2dataset output, the rows its parquet has beside them."""
+    return merge_sidecar(_read_tar(shard), shard.path, shard.name)
 
 
 def _read_tar(shard: InputShard) -> Iterator[PairSample]:

@@ -18,6 +18,7 @@ import fsspec
 from pairsift.models.records import PairSample, Status
 from pairsift.models.storage.atomic import filesystem
 from pairsift.pipeline.io.fetch import FetchError, fetch_url
+from pairsift.pipeline.io.img2dataset import apply_row, files_folder, files_index
 from pairsift.pipeline.io.shards import (
     InputShard,
     UniqueKeys,
@@ -114,10 +115,11 @@ def read_table_shard(shard: InputShard) -> Iterator[PairSample]:
                     "(--image-column picks one)", shard.path, columns.path, columns.url,
                     columns.path, columns.url)
     keys = UniqueKeys()
+    files = _files_format(shard, columns)
     pending: deque[tuple[PairSample, Future | None]] = deque()
     with ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="download") as pool:
         for index, row in enumerate(rows):
-            sample, location = _row_sample(row, index, columns, keys, shard)
+            sample, location = _row_sample(row, index, columns, keys, shard, files)
             job = None
             if location is not None:
                 job = pool.submit(_load_image, sample, location, shard)
@@ -138,8 +140,20 @@ def _finished(sample: PairSample, job: Future | None) -> PairSample:
     return sample
 
 
+def _files_format(shard: InputShard, columns: TableColumns | None) -> dict[str, str] | None:
+    """img2dataset's files format: key → image path under the table's folder."""
+    if columns is None or not columns.img2dataset or columns.image_bytes:
+        return None
+    folder = files_folder(shard.path)
+    if folder is None:
+        return None
+    name = posixpath.basename(folder)
+    return {key: f"{name}/{file}" for key, file in files_index(folder).items()}
+
+
 def _row_sample(row: dict[str, Any], index: int, columns: TableColumns | None, keys: UniqueKeys,
-                shard: InputShard) -> tuple[PairSample, str | None]:
+                shard: InputShard, files: dict[str, str] | None = None
+                ) -> tuple[PairSample, str | None]:
     """The row as a sample, and the image location still to read (None: nothing to read).
 
     Why one piece: the per-row rules (key, caption, pass-through, carried translations,
@@ -153,11 +167,7 @@ def _row_sample(row: dict[str, Any], index: int, columns: TableColumns | None, k
         return sample, None
     value = row.get(columns.caption)
     sample.caption = None if value is None else str(value)
-    for name, target in columns.passthrough.items():
-        if isinstance(row.get(name), (str, int, float, bool)):
-            sample.meta[target] = row[name]
-    if columns.original_sha256 and isinstance(row.get(columns.original_sha256), str):
-        sample.original_sha256 = row[columns.original_sha256]
+    apply_row(sample, row, columns)
     for lang, name in columns.translations.items():
         if isinstance(row.get(name), str):
             sample.captions[lang] = row[name]
@@ -177,6 +187,12 @@ def _row_sample(row: dict[str, Any], index: int, columns: TableColumns | None, k
         else:
             sample.image_bytes, sample.image_format = bytes(data), columns.image_bytes.lower()
         return sample, None
+    if files is not None:  # img2dataset's files format: the image it saved, never the URL
+        location = files.get(str(raw_key))
+        if location is None:
+            sample.error_status = Status.MISSING_IMAGE.value
+            sample.error = "img2dataset reports success, but its image file is not in the folder"
+        return sample, location
     location = next((str(row[c]) for c in (columns.path, columns.url) if c and row.get(c)), None)
     if location is None:
         sample.error_status, sample.error = Status.MISSING_IMAGE.value, "row has no image path, url or bytes"

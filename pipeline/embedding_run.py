@@ -1,0 +1,118 @@
+"""`pairsift run --embeddings DIR`: start from precomputed embeddings (clip-retrieval's
+layout) and skip pass 1.
+
+The stages: ``import`` writes each part as pass 1's output; ``fit``, ``score`` and
+``mixture`` are `pairsift run`'s own; ``label`` writes each part's audit and its keep-list
+(``OUT/keep/NNNNN.parquet``: the kept pairs' ids, label and scores, for filtering a dataset
+without its pixels, the DataComp way); with ``--input`` too, ``curate`` writes curated shards
+from the image shards, each pair labelled by its key; then the final model and the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.models.noise.fit import NoiseFit
+from pairsift.models.records import KEPT_LABELS
+from pairsift.models.storage.atomic import exists, list_files, read_json
+from pairsift.models.storage.tables import read_table, write_rows
+from pairsift.pipeline.audit_schema import audit_schema, without
+from pairsift.pipeline.io.clip_retrieval import EmbeddingPart, part_rows
+from pairsift.pipeline.io.readers import InputShard, read_shard
+from pairsift.pipeline.io.shard_writer import write_shard
+from pairsift.pipeline.layout import RunLayout
+from pairsift.pipeline.options import new_pipeline, run_pipeline
+from pairsift.pipeline.pass2 import CurateShard, ShardLabels, output_name, shard_stats
+from pairsift.transforms.curate import finish_audit_row
+
+log = logging.getLogger(__name__)
+
+# what a keep-list row holds: the ids a dataset is filtered by, and the division's verdict
+KEEP_COLUMNS = ("key", "source_shard", "uid", "url", "label", "p_clean", "uncertainty",
+                "soft_label", "loss", "similarity")
+
+
+def import_parts(parts: list[EmbeddingPart], layout: RunLayout) -> None:
+    """Each part as ``OUT/embeddings/NNNNN.parquet`` (a part already written is skipped)."""
+    for i, part in enumerate(parts):
+        path = layout.embeddings_file(part.name)
+        if exists(path):
+            continue
+        rows = part_rows(part)
+        write_rows(path, rows)
+        log.info("import: part %s, %d pairs (%d/%d)", part.name, len(rows), i + 1, len(parts))
+
+
+def label_parts(parts: list[EmbeddingPart], cfg: PairsiftConfig, layout: RunLayout) -> None:
+    """Each part's audit (one row per pair) and keep-list, through pass 2's labelling."""
+    fit = NoiseFit.from_dict(read_json(layout.noise_fit))
+    schema = audit_schema([layout.embeddings_file(p.name) for p in parts],
+                          [layout.scores_file(p.name) for p in parts], cfg.translate.target_langs)
+    for part in parts:
+        if exists(layout.keep_file(part.name)):
+            continue
+        base = {r["key"]: r for r in read_table(layout.embeddings_file(part.name),
+                                                skip_embeddings=True).to_pylist()}
+        labels = ShardLabels.of(layout, part.name, fit, cfg)
+        audit = [
+            finish_audit_row(row, key, part.name,
+                             bool(labels.rows.get(key, {}).get("duplicate", False)), labels.per_key.get(key))
+            for key, row in base.items()
+        ]
+        write_rows(layout.audit_file(part.name), audit, schema=schema)
+        keep_schema = pa.schema([schema.field(c) for c in KEEP_COLUMNS if c in schema.names])
+        kept = [row for row in audit if row.get("label") in cfg.output.keep_labels]
+        write_rows(layout.keep_file(part.name), kept, schema=keep_schema, extra=False)
+
+
+class CurateByKey(CurateShard):
+    """Pass 2 for a run from embeddings: an input shard's pairs take the labels their keys
+    got in the audit (every part's audit is loaded once per worker, key → row)."""
+
+    def setup(self) -> None:
+        self.labelled: dict[str, dict[str, Any]] = {}
+        for path in list_files(self.layout.audit, ".parquet"):
+            for row in read_table(path).to_pylist():
+                self.labelled.setdefault(row["key"], row)
+
+    def process(self, element: tuple[int, InputShard]) -> Iterator[str]:
+        index, shard = element
+        name = output_name(index)
+        if exists(self.layout.shard_stats(name)):
+            yield name
+            return
+        kept, seen = [], []
+        for sample in read_shard(shard):
+            row = self.labelled.get(sample.key)
+            seen.append(row or {"status": "unlabelled", "label": None})
+            if row and row.get("label") in KEPT_LABELS and sample.image_bytes is not None:
+                kept.append(self._shard_sample(sample.image_bytes, sample.image_format, row,
+                                               list(self.cfg.translate.target_langs)))
+        missing = sum(1 for r in seen if r["status"] == "unlabelled")
+        if missing:
+            log.warning("curate: %d pair(s) of %s have no embedding, so no label; not curated",
+                        missing, shard.name)
+        write_shard(self.layout.shards, name, kept, stats=shard_stats(shard.name, seen, len(kept)),
+                    schema=without(self.schema, "index"), count_by="label")
+        yield name
+
+
+def curate_by_key(shards: list[InputShard], cfg: PairsiftConfig, layout: RunLayout,
+                  options: PipelineOptions, schema_parts: list[EmbeddingPart]) -> dict[str, int]:
+    schema = audit_schema([layout.embeddings_file(p.name) for p in schema_parts],
+                          [layout.scores_file(p.name) for p in schema_parts], cfg.translate.target_langs)
+    pipeline = new_pipeline(options)
+    (
+        pipeline
+        | "InputShards" >> beam.Create(list(enumerate(shards)))
+        | "Spread" >> beam.Reshuffle()
+        | "CurateByKey" >> beam.ParDo(CurateByKey(layout, cfg, schema))
+    )
+    return run_pipeline(pipeline)
