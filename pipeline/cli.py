@@ -28,8 +28,16 @@ BENCH_GROUP = "pairsift.bench_commands"
 
 
 def _plugin_registrars(group: str) -> list[Callable[[argparse._SubParsersAction], None]]:
-    found = sorted(entry_points(group=group), key=lambda ep: ep.name)
-    return [ep.load() for ep in found]
+    """The installed plugins' command registrars; one that fails to import is skipped with a
+    warning, so a broken plugin never takes `pairsift run` down with it."""
+    registrars = []
+    for ep in sorted(entry_points(group=group), key=lambda ep: ep.name):
+        try:
+            registrars.append(ep.load())
+        except Exception as exc:  # noqa: BLE001 - any import failure of a plugin
+            logging.getLogger(__name__).warning("skipping the %r command: %s: %s", ep.name,
+                                                type(exc).__name__, exc)
+    return registrars
 
 
 def build_parser() -> argparse.ArgumentParser:

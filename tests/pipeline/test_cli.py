@@ -91,3 +91,17 @@ def test_a_failed_beam_job_is_one_line_naming_the_cause(noisy_input, tmp_path, m
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len([line for line in err if line.startswith("pairsift: error:")]) == 1
     assert "worker exploded on purpose" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_a_plugin_that_fails_to_import_does_not_break_the_cli(monkeypatch, caplog) -> None:
+    from importlib.metadata import EntryPoint
+
+    from pairsift.pipeline import cli
+
+    broken = EntryPoint("gone", "pairsift.benchmarks.no_such_module:register", cli.BENCH_GROUP)
+    real = cli.entry_points
+    monkeypatch.setattr(cli, "entry_points",
+                        lambda group: [*real(group=group), *([broken] if group == cli.BENCH_GROUP else [])])
+    bench = _choices(_choices(build_parser())["bench"])
+    assert "quality" in bench and "gone" not in bench
+    assert "skipping the 'gone' command" in caplog.text
