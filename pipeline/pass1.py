@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
@@ -43,8 +44,14 @@ class WriteEmbeddingShard(beam.DoFn):
             row["caption_sha256"] = text_sha256(caption) if isinstance(caption, str) else None
             if row["status"] == Status.OK.value:
                 beam.metrics.Metrics.counter("pairsift", "embedded").inc()
-        write_rows(self.layout.embeddings_file(shard_name), rows)
+        # an empty shard still gets its id columns: parquet readers refuse a file with none
+        write_rows(self.layout.embeddings_file(shard_name), rows,
+                   schema=None if rows else EMPTY_SHARD_SCHEMA)
         yield shard_name
+
+
+EMPTY_SHARD_SCHEMA = pa.schema([("key", pa.string()), ("source_shard", pa.string()),
+                                ("index", pa.int64()), ("status", pa.string())])
 
 
 def build_pass1(

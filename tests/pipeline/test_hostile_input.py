@@ -100,6 +100,10 @@ def _check_sql(out: Path, audit: pl.DataFrame) -> None:
     kept = duckdb.sql(f"SELECT count(*) FROM '{out}/shards/*.parquet'").fetchall()[0][0]
     assert kept == audit.filter(pl.col("label").is_in(["clean", "hard"])).height
     assert pl.read_parquet(out / "shards" / "*.parquet").height == kept
+    embedded = duckdb.sql(f"SELECT count(*) FROM '{out}/embeddings/*.parquet'").fetchall()[0][0]
+    assert embedded == audit.height  # pass 1's rows, an empty shard's file included
+    scored = duckdb.sql(f"SELECT count(*) FROM '{out}/scores/*.parquet'").fetchall()[0][0]
+    assert scored == audit.filter(pl.col("status").is_in(["ok", "duplicate"])).height
 
 
 def _check_shards(out: Path, audit: pl.DataFrame) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -125,3 +126,50 @@ def test_a_table_without_an_image_column_stops_the_run_with_one_line(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 1 and "no image column" in err and "['name', 'caption']" in err
     assert "--image-column" in err
+
+
+class _Served(BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        body = _Served.files.get(self.path)
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *_args: object) -> None:
+        return
+
+
+def test_a_laion_parquet_and_a_csv_of_paths_run_end_to_end(tmp_path: Path, run_config, pinned_run) -> None:
+    from pairsift.pipeline.datasets.synth import SynthSource
+    from pairsift.pipeline.datasets.writer import build_dataset
+
+    build_dataset(SynthSource(48, seed=5, image_size=64, image_format="jpg"), str(tmp_path / "src"),
+                  noise=0.3, seed=5, shard_size=48)
+    pairs = list(read_shard(discover_shards(str(tmp_path / "src"))[0]))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Served)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    _Served.files = {f"/i/{s.key}.jpg": s.image_bytes for s in pairs}
+    try:
+        (tmp_path / "laion").mkdir()
+        pq.write_table(pa.table({"URL": [f"{base}/i/{s.key}.jpg" for s in pairs] + [f"{base}/i/gone.jpg"],
+                                 "TEXT": [s.caption for s in pairs] + ["a dead link"],
+                                 "SAMPLE_ID": [s.key for s in pairs] + ["gone"],
+                                 "WIDTH": [64] * (len(pairs) + 1)}), tmp_path / "laion" / "part-0.parquet")
+        laion = pinned_run(str(tmp_path / "laion"), str(tmp_path / "out_laion"), run_config())
+    finally:
+        httpd.shutdown()
+    (tmp_path / "csv" / "img").mkdir(parents=True)
+    for s in pairs:
+        (tmp_path / "csv" / "img" / f"{s.key}.jpg").write_bytes(s.image_bytes)
+    lines = ["path,caption"] + [f"img/{s.key}.jpg,\"{s.caption}\"" for s in pairs]
+    (tmp_path / "csv" / "pairs.csv").write_text("\n".join(lines) + "\n")
+    csv_run = pinned_run(str(tmp_path / "csv"), str(tmp_path / "out_csv"), run_config())
+    for result in (laion, csv_run):
+        assert result.summary["pairs"]["by_status"].get("ok") == len(pairs)
+    assert laion.summary["pairs"]["by_status"]["http_error"] == 1
+    audit = pl.read_parquet(tmp_path / "out_laion" / "audit" / "*.parquet")
+    assert {"url", "input_width"} <= set(audit.columns)
