@@ -75,38 +75,55 @@ def _metadata(part: EmbeddingPart, rows: int) -> list[dict[str, Any]]:
     return meta
 
 
+@dataclass(frozen=True)
+class _MetadataColumns:
+    key: str | None
+    caption: str | None
+    url: str | None
+    key_is_path: bool  # clip-retrieval's files input: the key is the image path's stem
+
+
+def _metadata_columns(names: list[str]) -> _MetadataColumns:
+    lower = {n.lower(): n for n in reversed(names)}
+    key = next((lower[a] for a in KEY_ALIASES if a in lower), None)
+    path = lower.get("image_path")
+    return _MetadataColumns(key or path, next((lower[a] for a in CAPTION_ALIASES if a in lower), None),
+                            next((lower[a] for a in URL_ALIASES if a in lower), None),
+                            key is None and path is not None)
+
+
 def part_rows(part: EmbeddingPart) -> list[dict[str, Any]]:
     """The part's pairs as pass-1 rows: ids, the metadata's columns, float16 vectors."""
     image, text = _load(part.image), _load(part.text)
     if image.shape[0] != text.shape[0]:
         raise ValueError(f"{part.image} has {image.shape[0]} rows, {part.text} {text.shape[0]}")
     meta = _metadata(part, image.shape[0])
-    names = list(meta[0]) if meta and meta[0] else []
-    lower = {n.lower(): n for n in reversed(names)}
-    key_col = next((lower[a] for a in (*KEY_ALIASES, "image_path") if a in lower), None)
-    caption_col = next((lower[a] for a in CAPTION_ALIASES if a in lower), None)
-    url_col = next((lower[a] for a in URL_ALIASES if a in lower), None)
-    keys, rows = UniqueKeys(), []
-    for i, extra in enumerate(meta):
-        raw = extra.get(key_col) if key_col else None
-        raw = posixpath.splitext(posixpath.basename(str(raw)))[0] if key_col == lower.get("image_path") and raw else raw
-        key = keys.assign(str(raw) if raw not in (None, "") else f"{part.name}_{i:09d}")
-        caption = extra.get(caption_col) if caption_col else None
-        row: dict[str, Any] = {
-            "key": key, "source_shard": part.name, "index": i, "status": Status.OK.value,
-            "caption": caption if isinstance(caption, str) else None,
-            # no image bytes to deduplicate by: a fingerprint per pair
-            "sha256": hashlib.sha256(f"{part.name}/{key}".encode()).hexdigest(),
-            "caption_sha256": hashlib.sha256(f"{part.name}/{key}/c".encode()).hexdigest(),
-            "image_emb": np.asarray(image[i], dtype=np.float16),
-            "text_emb": np.asarray(text[i], dtype=np.float16),
-        }
-        if str(raw) != key and raw not in (None, ""):
-            row["input_key"] = str(raw)
-        for name, value in extra.items():
-            if name in (caption_col,) or not isinstance(value, (str, int, float, bool)):
-                continue
-            target = "url" if name == url_col else name.lower()
-            row.setdefault(f"input_{target}" if target in RESERVED and target != "key" else target, value)
-        rows.append(row)
-    return rows
+    columns = _metadata_columns(list(meta[0]) if meta and meta[0] else [])
+    keys = UniqueKeys()
+    return [_part_row(part, i, extra, columns, keys, image[i], text[i]) for i, extra in enumerate(meta)]
+
+
+def _part_row(part: EmbeddingPart, i: int, extra: dict[str, Any], columns: _MetadataColumns,
+              keys: UniqueKeys, image: np.ndarray, text: np.ndarray) -> dict[str, Any]:
+    raw = extra.get(columns.key) if columns.key else None
+    if columns.key_is_path and raw:
+        raw = posixpath.splitext(posixpath.basename(str(raw)))[0]
+    key = keys.assign(str(raw) if raw not in (None, "") else f"{part.name}_{i:09d}")
+    caption = extra.get(columns.caption) if columns.caption else None
+    row: dict[str, Any] = {
+        "key": key, "source_shard": part.name, "index": i, "status": Status.OK.value,
+        "caption": caption if isinstance(caption, str) else None,
+        # no image bytes to deduplicate by: a fingerprint per pair
+        "sha256": hashlib.sha256(f"{part.name}/{key}".encode()).hexdigest(),
+        "caption_sha256": hashlib.sha256(f"{part.name}/{key}/c".encode()).hexdigest(),
+        "image_emb": np.asarray(image, dtype=np.float16),
+        "text_emb": np.asarray(text, dtype=np.float16),
+    }
+    if raw not in (None, "") and str(raw) != key:
+        row["input_key"] = str(raw)
+    for name, value in extra.items():
+        if name == columns.caption or not isinstance(value, (str, int, float, bool)):
+            continue
+        target = "url" if name == columns.url else name.lower()
+        row.setdefault(f"input_{target}" if target in RESERVED and target != "key" else target, value)
+    return row
