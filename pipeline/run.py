@@ -15,7 +15,7 @@ from typing import Any
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
-from pairsift.models.storage.atomic import exists, read_json, write_json
+from pairsift.models.storage.atomic import exists, read_json, remove_orphans, write_json
 from pairsift.pipeline.io.readers import InputShard, discover_shards
 from pairsift.pipeline.io.table_reader import check_columns
 from pairsift.pipeline.layout import RunLayout
@@ -108,6 +108,9 @@ def run(
         log.info("embeddings: %d part(s) under %s", len(parts), embeddings)
     with run_lock(layout.lock):
         _check_config(layout, cfg, input_path or "", embeddings)
+        orphans = remove_orphans(layout.root)  # a killed run's half-written files
+        if orphans:
+            log.info("removed %d temp file(s) a stopped run left in %s", orphans, layout.root)
         shards = [  # how this run may read them (not recorded: it follows the config)
             dataclasses.replace(shard, allow_outside=cfg.limits.allow_paths_outside_input,
                                 max_image_bytes=cfg.limits.max_image_bytes,

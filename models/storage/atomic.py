@@ -41,7 +41,7 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
     fs, final = filesystem(path)
     parent = final.rsplit("/", 1)[0] if "/" in final else "."
     fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{final.rsplit('/', 1)[-1]}"
+    tmp = f"{parent}/{TEMP_PREFIX}{uuid.uuid4().hex}-{final.rsplit('/', 1)[-1]}"
     try:
         with fs.open(tmp, mode) as handle:
             yield handle
@@ -50,6 +50,21 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(Exception):
             fs.rm(tmp)
         raise
+
+
+TEMP_PREFIX = ".tmp-"
+
+
+def remove_orphans(root: str) -> int:
+    """Delete the temp files a killed writer left under ``root`` (``atomic_open`` names them
+    ``.tmp-...``); call it only while no writer runs (under the run lock). Returns how many."""
+    fs, p = filesystem(root)
+    if not fs.exists(p):
+        return 0
+    orphans = [n for n in fs.find(p) if os.path.basename(n).startswith(TEMP_PREFIX)]
+    for name in orphans:
+        fs.rm(name)
+    return len(orphans)
 
 
 def write_json(path: str, data: Any) -> None:
@@ -78,6 +93,6 @@ def list_files(path: str, suffix: str) -> list[str]:
     if not fs.exists(p):
         return []
     names = [n for n in fs.ls(p, detail=False) if n.endswith(suffix)]
-    names = [n for n in names if not os.path.basename(n).startswith(".tmp-")]
+    names = [n for n in names if not os.path.basename(n).startswith(TEMP_PREFIX)]
     protocol = path.split("://", 1)[0] + "://" if "://" in path else ""
     return sorted(protocol + n if protocol and not n.startswith(protocol) else n for n in names)

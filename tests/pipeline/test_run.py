@@ -244,9 +244,14 @@ def test_killed_run_resumes_to_identical_output(
     proc.wait()
     embedded_before = len(list((out / "embeddings").glob("*.parquet")))
     assert 1 <= embedded_before < 4 and not (out / "summary.json").exists()
+    # what a writer killed mid-file leaves (atomic_open's temp name); the rerun removes it
+    (out / "shards").mkdir(exist_ok=True)
+    (out / "shards" / ".tmp-0123abcd-00002.tar").write_bytes(b"half a tar")
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "already embedded, skipping" in resumed.stderr
+    assert "removed 1 temp file(s)" in resumed.stderr
+    assert not [p for p in out.rglob(".tmp-*")]
     assert output_bytes(out) == output_bytes(finished_run)
 
 
