@@ -115,4 +115,5 @@ def curate_by_key(shards: list[InputShard], cfg: PairsiftConfig, layout: RunLayo
         | "Spread" >> beam.Reshuffle()
         | "CurateByKey" >> beam.ParDo(CurateByKey(layout, cfg, schema))
     )
-    return run_pipeline(pipeline)
+    return run_pipeline(pipeline, "curate", must_exist=[layout.shard_stats(output_name(i))
+                                                       for i in range(len(shards))])

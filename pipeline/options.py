@@ -13,8 +13,14 @@ import logging
 from collections.abc import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+    TestOptions,
+)
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.runners.runner import PipelineState
 
 LOCAL_RUNNERS = (None, "", "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner")
 
@@ -59,10 +65,38 @@ def new_pipeline(options: PipelineOptions) -> beam.Pipeline:
     return beam.Pipeline(options=options)
 
 
-def run_pipeline(pipeline: beam.Pipeline) -> dict[str, int]:
-    """Run to completion; return the pairsift counters (name → value) for the summary."""
+class JobFailed(RuntimeError):
+    """A Beam job that did not end DONE, or ended DONE without the outputs it must write."""
+
+
+def is_dry_run(options: PipelineOptions) -> bool:
+    """Beam's ``--dry_run`` (with DataflowRunner: translate the graph, submit nothing)."""
+    return bool(options.view_as(TestOptions).dry_run)
+
+
+def check_launchable(options: PipelineOptions) -> None:
+    """`pairsift run` drives several jobs and reads each one's outputs before the next, so
+    it cannot be staged as one classic template."""
+    if options.view_as(GoogleCloudOptions).template_location:
+        raise SystemExit("pairsift run is a driver of several Beam jobs and cannot be staged with "
+                         "--template_location; launch the driver itself as a Dataflow flex "
+                         "template (see the README's Dataflow section)")
+
+
+def run_pipeline(pipeline: beam.Pipeline, job: str = "Beam job",
+                 must_exist: Sequence[str] = ()) -> dict[str, int]:
+    """Run to completion and check it: the job must end DONE and must have written every
+    path in ``must_exist``. Returns the pairsift counters (name → value) for the summary."""
+    from pairsift.models.storage.atomic import exists
+
     result = pipeline.run()
-    result.wait_until_finish()
+    state = result.wait_until_finish()
+    if state is not None and str(state).rsplit(".", 1)[-1] != PipelineState.DONE:
+        raise JobFailed(f"{job}: the Beam job ended in state {state}, not DONE")
+    missing = [path for path in must_exist if not exists(path)]
+    if missing:
+        raise JobFailed(f"{job}: the Beam job ended DONE but wrote {len(missing)} of its outputs "
+                        f"not at all (first: {missing[0]})")
     counters: dict[str, int] = {}
     try:
         metrics = result.metrics().query()

@@ -106,7 +106,8 @@ def run_pass1(
         batch = todo[start : start + wave]
         pipeline = new_pipeline(options)
         build_pass1(pipeline, batch, cfg, layout)
-        for name, value in run_pipeline(pipeline).items():
+        written = [layout.embeddings_file(s.name) for s in batch]
+        for name, value in run_pipeline(pipeline, "pass 1", must_exist=written).items():
             counters[name] = counters.get(name, 0) + value
         progress.advance(len(batch))
     progress.finish()

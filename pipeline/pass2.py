@@ -192,15 +192,19 @@ def run_pass2(
         log.info("pass 2: %d of %d shards already curated, skipping them", len(shards) - len(todo), len(shards))
     if not todo:
         return {}
+    pipeline = new_pipeline(options)
+    build_pass2(pipeline, shards, todo, cfg, layout)
+    written = [layout.audit_file(output_name(i)) for i, _ in todo]
+    return run_pipeline(pipeline, "pass 2", must_exist=written)
+
+
+def build_pass2(pipeline: beam.Pipeline, shards: list[InputShard],
+                todo: list[tuple[int, InputShard]], cfg: PairsiftConfig, layout: RunLayout) -> None:
     schema = audit_schema([layout.embeddings_file(s.name) for s in shards],
                           [layout.scores_file(s.name) for s in shards], cfg.translate.target_langs)
-    pipeline = new_pipeline(options)
     (
         pipeline
         | "InputShards" >> beam.Create(todo)
         | "Spread" >> beam.Reshuffle()
         | "Curate" >> beam.ParDo(CurateShard(layout, cfg, schema))
     )
-    return run_pipeline(pipeline)
-
-

@@ -13,13 +13,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from apache_beam.options.pipeline_options import PipelineOptions
+
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.storage.atomic import exists, read_json, remove_orphans, write_json
 from pairsift.pipeline.io.readers import InputShard, discover_shards
 from pairsift.pipeline.io.table_reader import check_columns
 from pairsift.pipeline.layout import RunLayout
-from pairsift.pipeline.options import make_options
+from pairsift.pipeline.options import (
+    check_launchable,
+    is_dry_run,
+    is_local,
+    make_options,
+    new_pipeline,
+)
 from pairsift.pipeline.run_lock import run_lock
 
 log = logging.getLogger(__name__)
@@ -81,6 +89,28 @@ def _fixed_shards(layout: RunLayout, found: list[InputShard]) -> list[InputShard
     return recorded
 
 
+def build_job_graphs(shards: list[InputShard], cfg: PairsiftConfig, layout: RunLayout,
+                     options: PipelineOptions) -> None:
+    """`--dry_run`: build the three Beam jobs' graphs (a remote runner translates each one and
+    submits nothing) and stop: the later stages need outputs a dry run never writes."""
+    from pairsift.pipeline.pass1 import build_pass1
+    from pairsift.pipeline.pass2 import build_pass2
+    from pairsift.pipeline.score_pass import build_score_pass
+
+    builders = {
+        "pass 1": lambda p: build_pass1(p, shards, cfg, layout),
+        "score pass": lambda p: build_score_pass(p, cfg, layout, [s.name for s in shards]),
+        "pass 2": lambda p: build_pass2(p, shards, list(enumerate(shards)), cfg, layout),
+    }
+    for job, build in builders.items():
+        pipeline = new_pipeline(options)
+        build(pipeline)
+        if not is_local(options):
+            pipeline.run()  # --dry_run: the runner translates the graph, nothing is submitted
+        log.info("dry run: %s graph built", job)
+    log.info("dry run: job graphs built, nothing ran")
+
+
 def run(
     input_path: str | None,
     output: str,
@@ -100,12 +130,16 @@ def run(
     check_division(cfg)
     layout = RunLayout(output.rstrip("/"))
     options = make_options(beam_args)
+    check_launchable(options)
     shards = discover_shards(input_path) if input_path else []
     parts = discover_parts(embeddings) if embeddings else []
     if input_path:
         log.info("input: %d shard(s) under %s", len(shards), input_path)
     if embeddings:
         log.info("embeddings: %d part(s) under %s", len(parts), embeddings)
+    if is_dry_run(options):
+        build_job_graphs(shards, cfg, layout, options)
+        return RunResult(layout, {"dry_run": True})
     with run_lock(layout.lock):
         _check_config(layout, cfg, input_path or "", embeddings)
         orphans = remove_orphans(layout.root)  # a killed run's half-written files

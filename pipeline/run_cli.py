@@ -70,6 +70,9 @@ def run_command(args: argparse.Namespace) -> int:
     cfg = apply_overrides(load_config(args.config), args)
     result = run(args.input, args.output, cfg, beam_args=args.extra, wave_size=args.wave_size,
                  embeddings=args.embeddings)
+    if result.summary.get("dry_run"):
+        print("dry run: job graphs built, nothing ran")
+        return 0
     pairs = result.summary["pairs"]
     print(json.dumps({"output": result.layout.root, "pairs": pairs,
                       "estimated_noise_ratio": result.summary.get("estimated_noise_ratio"),

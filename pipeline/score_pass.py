@@ -223,6 +223,12 @@ class WriteHistograms(beam.DoFn):
 def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> dict[str, int]:
     shard_names = [p.rsplit("/", 1)[-1][: -len(".parquet")] for p in list_files(layout.embeddings, ".parquet")]
     pipeline = new_pipeline(options)
+    build_score_pass(pipeline, cfg, layout, shard_names)
+    return run_pipeline(pipeline, "score pass", must_exist=[layout.histograms])
+
+
+def build_score_pass(pipeline: beam.Pipeline, cfg: PairsiftConfig, layout: RunLayout,
+                     shard_names: list[str]) -> None:
     (
         pipeline
         | "EmbeddingShards" >> beam.Create(shard_names)
@@ -231,7 +237,6 @@ def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOpti
         | "Histograms" >> beam.CombineGlobally(SumHistograms(cfg))
         | "SaveHistograms" >> beam.ParDo(WriteHistograms(layout.histograms))
     )
-    return run_pipeline(pipeline)
 
 
 def fit_noise(cfg: PairsiftConfig, layout: RunLayout) -> NoiseFit:
