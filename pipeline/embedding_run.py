@@ -20,7 +20,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
-from pairsift.models.records import KEPT_LABELS
 from pairsift.models.storage.atomic import exists, list_files, read_json
 from pairsift.models.storage.tables import read_table, write_rows
 from pairsift.pipeline.audit_schema import audit_schema, without
@@ -92,7 +91,7 @@ class CurateByKey(CurateShard):
         for sample in read_shard(shard):
             row = self.labelled.get(sample.key)
             seen.append(row or {"status": "unlabelled", "label": None})
-            if row and row.get("label") in KEPT_LABELS and sample.image_bytes is not None:
+            if row and row.get("label") in self.cfg.output.keep_labels and sample.image_bytes is not None:
                 kept.append(self._shard_sample(sample.image_bytes, sample.image_format, row,
                                                list(self.cfg.translate.target_langs)))
         missing = sum(1 for r in seen if r["status"] == "unlabelled")
