@@ -28,8 +28,33 @@ def build_dataclass(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         if nested is not None and isinstance(value, dict):
             kwargs[name] = build_dataclass(nested, value, prefix=f"{prefix}{name}.")
         else:
+            _check_type(f"{prefix}{name}", hints[name], value)
             kwargs[name] = value
     return cls(**kwargs)
+
+
+_SCALARS = (bool, int, float, str)
+
+
+def _check_type(key: str, hint: Any, value: Any) -> None:
+    """A scalar setting of the wrong type is an error naming its key (an int where a float
+    is wanted is fine; a bool is not a number)."""
+    origin = typing.get_origin(hint)
+    if origin is not None and origin is not typing.Union and not isinstance(hint, types.UnionType):
+        return  # list[str], dict[...]: checked where they are used
+    allowed = [hint] if isinstance(hint, type) else [
+        a for a in typing.get_args(hint) if isinstance(a, type)]
+    if value is None and type(None) in allowed:
+        return
+    scalars = [a for a in allowed if a in _SCALARS]
+    if not scalars or len(scalars) != len([a for a in allowed if a is not type(None)]):
+        return  # lists, dicts, dataclasses: checked where they are used
+    if float in scalars and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if any(type(value) is a for a in scalars):
+        return
+    wanted = " or ".join(a.__name__ for a in scalars)
+    raise ValueError(f"config key {key} must be {wanted}, got {value!r}")
 
 
 def _dataclass_in(hint: Any) -> type | None:

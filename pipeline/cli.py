@@ -134,6 +134,11 @@ def console_main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pairsift: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:  # our own refusals carry a message; argparse's carry a code
+        if isinstance(exc.code, str) and "--debug" not in args:
+            print(f"pairsift: error: {exc.code}", file=sys.stderr)
+            return 1
+        raise
     except Exception as exc:  # noqa: BLE001 - every failure gets one line unless --debug
         if "--debug" in args:
             raise

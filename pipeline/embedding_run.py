@@ -92,6 +92,8 @@ class CurateByKey(CurateShard):
             row = self.labelled.get(sample.key)
             seen.append(row or {"status": "unlabelled", "label": None})
             if row and row.get("label") in self.cfg.output.keep_labels and sample.image_bytes is not None:
+                # the curated row hashes the image it ships (the audit has only a fingerprint)
+                row = {**row, "sha256": sample.image_sha256}
                 kept.append(self._shard_sample(sample.image_bytes, sample.image_format, row,
                                                list(self.cfg.translate.target_langs)))
         missing = sum(1 for r in seen if r["status"] == "unlabelled")

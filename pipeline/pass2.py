@@ -80,6 +80,11 @@ class CurateShard(beam.DoFn):
                 continue
             dup = bool(scored_rows.get(sample.key, {}).get("duplicate", False))
             row = finish_audit_row(pass1.get(sample.key), sample.key, shard.name, dup, per_key.get(sample.key))
+            if row["status"] == Status.OK.value and sample.image_bytes is None:
+                # embedded in pass 1, but this read failed (a URL that failed the second time)
+                row.update(status=Status.REREAD_ERROR.value, label=None,
+                           error=f"embedded in pass 1, but pass 2 could not re-read its image: "
+                                 f"{sample.error or 'no image bytes'}")
             audit.append(row)
             count_outcome(row["status"], row.get("label"))
             if row.get("label") in keep_labels and sample.image_bytes is not None:
@@ -96,7 +101,7 @@ class CurateShard(beam.DoFn):
             stats=shard_stats(shard.name, audit, len(kept)),
             schema=without(self.schema, "index"),
             count_by="label",
-            complete=not lost,  # a rerun retries a shard whose pairs could not be re-read
+            complete=not any(r["status"] == Status.REREAD_ERROR.value for r in audit),  # a rerun retries a shard whose pairs could not be re-read
         )
         yield name
 

@@ -17,7 +17,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
-from pairsift.models.storage.atomic import exists, read_json, remove_orphans, write_json
+from pairsift.models.storage.atomic import (
+    exists,
+    list_files,
+    read_json,
+    remove,
+    remove_orphans,
+    write_json,
+)
 from pairsift.pipeline.io.readers import InputShard, discover_shards
 from pairsift.pipeline.io.table_reader import check_columns
 from pairsift.pipeline.layout import RunLayout
@@ -64,13 +71,26 @@ def _check_config(layout: RunLayout, cfg: PairsiftConfig, input_path: str,
     if exists(layout.config):
         previous = read_json(layout.config)
         previous["input"] = normalise_input(str(previous.get("input", "")))
-        if previous != record:
+        if previous != record and not _has_stage_outputs(layout):
+            log.info("%s holds a run that stopped before writing anything: starting afresh "
+                     "with this input and config", layout.root)
+            for path in (layout.config, layout.input_shards):
+                remove(path)
+        elif previous != record:
             raise SystemExit(
                 f"{layout.root} holds a run with a different input or config; "
                 "use a new --output, or delete it to start over"
             )
-        return
+        if exists(layout.config):
+            return
     write_json(layout.config, record)
+
+
+def _has_stage_outputs(layout: RunLayout) -> bool:
+    """Whether any stage wrote a file: a run that stopped before (a column or config mistake
+    found at start) leaves only its records, and may start again with other settings."""
+    return any(list_files(folder, "") for folder in
+               (layout.embeddings, layout.scores, layout.fit, layout.shards, layout.audit, layout.keep))
 
 
 def _fixed_shards(layout: RunLayout, found: list[InputShard]) -> list[InputShard]:

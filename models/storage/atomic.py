@@ -55,6 +55,12 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
 TEMP_PREFIX = ".tmp-"
 
 
+def remove(path: str) -> None:
+    fs, p = filesystem(path)
+    if fs.exists(p):
+        fs.rm(p)
+
+
 def remove_orphans(root: str) -> int:
     """Delete the temp files a killed writer left under ``root`` (``atomic_open`` names them
     ``.tmp-...``); call it only while no writer runs (under the run lock). Returns how many."""

@@ -101,6 +101,8 @@ def discover_shards(path: str) -> list[InputShard]:
         raise ValueError(
             f"no input found in {path}: expected .tar shards, a parquet/csv/jsonl table, "
             "or image files with sidecar .txt captions"
+            + ("; it holds img_emb/: precomputed embeddings go to --embeddings"
+               if fs.exists(f"{root}/img_emb") else "")
         )
     return [
         InputShard("folder", path, f"{i // FOLDER_CHUNK:05d}", i, min(i + FOLDER_CHUNK, len(images)))
@@ -113,7 +115,8 @@ def _shard_for_file(path: str) -> InputShard:
         return InputShard("tar", path, _shard_name(path))
     if path.endswith(TABLE_EXTENSIONS):
         return InputShard("table", path, _shard_name(path))
-    raise ValueError(f"unsupported input file {path}: expected .tar, .parquet, .csv or .jsonl")
+    raise ValueError(f"unsupported input file {path}: expected .tar, .tar.gz, .tgz, .parquet, "
+                     ".csv, .jsonl or .json")
 
 
 

@@ -25,7 +25,12 @@ from pairsift.pipeline.io.shards import (
     caption_over_cap,
     read_capped,
 )
-from pairsift.pipeline.io.table_columns import TableColumns, resolve_columns
+from pairsift.pipeline.io.table_columns import (
+    KEY_ALIASES,
+    TableColumns,
+    TableColumnsError,
+    resolve_columns,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -109,7 +114,11 @@ def read_table_shard(shard: InputShard) -> Iterator[PairSample]:
     row being yielded, so order (and so every byte of the output) does not depend on it."""
     rows = _read_rows(shard.path)
     names = _column_names(rows)
-    columns = resolve_columns(names, shard.column_choice) if names else None
+    try:
+        columns = resolve_columns(names, shard.column_choice) if names else None
+    except TableColumnsError as exc:  # every row stays in the audit, saying why
+        yield from _unusable_rows(rows, shard, str(exc))
+        return
     if columns is not None and columns.both_path_and_url:
         LOG.warning("%s has both %r and %r: reading %r where a row has it, %r otherwise "
                     "(--image-column picks one)", shard.path, columns.path, columns.url,
@@ -128,6 +137,19 @@ def read_table_shard(shard: InputShard) -> Iterator[PairSample]:
                 yield _finished(*pending.popleft())
         while pending:
             yield _finished(*pending.popleft())
+
+
+def _unusable_rows(rows: list[dict[str, Any]], shard: InputShard, reason: str) -> Iterator[PairSample]:
+    """One read_error row per row of a table whose columns cannot be read as pairs."""
+    keys = UniqueKeys()
+    lower = {n.lower(): n for n in reversed(_column_names(rows))}
+    key_column = next((lower[a] for a in KEY_ALIASES if a in lower), None)
+    for index, row in enumerate(rows):
+        raw = row.get(key_column) if key_column else None
+        raw = None if raw in (None, "") else raw
+        sample = keys.sample(str(raw) if raw is not None else f"{shard.name}_{index:09d}", shard.name, index)
+        sample.error_status, sample.error = Status.READ_ERROR.value, reason
+        yield sample
 
 
 DOWNLOAD_THREADS = 16

@@ -33,3 +33,18 @@ def _keys(tree: dict, prefix: str = "") -> set[str]:
         if isinstance(value, dict):
             out |= _keys(value, f"{prefix}{key}.")
     return out
+
+
+def test_config_mistakes_are_one_clear_line(tmp_path: Path) -> None:
+    import pytest
+
+    wrong_type = tmp_path / "t.yaml"
+    wrong_type.write_text("limits:\n  max_image_bytes: abc\n")
+    with pytest.raises(ValueError, match="limits.max_image_bytes must be int, got 'abc'"):
+        load_config(str(wrong_type))
+    broken = tmp_path / "b.yaml"
+    broken.write_text("limits: [\n")
+    with pytest.raises(ValueError, match=r"b.yaml: not valid YAML \(line 2"):
+        load_config(str(broken))
+    with pytest.raises(ValueError, match="config file not found"):
+        load_config(str(tmp_path / "none.yaml"))

@@ -350,3 +350,22 @@ def test_a_shard_gone_before_pass_two_keeps_its_pairs_in_the_audit(
     assert lost["error"].str.contains("could not re-read").all()
     assert json.loads((out / "summary.json").read_text())["pairs"]["input"] == 64
     assert not (out / "shards" / "00001_stats.json").exists()  # a rerun retries the shard
+
+
+def test_a_run_that_stopped_before_writing_anything_can_start_again_with_other_settings(
+    tmp_path: Path, run_config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pairsift.pipeline.cli import console_main
+
+    (tmp_path / "t.csv").write_text("name,caption\na,hello\n")
+    out = str(tmp_path / "o")
+    assert console_main(["run", "--input", str(tmp_path / "t.csv"), "--output", out,
+                         "--image-column", "nosuch"]) == 1
+    assert console_main(["run", "--input", str(tmp_path / "t.csv"), "--output", out,
+                         "--caption-column", "nosuch"]) == 1
+    err = capsys.readouterr().err
+    assert "no column 'nosuch' for the caption" in err and "holds a run" not in err
+    from pairsift.pipeline.layout import RunLayout
+    from pairsift.pipeline.run import _check_config
+
+    _check_config(RunLayout(out), run_config(), str(tmp_path / "t.csv"))  # accepted afresh

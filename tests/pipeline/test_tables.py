@@ -173,3 +173,47 @@ def test_a_laion_parquet_and_a_csv_of_paths_run_end_to_end(tmp_path: Path, run_c
     assert laion.summary["pairs"]["by_status"]["http_error"] == 1
     audit = pl.read_parquet(tmp_path / "out_laion" / "audit" / "*.parquet")
     assert {"url", "input_width"} <= set(audit.columns)
+
+
+def test_a_table_without_a_caption_column_among_others_keeps_every_row(tmp_path: Path) -> None:
+    (tmp_path / "b.csv").write_text("key,path\nr1,a.png\nr2,b.png\n")
+    rows = list(read_shard(discover_shards(str(tmp_path / "b.csv"))[0]))
+    assert [s.key for s in rows] == ["r1", "r2"]  # one row per table row, not one per table
+    assert {s.error_status for s in rows} == {"read_error"} and "no caption column" in rows[0].error
+
+
+def test_a_url_that_fails_in_pass_two_is_a_reread_error_not_a_silent_drop(
+    tmp_path: Path, run_config, pinned_run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pairsift.pipeline.datasets.synth import SynthSource
+    from pairsift.pipeline.datasets.writer import build_dataset
+
+    build_dataset(SynthSource(24, seed=6, image_size=64, image_format="jpg"), str(tmp_path / "src"),
+                  noise=0.0, seed=6, shard_size=24)
+    pairs = list(read_shard(discover_shards(str(tmp_path / "src"))[0]))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Served)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    _Served.files = {f"/i/{s.key}.jpg": s.image_bytes for s in pairs}
+    pq.write_table(pa.table({"url": [f"{base}/i/{s.key}.jpg" for s in pairs],
+                             "caption": [s.caption for s in pairs], "key": [s.key for s in pairs]}),
+                   tmp_path / "t.parquet")
+    from pairsift.pipeline import stages
+
+    real_pass2 = stages._run_pass2
+
+    def pass2_after_a_link_dies(ctx) -> None:  # noqa: ANN001
+        del _Served.files[f"/i/{pairs[0].key}.jpg"]
+        real_pass2(ctx)
+
+    monkeypatch.setattr(stages, "STAGES", tuple(
+        stages.Stage(s.name, s.markers, pass2_after_a_link_dies) if s.name == "pass2" else s
+        for s in stages.STAGES))
+    try:
+        with pytest.raises(SystemExit, match="could not be re-read in pass 2"):
+            pinned_run(str(tmp_path / "t.parquet"), str(tmp_path / "out"), run_config())
+    finally:
+        httpd.shutdown()
+    audit = pl.read_parquet(tmp_path / "out" / "audit" / "*.parquet")
+    row = audit.filter(pl.col("key") == pairs[0].key).row(0, named=True)
+    assert row["status"] == "reread_error" and "HTTP 404" in row["error"] and row["label"] is None
