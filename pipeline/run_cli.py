@@ -14,6 +14,7 @@ from pairsift.pipeline.options import check_flags
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run",
+        allow_abbrev=False,  # unknown flags go to Beam: a prefix must not pass as a flag
         help="score, label and curate a dataset (unknown flags go to Beam's PipelineOptions)",
         description="Runs pass 1 (embed), the fit, and pass 2 (curate). Flags pairsift does not "
         "know are Beam pipeline options, e.g. --runner DataflowRunner --project P --region R "
