@@ -36,22 +36,27 @@ def build_dataclass(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 _SCALARS = (bool, int, float, str)
 
 
+def _scalar_types(hint: Any) -> tuple[list[type], bool] | None:
+    """The scalar types a field takes and whether None is allowed, or None where the field is
+    not a plain scalar (lists, dicts, dataclasses are checked where they are used)."""
+    origin = typing.get_origin(hint)
+    if origin is not None and origin is not typing.Union and not isinstance(hint, types.UnionType):
+        return None
+    allowed = [hint] if isinstance(hint, type) else [a for a in typing.get_args(hint) if isinstance(a, type)]
+    optional = type(None) in allowed
+    scalars = [a for a in allowed if a is not type(None)]
+    return (scalars, optional) if scalars and all(a in _SCALARS for a in scalars) else None
+
+
 def _check_type(key: str, hint: Any, value: Any) -> None:
     """A scalar setting of the wrong type is an error naming its key (an int where a float
     is wanted is fine; a bool is not a number)."""
-    origin = typing.get_origin(hint)
-    if origin is not None and origin is not typing.Union and not isinstance(hint, types.UnionType):
-        return  # list[str], dict[...]: checked where they are used
-    allowed = [hint] if isinstance(hint, type) else [
-        a for a in typing.get_args(hint) if isinstance(a, type)]
-    if value is None and type(None) in allowed:
+    found = _scalar_types(hint)
+    if found is None:
         return
-    scalars = [a for a in allowed if a in _SCALARS]
-    if not scalars or len(scalars) != len([a for a in allowed if a is not type(None)]):
-        return  # lists, dicts, dataclasses: checked where they are used
-    if float in scalars and isinstance(value, int) and not isinstance(value, bool):
-        return
-    if any(type(value) is a for a in scalars):
+    scalars, optional = found
+    as_float = float in scalars and isinstance(value, int) and not isinstance(value, bool)
+    if (value is None and optional) or as_float or type(value) in scalars:
         return
     wanted = " or ".join(a.__name__ for a in scalars)
     raise ValueError(f"config key {key} must be {wanted}, got {value!r}")
