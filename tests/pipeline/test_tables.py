@@ -142,17 +142,22 @@ class _Served(BaseHTTPRequestHandler):
         return
 
 
-def test_a_laion_parquet_and_a_csv_of_paths_run_end_to_end(tmp_path: Path, run_config, pinned_run) -> None:
+def _serve_synth(tmp_path: Path, count: int, seed: int, noise: float) -> tuple[list, str, ThreadingHTTPServer]:
+    """``count`` synth pairs, their images served from loopback as /i/KEY.jpg."""
     from pairsift.pipeline.datasets.synth import SynthSource
     from pairsift.pipeline.datasets.writer import build_dataset
 
-    build_dataset(SynthSource(48, seed=5, image_size=64, image_format="jpg"), str(tmp_path / "src"),
-                  noise=0.3, seed=5, shard_size=48)
+    build_dataset(SynthSource(count, seed=seed, image_size=64, image_format="jpg"),
+                  str(tmp_path / "src"), noise=noise, seed=seed, shard_size=count)
     pairs = list(read_shard(discover_shards(str(tmp_path / "src"))[0]))
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Served)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
     _Served.files = {f"/i/{s.key}.jpg": s.image_bytes for s in pairs}
+    return pairs, f"http://127.0.0.1:{httpd.server_address[1]}", httpd
+
+
+def test_a_laion_parquet_and_a_csv_of_paths_run_end_to_end(tmp_path: Path, run_config, pinned_run) -> None:
+    pairs, base, httpd = _serve_synth(tmp_path, 48, seed=5, noise=0.3)
     try:
         (tmp_path / "laion").mkdir()
         pq.write_table(pa.table({"URL": [f"{base}/i/{s.key}.jpg" for s in pairs] + [f"{base}/i/gone.jpg"],
@@ -185,16 +190,7 @@ def test_a_table_without_a_caption_column_among_others_keeps_every_row(tmp_path:
 def test_a_url_that_fails_in_pass_two_is_a_reread_error_not_a_silent_drop(
     tmp_path: Path, run_config, pinned_run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pairsift.pipeline.datasets.synth import SynthSource
-    from pairsift.pipeline.datasets.writer import build_dataset
-
-    build_dataset(SynthSource(24, seed=6, image_size=64, image_format="jpg"), str(tmp_path / "src"),
-                  noise=0.0, seed=6, shard_size=24)
-    pairs = list(read_shard(discover_shards(str(tmp_path / "src"))[0]))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Served)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    _Served.files = {f"/i/{s.key}.jpg": s.image_bytes for s in pairs}
+    pairs, base, httpd = _serve_synth(tmp_path, 24, seed=6, noise=0.0)
     pq.write_table(pa.table({"url": [f"{base}/i/{s.key}.jpg" for s in pairs],
                              "caption": [s.caption for s in pairs], "key": [s.key for s in pairs]}),
                    tmp_path / "t.parquet")
