@@ -118,3 +118,17 @@ def curate_by_key(shards: list[InputShard], cfg: PairsiftConfig, layout: RunLayo
     )
     return run_pipeline(pipeline, "curate", must_exist=[layout.shard_stats(output_name(i))
                                                        for i in range(len(shards))])
+
+
+def check_keys_matched(shards: list[InputShard], layout: RunLayout) -> None:
+    """An --input none of whose keys has an embedding is a mistake (another key column, other
+    shards), not an empty result: say so instead of finishing with nothing curated."""
+    stats = [read_json(layout.shard_stats(output_name(i))) for i in range(len(shards))]
+    pairs = sum(s["count"] for s in stats)
+    unlabelled = sum(s["status_dict"].get("unlabelled", 0) for s in stats)
+    if pairs and unlabelled == pairs:
+        raise SystemExit(f"none of the {pairs} input pairs has an embedding: their keys match no "
+                         "key of the embeddings' metadata (--key-column picks the input's key)")
+    if unlabelled:
+        log.warning("curate: %d of %d input pairs have no embedding, so no label; not curated",
+                    unlabelled, pairs)

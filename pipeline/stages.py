@@ -140,10 +140,11 @@ def _run_label(ctx: RunContext) -> None:
 
 
 def _run_curate_by_key(ctx: RunContext) -> None:
-    from pairsift.pipeline.embedding_run import curate_by_key
+    from pairsift.pipeline.embedding_run import check_keys_matched, curate_by_key
 
     if ctx.shards:
         ctx.add_counters(curate_by_key(ctx.shards, ctx.cfg, ctx.layout, ctx.options, ctx.parts))
+        check_keys_matched(ctx.shards, ctx.layout)
 
 
 def _shard_stats(ctx: RunContext) -> list[str]:

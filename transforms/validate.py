@@ -90,5 +90,6 @@ class ValidatePairs(beam.DoFn):
             self.passed.inc()
             yield sample
             return
-        Metrics.counter("pairsift", f"status_{status.value}").inc()
+        # pass 2 counts every final status; pass 1 counts what stopped at validation apart
+        Metrics.counter("pairsift", f"validate_{status.value}").inc()
         yield pvalue.TaggedOutput(AUDIT_TAG, audit_row(sample, status, reason))

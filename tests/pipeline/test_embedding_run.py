@@ -62,3 +62,15 @@ def test_a_folder_without_the_layout_is_one_clear_error(tmp_path: Path, run_conf
 
     with pytest.raises(FileNotFoundError, match="img_emb/img_emb_N.npy"):
         run(None, str(tmp_path / "out"), run_config(), embeddings=str(tmp_path))
+
+
+def test_input_keys_that_match_no_embedding_are_an_error(
+    noisy_input: Path, tmp_path: Path, run_config, pinned_run
+) -> None:
+    write_clip_layout(tmp_path / "emb", 60, part_size=60, dim=32)
+    meta = tmp_path / "emb" / "metadata" / "metadata_0.parquet"
+    table = pq.read_table(meta)
+    keys = pa.array([f"other-{k}" for k in table.column("key").to_pylist()])
+    pq.write_table(table.set_column(0, "key", keys), meta)  # none matches an input key
+    with pytest.raises(SystemExit, match="none of the 64 input pairs has an embedding"):
+        pinned_run(str(noisy_input), str(tmp_path / "out"), run_config(), embeddings=str(tmp_path / "emb"))
