@@ -38,6 +38,12 @@ KEEP_COLUMNS = ("key", "source_shard", "uid", "url", "label", "p_clean", "uncert
                 "soft_label", "loss", "similarity")
 
 
+def parts_schema(parts: list[EmbeddingPart], cfg: PairsiftConfig, layout: RunLayout) -> pa.Schema:
+    """The audit schema of a run from embeddings (its parts stand in for input shards)."""
+    return audit_schema([layout.embeddings_file(p.name) for p in parts],
+                        [layout.scores_file(p.name) for p in parts], cfg.translate.target_langs)
+
+
 def import_parts(parts: list[EmbeddingPart], layout: RunLayout) -> None:
     """Each part as ``OUT/embeddings/NNNNN.parquet`` (a part already written is skipped)."""
     for i, part in enumerate(parts):
@@ -52,8 +58,7 @@ def import_parts(parts: list[EmbeddingPart], layout: RunLayout) -> None:
 def label_parts(parts: list[EmbeddingPart], cfg: PairsiftConfig, layout: RunLayout) -> None:
     """Each part's audit (one row per pair) and keep-list, through pass 2's labelling."""
     fit = NoiseFit.from_dict(read_json(layout.noise_fit))
-    schema = audit_schema([layout.embeddings_file(p.name) for p in parts],
-                          [layout.scores_file(p.name) for p in parts], cfg.translate.target_langs)
+    schema = parts_schema(parts, cfg, layout)
     for part in parts:
         if exists(layout.keep_file(part.name)):
             continue
@@ -96,10 +101,6 @@ class CurateByKey(CurateShard):
                 row = {**row, "sha256": sample.image_sha256}
                 kept.append(self._shard_sample(sample.image_bytes, sample.image_format, row,
                                                list(self.cfg.translate.target_langs)))
-        missing = sum(1 for r in seen if r["status"] == "unlabelled")
-        if missing:
-            log.warning("curate: %d pair(s) of %s have no embedding, so no label; not curated",
-                        missing, shard.name)
         write_shard(self.layout.shards, name, kept, stats=shard_stats(shard.name, seen, len(kept)),
                     schema=without(self.schema, "index"), count_by="label")
         yield name
@@ -107,8 +108,7 @@ class CurateByKey(CurateShard):
 
 def curate_by_key(shards: list[InputShard], cfg: PairsiftConfig, layout: RunLayout,
                   options: PipelineOptions, schema_parts: list[EmbeddingPart]) -> dict[str, int]:
-    schema = audit_schema([layout.embeddings_file(p.name) for p in schema_parts],
-                          [layout.scores_file(p.name) for p in schema_parts], cfg.translate.target_langs)
+    schema = parts_schema(schema_parts, cfg, layout)
     pipeline = new_pipeline(options)
     (
         pipeline

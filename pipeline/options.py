@@ -100,7 +100,7 @@ def run_pipeline(pipeline: beam.Pipeline, job: str = "Beam job",
     counters: dict[str, int] = {}
     try:
         metrics = result.metrics().query()
-    except (NotImplementedError, AttributeError):
+    except (NotImplementedError, AttributeError):  # runners that report no metrics
         return counters
     for counter in metrics.get("counters", []):
         if counter.key.metric.namespace != "pairsift":

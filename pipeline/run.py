@@ -71,18 +71,16 @@ def _check_config(layout: RunLayout, cfg: PairsiftConfig, input_path: str,
     if exists(layout.config):
         previous = read_json(layout.config)
         previous["input"] = normalise_input(str(previous.get("input", "")))
-        if previous != record and not _has_stage_outputs(layout):
-            log.info("%s holds a run that stopped before writing anything: starting afresh "
-                     "with this input and config", layout.root)
-            for path in (layout.config, layout.input_shards):
-                remove(path)
-        elif previous != record:
+        if previous == record:
+            return
+        if _has_stage_outputs(layout):
             raise SystemExit(
                 f"{layout.root} holds a run with a different input or config; "
                 "use a new --output, or delete it to start over"
             )
-        if exists(layout.config):
-            return
+        log.info("%s holds a run that stopped before writing anything: starting afresh "
+                 "with this input and config", layout.root)
+        remove(layout.input_shards)
     write_json(layout.config, record)
 
 

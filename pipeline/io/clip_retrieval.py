@@ -21,7 +21,13 @@ import numpy as np
 from pairsift.models.records import Status
 from pairsift.models.storage.atomic import filesystem
 from pairsift.pipeline.io.shards import UniqueKeys
-from pairsift.pipeline.io.table_columns import CAPTION_ALIASES, KEY_ALIASES, RESERVED, URL_ALIASES
+from pairsift.pipeline.io.table_columns import (
+    CAPTION_ALIASES,
+    KEY_ALIASES,
+    RESERVED,
+    URL_ALIASES,
+    find_column,
+)
 
 _PART = re.compile(r"img_emb_(\d+)\.npy$")
 
@@ -84,12 +90,10 @@ class _MetadataColumns:
 
 
 def _metadata_columns(names: list[str]) -> _MetadataColumns:
-    lower = {n.lower(): n for n in reversed(names)}
-    key = next((lower[a] for a in KEY_ALIASES if a in lower), None)
-    path = lower.get("image_path")
-    return _MetadataColumns(key or path, next((lower[a] for a in CAPTION_ALIASES if a in lower), None),
-                            next((lower[a] for a in URL_ALIASES if a in lower), None),
-                            key is None and path is not None)
+    key = find_column(names, KEY_ALIASES)
+    path = find_column(names, ("image_path",))
+    return _MetadataColumns(key or path, find_column(names, CAPTION_ALIASES),
+                            find_column(names, URL_ALIASES), key is None and path is not None)
 
 
 def part_rows(part: EmbeddingPart) -> list[dict[str, Any]]:

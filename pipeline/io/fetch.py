@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -38,7 +37,7 @@ class FetchError(Exception):
 
 _HOST_SLOTS: dict[str, threading.BoundedSemaphore] = {}
 _HOST_LOCK = threading.Lock()
-_SESSIONS: dict[int, object] = defaultdict(lambda: None)
+_LOCAL = threading.local()  # one requests session per thread
 
 
 def _slot(host: str, per_host: int) -> threading.BoundedSemaphore:
@@ -52,12 +51,10 @@ def _session():  # noqa: ANN202 - a requests.Session, imported lazily
     """One session per thread (connection reuse; requests sessions are not thread-safe)."""
     import requests
 
-    ident = threading.get_ident()
-    if _SESSIONS[ident] is None:
-        session = requests.Session()
-        session.headers["User-Agent"] = USER_AGENT
-        _SESSIONS[ident] = session
-    return _SESSIONS[ident]
+    if getattr(_LOCAL, "session", None) is None:
+        _LOCAL.session = requests.Session()
+        _LOCAL.session.headers["User-Agent"] = USER_AGENT
+    return _LOCAL.session
 
 
 POLICY = FetchPolicy()  # the defaults every download uses

@@ -78,11 +78,18 @@ def merge_sidecar(samples: Iterator[PairSample], tar_path: str, shard_name: str)
         index += 1
         apply_row(sample, row, columns)
         sample.caption = None if row.get(columns.caption) is None else str(row[columns.caption])
-        status = str(row.get(_real(row, I2D_STATUS)) or "")
         sample.error_status = Status.DOWNLOAD_ERROR.value
-        sample.error = str(row.get(_real(row, I2D_ERROR)) or f"img2dataset status {status!r}, "
-                           "and no image in the shard")
+        sample.error = download_failure(row) or "img2dataset reports success, but the shard has no image for it"
         yield sample
+
+
+def download_failure(row: dict[str, Any]) -> str | None:
+    """Why img2dataset's row has no image (its ``error_message``), or None where its status
+    says success."""
+    status = row.get(column_named(row, I2D_STATUS), SUCCESS)  # a row without one: success
+    if str(status) == SUCCESS:
+        return None
+    return str(row.get(column_named(row, I2D_ERROR)) or f"img2dataset status {status!r}, not downloaded")
 
 
 def apply_row(sample: PairSample, row: dict[str, Any], columns: TableColumns) -> None:
@@ -94,7 +101,8 @@ def apply_row(sample: PairSample, row: dict[str, Any], columns: TableColumns) ->
         sample.original_sha256 = row[columns.original_sha256]
 
 
-def _real(row: dict[str, Any], lower_name: str) -> str:
+def column_named(row: dict[str, Any], lower_name: str) -> str:
+    """The row's own spelling of a column, matched without regard to case."""
     return next((k for k in row if k.lower() == lower_name), lower_name)
 
 

@@ -59,6 +59,11 @@ def _find(lower: dict[str, str], aliases: tuple[str, ...]) -> str | None:
     return next((lower[a] for a in aliases if a in lower), None)
 
 
+def find_column(names: list[str], aliases: tuple[str, ...]) -> str | None:
+    """The first of ``aliases`` among ``names``, in any case (the first spelling wins)."""
+    return _find({n.lower(): n for n in reversed(names)}, aliases)
+
+
 def _named(names: list[str], wanted: str, role: str) -> str:
     match = next((n for n in names if n == wanted), None) or next(
         (n for n in names if n.lower() == wanted.lower()), None)

@@ -18,7 +18,7 @@ import fsspec
 from pairsift.models.records import PairSample, Status
 from pairsift.models.storage.atomic import filesystem
 from pairsift.pipeline.io.fetch import FetchError, fetch_url
-from pairsift.pipeline.io.img2dataset import apply_row, files_folder, files_index
+from pairsift.pipeline.io.img2dataset import apply_row, download_failure, files_folder, files_index
 from pairsift.pipeline.io.shards import (
     InputShard,
     UniqueKeys,
@@ -29,6 +29,7 @@ from pairsift.pipeline.io.table_columns import (
     KEY_ALIASES,
     TableColumns,
     TableColumnsError,
+    find_column,
     resolve_columns,
 )
 
@@ -142,8 +143,7 @@ def read_table_shard(shard: InputShard) -> Iterator[PairSample]:
 def _unusable_rows(rows: list[dict[str, Any]], shard: InputShard, reason: str) -> Iterator[PairSample]:
     """One read_error row per row of a table whose columns cannot be read as pairs."""
     keys = UniqueKeys()
-    lower = {n.lower(): n for n in reversed(_column_names(rows))}
-    key_column = next((lower[a] for a in KEY_ALIASES if a in lower), None)
+    key_column = find_column(_column_names(rows), KEY_ALIASES)
     for index, row in enumerate(rows):
         raw = row.get(key_column) if key_column else None
         raw = None if raw in (None, "") else raw
@@ -193,9 +193,9 @@ def _row_sample(row: dict[str, Any], index: int, columns: TableColumns | None, k
     for lang, name in columns.translations.items():
         if isinstance(row.get(name), str):
             sample.captions[lang] = row[name]
-    if columns.img2dataset and str(row.get(_lower(row, "status"), "success")) != "success":
-        sample.error_status = Status.DOWNLOAD_ERROR.value
-        sample.error = str(row.get(_lower(row, "error_message")) or "img2dataset: not downloaded")
+    failed = download_failure(row) if columns.img2dataset else None
+    if failed is not None:
+        sample.error_status, sample.error = Status.DOWNLOAD_ERROR.value, failed
         return sample, None
     too_long = _caption_too_long(sample, shard.max_caption_bytes)
     if too_long is not None:
@@ -219,10 +219,6 @@ def _row_sample(row: dict[str, Any], index: int, columns: TableColumns | None, k
     if location is None:
         sample.error_status, sample.error = Status.MISSING_IMAGE.value, "row has no image path, url or bytes"
     return sample, location
-
-
-def _lower(row: dict[str, Any], name: str) -> str:
-    return next((k for k in row if k.lower() == name), name)
 
 
 REMOTE_SCHEMES = ("http", "https", "gs", "s3")
