@@ -109,7 +109,7 @@ class CurateByKey(CurateShard):
 def curate_by_key(shards: list[InputShard], cfg: PairsiftConfig, layout: RunLayout,
                   options: PipelineOptions, schema_parts: list[EmbeddingPart]) -> dict[str, int]:
     schema = parts_schema(schema_parts, cfg, layout)
-    pipeline = new_pipeline(options)
+    pipeline = new_pipeline(options, "curate")
     (
         pipeline
         | "InputShards" >> beam.Create(list(enumerate(shards)))

@@ -59,7 +59,8 @@ def is_local(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner in LOCAL_RUNNERS
 
 
-def new_pipeline(options: PipelineOptions) -> beam.Pipeline:
+def new_pipeline(options: PipelineOptions, job: str = "Beam job") -> beam.Pipeline:
+    """A pipeline for one of the run's jobs (``job`` names it: "pass 1", "score pass", ...)."""
     if is_local(options):
         return beam.Pipeline(runner=FnApiRunner(), options=options)
     return beam.Pipeline(options=options)

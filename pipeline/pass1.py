@@ -104,7 +104,7 @@ def run_pass1(
     progress = StageProgress("pass 1 (embed)", total=len(shards), done=done, unit="shards")
     for start in range(0, len(todo), wave):
         batch = todo[start : start + wave]
-        pipeline = new_pipeline(options)
+        pipeline = new_pipeline(options, "pass 1")
         build_pass1(pipeline, batch, cfg, layout)
         written = [layout.embeddings_file(s.name) for s in batch]
         for name, value in run_pipeline(pipeline, "pass 1", must_exist=written).items():

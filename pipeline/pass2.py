@@ -197,7 +197,7 @@ def run_pass2(
         log.info("pass 2: %d of %d shards already curated, skipping them", len(shards) - len(todo), len(shards))
     if not todo:
         return {}
-    pipeline = new_pipeline(options)
+    pipeline = new_pipeline(options, "pass 2")
     build_pass2(pipeline, shards, todo, cfg, layout)
     written = [layout.audit_file(output_name(i)) for i, _ in todo]
     return run_pipeline(pipeline, "pass 2", must_exist=written)

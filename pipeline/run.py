@@ -108,7 +108,7 @@ def _fixed_shards(layout: RunLayout, found: list[InputShard]) -> list[InputShard
 
 
 def build_job_graphs(shards: list[InputShard], cfg: PairsiftConfig, layout: RunLayout,
-                     options: PipelineOptions) -> None:
+                     options: PipelineOptions) -> dict[str, Any]:
     """`--dry_run`: build the three Beam jobs' graphs (a remote runner translates each one and
     submits nothing) and stop: the later stages need outputs a dry run never writes."""
     from pairsift.pipeline.pass1 import build_pass1
@@ -120,13 +120,15 @@ def build_job_graphs(shards: list[InputShard], cfg: PairsiftConfig, layout: RunL
         "score pass": lambda p: build_score_pass(p, cfg, layout, [s.name for s in shards]),
         "pass 2": lambda p: build_pass2(p, shards, list(enumerate(shards)), cfg, layout),
     }
+    results: dict[str, Any] = {}
     for job, build in builders.items():
-        pipeline = new_pipeline(options)
+        pipeline = new_pipeline(options, job)
         build(pipeline)
-        if not is_local(options):
-            pipeline.run()  # --dry_run: the runner translates the graph, nothing is submitted
+        # --dry_run: a remote runner translates the graph and submits nothing
+        results[job] = None if is_local(options) else pipeline.run()
         log.info("dry run: %s graph built", job)
     log.info("dry run: job graphs built, nothing ran")
+    return results
 
 
 def run(
@@ -156,8 +158,8 @@ def run(
     if embeddings:
         log.info("embeddings: %d part(s) under %s", len(parts), embeddings)
     if is_dry_run(options):
-        build_job_graphs(shards, cfg, layout, options)
-        return RunResult(layout, {"dry_run": True})
+        jobs = build_job_graphs(shards, cfg, layout, options)
+        return RunResult(layout, {"dry_run": True, "jobs": jobs})
     with run_lock(layout.lock):
         _check_config(layout, cfg, input_path or "", embeddings)
         orphans = remove_orphans(layout.root)  # a killed run's half-written files

@@ -222,7 +222,7 @@ class WriteHistograms(beam.DoFn):
 
 def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> dict[str, int]:
     shard_names = [p.rsplit("/", 1)[-1][: -len(".parquet")] for p in list_files(layout.embeddings, ".parquet")]
-    pipeline = new_pipeline(options)
+    pipeline = new_pipeline(options, "score pass")
     build_score_pass(pipeline, cfg, layout, shard_names)
     return run_pipeline(pipeline, "score pass", must_exist=[layout.histograms])
 
