@@ -3,10 +3,10 @@
 Both sides run the same encoder on the same pairs with the same batch size:
   (a) bare: a Python loop over batches of already-preprocessed pixels (model forward only:
       images + English captions [+ multilingual captions]);
-  (b) stage: ``EmbedPairs`` in a local Beam pipeline that reads the same pairs from the
-      shards (tar read, decode, resize, batching, RunInference, postprocessing, audit rows).
-The ratio (b)/(a) is the stage's efficiency; model loading is excluded from both (RunInference
-reports its load time, which is subtracted). ``--rounds N`` alternates the two N times and
+  (b) stage: pass 1's per-shard embedder in a local Beam pipeline that reads the same pairs
+      from the shards (tar read, decode, resize, batching, towers, postprocessing, audit rows).
+The ratio (b)/(a) is the stage's efficiency; model loading is excluded from both (the stage
+counts its load time, which is subtracted). ``--rounds N`` alternates the two N times and
 keeps the fastest of each, so a busy shared machine skews both sides alike. Decode+transform alone is timed too, since on a
 CPU it competes with the model for the same cores. Peak RSS is the process's high-water mark.
 `pairsift bench embed-probe` (embed_probe.py) measures the towers' retrieval quality.
@@ -126,53 +126,60 @@ def _read_selected(shard, selected: frozenset) -> Iterator[PairSample]:
             yield sample
 
 
+def _embed_selected_dofn(cfg: EncoderConfig, langs: list[str], max_pixels: int,
+                         selected: frozenset) -> Any:
+    import apache_beam as beam
+
+    from pairsift.transforms.embed import METRICS_NAMESPACE, ShardEmbedder
+
+    class EmbedSelected(beam.DoFn):
+        def setup(self) -> None:
+            start = time.perf_counter()
+            self.embedder = ShardEmbedder(cfg, langs, max_pixels)
+            self.embedder.setup()
+            load_ms = int((time.perf_counter() - start) * 1000)
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, "load_ms").inc(load_ms)
+
+        def process(self, shard: Any) -> Iterator[int]:
+            yield sum(1 for _ in self.embedder.embed(_read_selected(shard, selected)))
+
+    return EmbedSelected()
+
+
 def stage_run(data: str, samples: list[PairSample], cfg: EncoderConfig, langs: list[str],
               max_pixels: int) -> dict[str, float]:
-    """EmbedPairs in a local Beam pipeline that reads the shards itself, as pass 1 does
-    (an in-memory ``Create`` of the bytes would be pickled and bz2-compressed into the
-    pipeline and dominate the timing); wall time minus RunInference's model load time."""
+    """Pass 1's per-shard embedder in a local Beam pipeline that reads the shards itself, as
+    pass 1 does (an in-memory ``Create`` of the bytes would be pickled into the pipeline and
+    dominate the timing); wall time minus the towers' load time."""
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from pairsift.pipeline.io.readers import discover_shards
-    from pairsift.transforms.embed import (
-        METRICS_NAMESPACE,
-        MODEL_METRICS_NAMESPACE,
-        EmbedPairs,
-    )
+    from pairsift.transforms.embed import METRICS_NAMESPACE
 
     selected = frozenset((s.source_shard, s.key) for s in samples)
     shards = [sh for sh in discover_shards(data) if any(s.source_shard == sh.name for s in samples)]
     pipeline = beam.Pipeline(runner=FnApiRunner())
-    out = (
+    _ = (
         pipeline
         | beam.Create(shards, reshuffle=False)
-        | "Read" >> beam.FlatMap(_read_selected, selected)
-        | EmbedPairs(cfg, langs, max_pixels)
+        | "Embed" >> beam.ParDo(_embed_selected_dofn(cfg, langs, max_pixels, selected))
     )
-    _ = out.embedded | "Drop" >> beam.Filter(lambda row: False)
     start, cpu_start = time.perf_counter(), time.process_time()
     result = pipeline.run()
     result.wait_until_finish()
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu_start
-    metrics = result.metrics().query()
     counters = {
         c.key.metric.name: c.committed
-        for c in metrics["counters"] if c.key.metric.namespace == METRICS_NAMESPACE
+        for c in result.metrics().query()["counters"] if c.key.metric.namespace == METRICS_NAMESPACE
     }
-    dists = {
-        d.key.metric.name: d.committed
-        for d in metrics["distributions"] if d.key.metric.namespace == MODEL_METRICS_NAMESPACE
-    }
-    load_ms = dists["load_model_latency_milli_secs"].sum if "load_model_latency_milli_secs" in dists else 0
-    infer_us = dists["inference_batch_latency_micro_secs"].sum if "inference_batch_latency_micro_secs" in dists else 0
+    load_s = counters.pop("load_ms", 0) / 1000.0
     return {
-        "seconds": wall - load_ms / 1000.0,
+        "seconds": wall - load_s,
         "wall_s": wall,
-        "cpu_s": cpu - load_ms / 1000.0,  # loading is mostly single-threaded: wall ≈ CPU
-        "load_s": load_ms / 1000.0,
-        "inference_s": infer_us / 1e6,
+        "cpu_s": cpu - load_s,  # loading is mostly single-threaded: wall ≈ CPU
+        "load_s": load_s,
         "images": counters.get("ok", 0),
         "counters": counters,
     }
@@ -223,7 +230,6 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "load_average_1m": round(psutil.getloadavg()[0], 2),
         "stage_wall_s": round(stage["wall_s"], 2),
         "stage_model_load_s": round(stage["load_s"], 2),
-        "stage_inference_s": round(stage["inference_s"], 2),
         "bare_s": round(bare["seconds"], 2),
         "stage_counters": stage["counters"],
         "rss_start_mib": round(rss_start, 1),

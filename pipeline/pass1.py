@@ -1,10 +1,12 @@
 """Pass 1: read → validate → (langid/translate) → embed → OUT/embeddings/<shard>.parquet.
 
-One parquet per input shard holds every pair of that shard: embedded pairs with their vectors
-and pairs that stopped early with their status and reason. The file is the shard's completion
-marker, so a rerun embeds only shards without one. Locally, shards run in waves of
-``wave_size`` pipelines so that progress is saved as it goes (a Beam GroupByKey is a barrier:
-one pipeline over all shards would save nothing until the very end).
+One DoFn call does all of it for one input shard (:class:`EmbedShard`): batches are formed
+from the shard's own pairs in input order, so the vectors, and every byte downstream, do not
+depend on how the runner splits work or how many workers it runs; no row is shuffled. The
+parquet holds every pair of the shard: embedded pairs with their vectors and pairs that
+stopped early with their status and reason. It is the shard's completion marker, so a rerun
+embeds only shards without one. Locally, shards run in waves of ``wave_size`` so that the
+progress line moves; a remote runner gets all pending shards as one job.
 """
 
 from __future__ import annotations
@@ -15,70 +17,109 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.records import Status, text_sha256
+from pairsift.models.records import PairSample, Status, audit_row, text_sha256
 from pairsift.models.storage.atomic import exists
 from pairsift.models.storage.tables import write_rows
 from pairsift.pipeline.io.readers import InputShard, read_shard
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import is_local, new_pipeline, run_pipeline
 from pairsift.pipeline.progress import StageProgress
-from pairsift.transforms.validate import AUDIT_TAG, CaptionLimits, ValidatePairs
+from pairsift.transforms.validate import CaptionLimits, validate
 
 log = logging.getLogger(__name__)
 
-
-class WriteEmbeddingShard(beam.DoFn):
-    """Writes all rows of one shard, sorted by position, as one parquet (atomic)."""
-
-    def __init__(self, layout: RunLayout) -> None:
-        self.layout = layout
-
-    def process(self, element: tuple[str, Iterable[dict[str, Any] | None]]) -> Iterator[str]:
-        shard_name, grouped = element
-        rows = sorted((r for r in grouped if r is not None), key=lambda r: r["index"])
-        for row in rows:
-            caption = row.get("caption")
-            row["caption_sha256"] = text_sha256(caption) if isinstance(caption, str) else None
-            if row["status"] == Status.OK.value:
-                beam.metrics.Metrics.counter("pairsift", "embedded").inc()
-        # an empty shard still gets its id columns: parquet readers refuse a file with none
-        write_rows(self.layout.embeddings_file(shard_name), rows,
-                   schema=None if rows else EMPTY_SHARD_SCHEMA)
-        yield shard_name
-
-
 EMPTY_SHARD_SCHEMA = pa.schema([("key", pa.string()), ("source_shard", pa.string()),
                                 ("index", pa.int64()), ("status", pa.string())])
+# rows per parquet row group: the fit reads a sample's vectors a row group at a time
+EMBEDDING_ROW_GROUP = 1024
+# validated pairs translated and embedded per step: bounds a worker's memory per shard
+CHUNK_PAIRS = 512
+
+
+class EmbedShard(beam.DoFn):
+    """One input shard → its embeddings parquet (atomic); yields the shard's name."""
+
+    def __init__(self, cfg: PairsiftConfig, layout: RunLayout) -> None:
+        self.cfg = cfg
+        self.layout = layout
+        self.limits = CaptionLimits(max_chars=cfg.limits.max_caption_chars)
+        self.translator: Any = None
+        self.embedder: Any = None
+        # whole batches per chunk: the batches are the same whatever CHUNK_PAIRS is
+        batch = max(cfg.encoder.batch_size, 1)
+        self.chunk_size = max(CHUNK_PAIRS // batch, 1) * batch
+
+    def setup(self) -> None:
+        import torch
+
+        from pairsift.transforms.embed import ShardEmbedder
+        from pairsift.transforms.translate import ShardTranslator
+
+        if self.cfg.encoder.threads > 0:  # from the config: never from the worker count
+            torch.set_num_threads(self.cfg.encoder.threads)
+        # always runs: with no target language it only identifies each caption's language
+        self.translator = ShardTranslator(self.cfg.translate, self.cfg.encoder.device)
+        self.translator.setup()
+        self.embedder = ShardEmbedder(self.cfg.encoder, list(self.cfg.translate.target_langs),
+                                      self.cfg.limits.max_image_pixels)
+        self.embedder.setup()
+
+    def teardown(self) -> None:
+        if self.translator is not None:
+            self.translator.close()
+        if self.embedder is not None:
+            self.embedder.teardown()
+
+    def process(self, shard: InputShard) -> Iterator[str]:
+        path = self.layout.embeddings_file(shard.name)
+        if not exists(path):  # a retried bundle finds the shard already written
+            rows = sorted(self.shard_rows(read_shard(shard)), key=lambda r: r["index"])
+            for row in rows:
+                caption = row.get("caption")
+                row["caption_sha256"] = text_sha256(caption) if isinstance(caption, str) else None
+            Metrics.counter("pairsift", "embedded").inc(
+                sum(1 for r in rows if r["status"] == Status.OK.value))
+            # an empty shard still gets its id columns: parquet readers refuse a file with none
+            write_rows(path, rows, schema=None if rows else EMPTY_SHARD_SCHEMA,
+                       row_group_size=EMBEDDING_ROW_GROUP)
+        yield shard.name
+
+    def shard_rows(self, samples: Iterable[PairSample]) -> Iterator[dict[str, Any]]:
+        """Every sample's row: an audit row where validation stops it, else its embedding."""
+        chunk: list[PairSample] = []
+        for sample in samples:
+            keep, status, reason = validate(sample, self.limits)
+            if not keep:
+                assert status is not None
+                Metrics.counter("pairsift", f"validate_{status.value}").inc()
+                yield audit_row(sample, status, reason)
+                continue
+            Metrics.counter("pairsift", "validate_ok").inc()
+            sample.caption = sample.caption.strip() if sample.caption else sample.caption
+            chunk.append(sample)
+            if len(chunk) == self.chunk_size:
+                yield from self._embedded(chunk)
+                chunk = []
+        if chunk:
+            yield from self._embedded(chunk)
+
+    def _embedded(self, chunk: list[PairSample]) -> Iterator[dict[str, Any]]:
+        self.translator(chunk)
+        yield from self.embedder.embed(chunk)
 
 
 def build_pass1(
     pipeline: beam.Pipeline, shards: list[InputShard], cfg: PairsiftConfig, layout: RunLayout
 ) -> beam.PCollection:
-    from pairsift.transforms.embed import EmbedPairs
-    from pairsift.transforms.translate import TranslateCaptions
-
-    shard_pc = pipeline | "Shards" >> beam.Create(shards) | "Spread" >> beam.Reshuffle()
-    samples = shard_pc | "Read" >> beam.FlatMap(read_shard)
-    limits = CaptionLimits(max_chars=cfg.limits.max_caption_chars)
-    checked = samples | "Validate" >> beam.ParDo(ValidatePairs(limits)).with_outputs(
-        AUDIT_TAG, main="ok"
-    )
-    langs = list(cfg.translate.target_langs)
-    # always runs: with no target language it only identifies each caption's language
-    ok = checked.ok | "LangidTranslate" >> TranslateCaptions(cfg.translate, cfg.encoder.device)
-    embedded = ok | "Embed" >> EmbedPairs(cfg.encoder, langs, cfg.limits.max_image_pixels)
-    rows = (checked[AUDIT_TAG], embedded.embedded, embedded.failed) | "AllRows" >> beam.Flatten()
-    keyed = rows | "ByShard" >> beam.Map(lambda row: (row["source_shard"], row))
-    # one empty marker per shard so that a shard with no readable pair still completes
-    markers = shard_pc | "Markers" >> beam.Map(lambda shard: (shard.name, None))
     return (
-        (keyed, markers)
-        | "Merge" >> beam.Flatten()
-        | "GroupShard" >> beam.GroupByKey()
-        | "Write" >> beam.ParDo(WriteEmbeddingShard(layout))
+        pipeline
+        | "Shards" >> beam.Create(shards)
+        | "Spread" >> beam.Reshuffle()
+        | "EmbedShard" >> beam.ParDo(EmbedShard(cfg, layout))
     )
 
 

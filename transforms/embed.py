@@ -1,40 +1,39 @@
-"""Embed stage: decode → RunInference(frozen towers) → audit-ready rows with embeddings.
+"""Embed stage: decode → frozen towers → audit-ready rows with embeddings, shard by shard.
 
-``EmbedPairs`` takes ``PairSample``s that passed caption validation and returns
-``EmbedOutputs(embedded, failed)``:
+:class:`ShardEmbedder` takes the ``PairSample``s of one shard that passed caption validation,
+in input order, and yields one row per pair:
 
-* ``embedded``: ``audit_row(sample, ok, width=, height=)`` plus float16 1-D arrays
+* embedded: ``audit_row(sample, ok, width=, height=)`` plus float16 1-D arrays
   ``image_emb``, ``text_emb`` and, with target languages, ``text_emb_ml`` (the English
   caption through the multilingual tower) and ``text_emb_<lang>`` for each target caption
   the pair has. A pair without a caption in some target language is still embedded; its
   ``text_emb_<lang>`` column is simply absent (later stages treat the view as missing).
-* ``failed``: audit rows with status ``decode_error``, ``embed_error`` or
+* failed: audit rows with status ``decode_error``, ``embed_error`` or
   ``nonfinite_embedding`` and a reason.
 
-Decoding runs in its own DoFn, ahead of batching, so the model sees ready tensors; the model
-loads once per worker inside RunInference (``KeyedModelHandler`` keyed by the partial audit
-row, so image bytes are dropped before batching). A batch the model fails on is retried
-pair by pair, so one poison pair costs one audit row, not a batch; whatever still escapes
-reaches RunInference's dead-letter output and becomes ``embed_error`` rows.
+Batches are formed from the shard's own pairs, in input order, so a pair's vectors do not
+depend on how a runner splits work (bundles, worker count, dynamic splitting). The towers load
+once per worker through :class:`PairEncoderHandler` (a RunInference ``ModelHandler``); on a
+GPU they load once per machine and every SDK process on it calls the one copy
+(:func:`load_towers`). A batch the model fails on is retried pair by pair, so one poison
+pair costs one audit row, not a batch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
 import torch
-from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
-from apache_beam.utils.windowed_value import WindowedValue
+from apache_beam.ml.inference.base import ModelHandler
 
 from pairsift.models.config import EncoderConfig
-from pairsift.models.encoders.base import resize_target, stack_pixels
+from pairsift.models.encoders.base import resize_target, resolve_device, stack_pixels
 from pairsift.models.encoders.factory import (
     DEFAULT_MULTILINGUAL_SPEC,
     PairEncoder,
@@ -48,8 +47,6 @@ from pairsift.models.records import PairSample, Status, audit_row
 
 LOG = logging.getLogger(__name__)
 METRICS_NAMESPACE = "pairsift.embed"  # one counter per outcome (ok, decode_error, ...)
-MODEL_METRICS_NAMESPACE = "pairsift.embed.model"
-FAILED = "failed"
 
 
 @dataclass
@@ -67,11 +64,6 @@ class EmbedModels:
     multilingual: TextEncoder | None = None
 
 
-class EmbedOutputs(NamedTuple):
-    embedded: beam.PCollection
-    failed: beam.PCollection
-
-
 def _count(outcome: str) -> None:
     beam.metrics.Metrics.counter(METRICS_NAMESPACE, outcome).inc()
 
@@ -79,78 +71,28 @@ def _count(outcome: str) -> None:
 # --- decode -----------------------------------------------------------------------------
 
 
-class DecodePairs(beam.DoFn):
-    """PairSample → (partial audit row, EmbedInput); undecodable images → tagged audit rows.
-
-    With ``decode_threads > 0`` images decode in a thread pool (Pillow and torch release the
-    GIL) while the bundle's thread runs the model: up to ``prefetch`` pairs are in flight and
-    leave in arrival order, so batches stay deterministic. This keeps decoding off the
-    accelerator's critical path; on a small CPU box inline decoding (0) is as fast.
-    """
+class PixelDecoder:
+    """PairSample → (partial audit row, EmbedInput), or a ``decode_error`` audit row."""
 
     def __init__(self, spec: str, image_size: int | None, max_image_pixels: int,
-                 target_langs: Sequence[str], decode_threads: int = 0, prefetch: int = 0) -> None:
-        self.spec = spec
-        self.image_size = image_size
+                 target_langs: Sequence[str]) -> None:
+        self.transform = build_image_transform(spec, image_size)
+        self.min_side = resize_target(self.transform)
         self.max_image_pixels = max_image_pixels
         self.target_langs = tuple(target_langs)
-        self.decode_threads = max(0, int(decode_threads))
-        self.prefetch = prefetch or 4 * max(1, self.decode_threads)
-        self.transform = None
-        self.min_side: int | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: deque = deque()
 
-    def setup(self) -> None:
-        self.transform = build_image_transform(self.spec, self.image_size)
-        self.min_side = resize_target(self.transform)
-        if self.decode_threads:
-            self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode")
-
-    def teardown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-
-    def _decode(self, sample: PairSample) -> Any:
+    def __call__(self, sample: PairSample) -> tuple[dict[str, Any], EmbedInput] | dict[str, Any]:
         try:
             image, width, height = decode_rgb(sample.image_bytes, self.max_image_pixels, self.min_side)
             pixels = self.transform.to_uint8(image)  # normalised per batch by the model
-        except ImageDecodeError as exc:  # counted by the emitting thread (metrics are per thread)
-            return beam.pvalue.TaggedOutput(FAILED, audit_row(sample, Status.DECODE_ERROR, str(exc)))
+        except ImageDecodeError as exc:
+            return audit_row(sample, Status.DECODE_ERROR, str(exc))
         except Exception as exc:  # noqa: BLE001 - a transform's failure costs this pair only
             reason = f"cannot prepare pixels: {type(exc).__name__}: {exc}"[:1000]
-            return beam.pvalue.TaggedOutput(FAILED, audit_row(sample, Status.DECODE_ERROR, reason))
+            return audit_row(sample, Status.DECODE_ERROR, reason)
         captions = {lang: sample.captions[lang] for lang in self.target_langs if sample.captions.get(lang)}
         row = audit_row(sample, Status.OK, width=width, height=height)
         return row, EmbedInput(pixels, sample.caption or "", captions)
-
-    def start_bundle(self) -> None:
-        self._pending = deque()
-
-    def process(self, sample: PairSample, timestamp=beam.DoFn.TimestampParam,
-                window=beam.DoFn.WindowParam) -> Iterator[Any]:
-        if self._pool is None:
-            yield _counted(self._decode(sample))
-            return
-        self._pending.append((self._pool.submit(self._decode, sample), timestamp, window))
-        while len(self._pending) > self.prefetch:
-            yield _counted(self._pending.popleft()[0].result())
-
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        while self._pending:
-            future, timestamp, window = self._pending.popleft()
-            out = _counted(future.result())
-            if isinstance(out, beam.pvalue.TaggedOutput):
-                yield beam.pvalue.TaggedOutput(out.tag, WindowedValue(out.value, timestamp, [window]))
-            else:
-                yield WindowedValue(out, timestamp, [window])
-
-
-def _counted(out: Any) -> Any:
-    if isinstance(out, beam.pvalue.TaggedOutput):
-        _count(Status.DECODE_ERROR.value)
-    return out
 
 
 # --- model ------------------------------------------------------------------------------
@@ -223,39 +165,24 @@ class PairEncoderHandler(ModelHandler[EmbedInput, dict[str, Any], EmbedModels]):
         return sum(item.pixels.numel() * item.pixels.element_size() for item in batch)
 
     def get_metrics_namespace(self) -> str:
-        return MODEL_METRICS_NAMESPACE  # RunInference's own latency/size metrics
+        return "pairsift.embed.model"  # RunInference's own metrics, where a user runs it
 
 
-# --- postprocess ------------------------------------------------------------------------
+# --- postprocess
 
 
-def finish_row(keyed: tuple[dict[str, Any], dict[str, Any]]) -> Iterator[Any]:
-    """Embedding dict → final row (float16 vectors) or a tagged audit row."""
-    row, result = keyed
+def finished_row(row: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """A partial audit row and the model's output → the pair's row: float16 vectors, or an
+    ``embed_error`` / ``nonfinite_embedding`` audit row with the reason."""
     if "error" in result:
-        _count(Status.EMBED_ERROR.value)
-        yield beam.pvalue.TaggedOutput(FAILED, _failed(row, Status.EMBED_ERROR, result["error"]))
-        return
+        return _failed(row, Status.EMBED_ERROR, result["error"])
     bad = sorted(name for name, vector in result.items() if not np.all(np.isfinite(vector)))
     if bad:
-        _count(Status.NONFINITE_EMBEDDING.value)
-        reason = f"non-finite values in {', '.join(bad)}"
-        yield beam.pvalue.TaggedOutput(FAILED, _failed(row, Status.NONFINITE_EMBEDDING, reason))
-        return
-    _count(Status.OK.value)
+        return _failed(row, Status.NONFINITE_EMBEDDING, f"non-finite values in {', '.join(bad)}")
     out = dict(row)
     for name, vector in result.items():
         out[name] = np.asarray(vector, dtype=np.float16)
-    yield out
-
-
-def dead_letter_rows(failure: tuple[Any, Any]) -> Iterator[dict[str, Any]]:
-    """RunInference dead letter (batch of (row, input), exception info) → one row per pair."""
-    batch, (exc_type, exc_repr, _traceback) = failure
-    reason = f"inference failed: {exc_repr}"
-    for row, _item in batch:
-        _count(Status.EMBED_ERROR.value)
-        yield _failed(row, Status.EMBED_ERROR, reason)
+    return out
 
 
 def _failed(row: dict[str, Any], status: Status, reason: str) -> dict[str, Any]:
@@ -264,31 +191,102 @@ def _failed(row: dict[str, Any], status: Status, reason: str) -> dict[str, Any]:
     return out
 
 
-# --- the stage --------------------------------------------------------------------------
+# --- the towers, once per worker or once per machine -------------------------------------
 
 
-class EmbedPairs(beam.PTransform):
-    """PCollection[PairSample] → EmbedOutputs(embedded, failed) (see the module docstring)."""
+class TowerServer:
+    """The loaded towers behind one method, so that SDK processes can share one copy through
+    a proxy (a proxy forwards method calls, not attribute access)."""
 
-    def __init__(self, encoder: EncoderConfig, target_langs: list[str], max_image_pixels: int) -> None:
-        super().__init__()
-        self.encoder = encoder
+    def __init__(self, handler: PairEncoderHandler) -> None:
+        self.handler = handler
+        self.models = handler.load_model()
+
+    def embed(self, batch: Sequence[EmbedInput]) -> list[dict[str, Any]]:
+        return list(self.handler.run_inference(batch, self.models))
+
+
+def load_towers(handler: PairEncoderHandler, share_across_processes: bool) -> TowerServer:
+    """The towers for this worker. Shared: one copy per machine, served from its own process
+    (Beam's ``multi_process_shared``), as a GPU holds one copy however many SDK processes
+    the VM runs; otherwise each process loads its own (CPU workers: no proxy hop)."""
+    if not share_across_processes:
+        return TowerServer(handler)
+    from apache_beam.utils.multi_process_shared import MultiProcessShared
+
+    cfg = handler.config
+    tag = "pairsift-towers:" + "|".join(
+        str(v) for v in (cfg.spec, handler.multilingual_spec, cfg.device, cfg.precision,
+                         cfg.image_size, ",".join(handler.target_langs)))
+    return MultiProcessShared(lambda: TowerServer(handler), tag=tag, always_proxy=True).acquire()
+
+
+def shares_towers(config: EncoderConfig) -> bool:
+    """Towers on a GPU are shared by the machine's processes; on a CPU each loads its own."""
+    return resolve_device(config.device).startswith("cuda")
+
+
+# --- one shard -----------------------------------------------------------------------------
+
+
+class ShardEmbedder:
+    """Embeds a shard's validated pairs in input order, in batches of ``batch_size`` formed
+    from those pairs alone (see the module docstring). ``outcomes`` counts each row's status.
+
+    With ``decode_threads > 0`` a batch's images decode in a thread pool (Pillow and torch
+    release the GIL); the pool keeps input order, so the batches are the same either way.
+    """
+
+    def __init__(self, config: EncoderConfig, target_langs: Sequence[str], max_image_pixels: int) -> None:
+        self.config = config
         self.target_langs = list(target_langs)
         self.max_image_pixels = max_image_pixels
+        self.decoder: PixelDecoder | None = None
+        self.towers: TowerServer | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self.outcomes: dict[str, int] = {}
 
-    def model_handler(self) -> KeyedModelHandler:
-        return KeyedModelHandler(PairEncoderHandler(self.encoder, self.target_langs))
+    def setup(self, share_across_processes: bool | None = None) -> None:
+        cfg = self.config
+        self.decoder = PixelDecoder(cfg.spec, cfg.image_size, self.max_image_pixels, self.target_langs)
+        share = shares_towers(cfg) if share_across_processes is None else share_across_processes
+        self.towers = load_towers(PairEncoderHandler(cfg, self.target_langs), share)
+        if cfg.decode_threads > 0:
+            self._pool = ThreadPoolExecutor(cfg.decode_threads, thread_name_prefix="decode")
 
-    def expand(self, samples: beam.PCollection) -> EmbedOutputs:
-        decoded = samples | "Decode" >> beam.ParDo(
-            DecodePairs(self.encoder.spec, self.encoder.image_size, self.max_image_pixels,
-                        self.target_langs, self.encoder.decode_threads,
-                        prefetch=2 * self.encoder.batch_size)
-        ).with_outputs(FAILED, main="ok")
-        inferred, dead = decoded.ok | "Embed" >> RunInference(
-            self.model_handler()
-        ).with_exception_handling()
-        finished = inferred | "Finish" >> beam.FlatMap(finish_row).with_outputs(FAILED, main="ok")
-        dead_rows = dead.failed_inferences | "DeadLetters" >> beam.FlatMap(dead_letter_rows)
-        failed = (decoded[FAILED], finished[FAILED], dead_rows) | "Failed" >> beam.Flatten()
-        return EmbedOutputs(embedded=finished.ok, failed=failed)
+    def teardown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def embed(self, samples: Iterable[PairSample]) -> Iterator[dict[str, Any]]:
+        """One row per sample (embedded or failed), batch by batch in input order."""
+        batch: list[PairSample] = []
+        for sample in samples:
+            batch.append(sample)
+            if len(batch) == self.config.batch_size:
+                yield from self._embed_batch(batch)
+                batch = []
+        if batch:
+            yield from self._embed_batch(batch)
+
+    def _embed_batch(self, samples: list[PairSample]) -> Iterator[dict[str, Any]]:
+        assert self.decoder is not None and self.towers is not None, "call setup() first"
+        decoded = list(self._pool.map(self.decoder, samples) if self._pool else map(self.decoder, samples))
+        ready = [d for d in decoded if isinstance(d, tuple)]
+        for failed in (d for d in decoded if not isinstance(d, tuple)):
+            yield self._counted(failed)
+        if not ready:
+            return
+        try:
+            results = self.towers.embed([item for _row, item in ready])
+        except Exception as exc:  # noqa: BLE001 - the towers' own retry could not save it
+            reason = f"inference failed: {type(exc).__name__}: {exc}"[:1000]
+            results = [{"error": reason}] * len(ready)
+        for (row, _item), result in zip(ready, results, strict=True):
+            yield self._counted(finished_row(row, result))
+
+    def _counted(self, row: dict[str, Any]) -> dict[str, Any]:
+        self.outcomes[row["status"]] = self.outcomes.get(row["status"], 0) + 1
+        _count(row["status"])
+        return row

@@ -33,15 +33,19 @@ def identifier_languages(cfg: TranslateConfig) -> list[str]:
     return sorted({normalize_lang(code) for code in [*base, *extra]})
 
 
-class _TranslateBatch(beam.DoFn):
+class ShardTranslator:
+    """Language id, and translation into the target languages, of a list of pairs in place.
+
+    Built once per worker (``setup``); pass 1 calls it on each shard's validated pairs in
+    input order, ``batch_size`` at a time, so each backend call translates many captions and
+    the batches do not depend on how the runner splits work.
+    """
+
     def __init__(self, cfg: TranslateConfig, device: str) -> None:
         self.cfg = cfg
         self.device = device
         self.translator: Translator | None = None
         self.identifier: LanguageIdentifier | None = None
-        self._counters = {
-            name: Metrics.counter(NAMESPACE, name) for name in RoutingCounts.__dataclass_fields__
-        }
 
     def setup(self) -> None:
         self.identifier = LanguageIdentifier(identifier_languages(self.cfg))
@@ -54,27 +58,46 @@ class _TranslateBatch(beam.DoFn):
                 batch_size=self.cfg.batch_size,
             )
 
-    def process(self, batch: Iterable[PairSample]) -> Iterator[PairSample]:
-        assert self.identifier is not None
-        samples = list(batch)
-        counts = translate_samples(
-            samples,
-            self.translator or _NoTranslator(),
-            self.identifier,
-            self.cfg.target_langs,
-            min_confidence=self.cfg.langid_min_confidence,
-            fallback_language=self.cfg.source_lang,
-        )
-        for name, counter in self._counters.items():
-            value = getattr(counts, name)
+    def __call__(self, samples: list[PairSample]) -> RoutingCounts:
+        assert self.identifier is not None, "call setup() first"
+        total = RoutingCounts()
+        size = max(1, self.cfg.batch_size)
+        for start in range(0, len(samples), size):
+            counts = translate_samples(
+                samples[start : start + size],
+                self.translator or _NoTranslator(),
+                self.identifier,
+                self.cfg.target_langs,
+                min_confidence=self.cfg.langid_min_confidence,
+                fallback_language=self.cfg.source_lang,
+            )
+            total.add(counts)
+        for name in RoutingCounts.__dataclass_fields__:
+            value = getattr(total, name)
             if value:
-                counter.inc(value)
-        yield from samples
+                Metrics.counter(NAMESPACE, name).inc(value)
+        return total
 
-    def teardown(self) -> None:
+    def close(self) -> None:
         if self.translator is not None:
             self.translator.close()
             self.translator = None
+
+
+class _TranslateBatch(beam.DoFn):
+    def __init__(self, cfg: TranslateConfig, device: str) -> None:
+        self.stage = ShardTranslator(cfg, device)
+
+    def setup(self) -> None:
+        self.stage.setup()
+
+    def process(self, batch: Iterable[PairSample]) -> Iterator[PairSample]:
+        samples = list(batch)
+        self.stage(samples)
+        yield from samples
+
+    def teardown(self) -> None:
+        self.stage.close()
 
 
 class _NoTranslator(Translator):

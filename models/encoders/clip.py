@@ -196,7 +196,7 @@ class HFClipEncoder(PairEncoder):
     def _text_features(self, texts: list[str]) -> torch.Tensor:
         batch = self.tokenizer(
             texts,
-            padding="max_length" if self._pad_to_max else True,
+            padding="max_length",  # a caption's tokens never depend on its batch-mates
             truncation=True,
             max_length=self._max_length,
             return_tensors="pt",

@@ -173,7 +173,7 @@ class HFTextEncoder(TextEncoder):
             return torch.zeros((0, self.dim))
         batch = self.tokenizer(
             list(texts),
-            padding="max_length" if self._pad_to_max else True,
+            padding="max_length",  # a caption's tokens never depend on its batch-mates
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",

@@ -72,10 +72,42 @@ def _plain(value: Any) -> Any:
 
 
 def write_rows(path: str, rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None,
-               schema: pa.Schema | None = None, extra: bool = True) -> None:
-    table = rows_to_table(rows, columns, schema, extra)
+               schema: pa.Schema | None = None, extra: bool = True,
+               row_group_size: int | None = None) -> None:
+    """``row_group_size``: rows per parquet row group, so that :func:`read_rows` can read a
+    few rows' vectors without the rest of the file (pass 1's embedding files)."""
+    write_table(path, rows_to_table(rows, columns, schema, extra), row_group_size)
+
+
+def write_table(path: str, table: pa.Table, row_group_size: int | None = None) -> None:
+    """Atomically. Without the stored Arrow schema, a vector column reads back as a plain list
+    of float16: pyarrow's reader refuses the null cells of a fixed-size list column (an error
+    row, a pair without a translation), while a plain list holds them."""
     with atomic_open(path, "wb") as handle:
-        pq.write_table(table, handle)
+        pq.write_table(table, handle, row_group_size=row_group_size, store_schema=False)
+
+
+def read_rows(path: str, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
+    """Rows ``rows`` (file positions, ascending) of a parquet file, reading only the row
+    groups that hold them: the fit takes a sample's vectors without whole files."""
+    from pairsift.models.storage.atomic import filesystem
+
+    rows = np.asarray(rows, dtype=np.int64)
+    fs, p = filesystem(path)
+    with fs.open(p, "rb") as handle:
+        reader = pq.ParquetFile(handle)
+        sizes = [reader.metadata.row_group(i).num_rows for i in range(reader.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        group_of = np.searchsorted(starts, rows, side="right") - 1
+        parts = []
+        for group in np.unique(group_of):
+            local = rows[group_of == group] - starts[group]
+            table = reader.read_row_group(int(group), columns=columns)
+            parts.append(table.take(pa.array(local)))
+    if not parts:
+        return pa.schema([]).empty_table() if columns is None else pa.table(
+            {c: pa.array([]) for c in columns})
+    return pa.concat_tables(parts)
 
 
 def read_table(
@@ -102,13 +134,20 @@ def read_table(
 
 
 def embedding_matrix(table: pa.Table, column: str, fill_null: bool = False) -> np.ndarray:
-    """A fixed-size-list column → [n, dim] float32. Null rows raise, or become zeros with
-    ``fill_null`` (the caller then masks them with ``column.is_null()``)."""
-    col = table.column(column).combine_chunks()
-    dim = col.type.list_size
-    if col.null_count:
-        if not fill_null:
-            raise ValueError(f"column {column} has {col.null_count} null embeddings")
-        col = col.fill_null(pa.scalar([0.0] * dim, type=col.type))
-    flat = col.values.to_numpy(zero_copy_only=False)
-    return flat.reshape(len(col), dim).astype(np.float32)
+    """A vector column (fixed-size or plain list) → [n, dim] float32. Null rows raise, or
+    become zeros with ``fill_null`` (the caller then masks them with ``column.is_null()``)."""
+    import pyarrow.compute as pc
+
+    col = table.column(column)
+    if col.null_count and not fill_null:
+        raise ValueError(f"column {column} has {col.null_count} null embeddings")
+    valid = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    flat = pc.list_flatten(col).to_numpy(zero_copy_only=False)
+    dim = flat.size // max(int(valid.sum()), 1)
+    if pa.types.is_fixed_size_list(col.type):
+        dim = col.type.list_size
+    if flat.size != dim * int(valid.sum()):
+        raise ValueError(f"embedding dims differ within column {column}")
+    out = np.zeros((len(col), dim), dtype=np.float32)
+    out[valid] = flat.reshape(-1, dim)
+    return out

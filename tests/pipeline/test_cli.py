@@ -80,13 +80,13 @@ def test_a_full_disk_is_one_line_saying_so(noisy_input, tmp_path, monkeypatch,
 
 def test_a_failed_beam_job_is_one_line_naming_the_cause(noisy_input, tmp_path, monkeypatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from pairsift.pipeline import pass1
     from pairsift.pipeline.cli import console_main
-    from pairsift.transforms import validate
 
-    def explode(self, sample):  # noqa: ANN001, ANN202 - a DoFn's process
+    def explode(self, samples):  # noqa: ANN001, ANN202 - a worker's per-shard step
         raise RuntimeError("worker exploded on purpose")
 
-    monkeypatch.setattr(validate.ValidatePairs, "process", explode)
+    monkeypatch.setattr(pass1.EmbedShard, "shard_rows", explode)
     code = console_main(["run", "--input", str(noisy_input), "--output", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len([line for line in err if line.startswith("pairsift: error:")]) == 1

@@ -1,17 +1,13 @@
-"""EmbedPairs end to end in Beam's local FnApiRunner on tiny towers."""
+"""The embed stage (ShardEmbedder, as pass 1 runs it per shard) on tiny towers."""
 
 from __future__ import annotations
 
 import io
-import pickle
 from pathlib import Path
-from typing import Any
 
-import apache_beam as beam
 import numpy as np
 import pytest
 import torch
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from PIL import Image
 
 from pairsift.models.config import EncoderConfig
@@ -19,7 +15,7 @@ from pairsift.models.encoders.base import PairEncoder
 from pairsift.models.encoders.factory import build_encoder, build_text_encoder
 from pairsift.models.encoders.fixtures import save_tiny_clip, save_tiny_text_model
 from pairsift.models.records import PairSample, sha256_hex
-from pairsift.transforms.embed import METRICS_NAMESPACE, EmbedPairs, PairEncoderHandler
+from pairsift.transforms.embed import PairEncoderHandler, ShardEmbedder
 
 
 @pytest.fixture(scope="module")
@@ -52,25 +48,20 @@ def _samples(n: int) -> list[PairSample]:
 
 
 def _run(samples: list[PairSample], cfg: EncoderConfig, langs: list[str], tmp: Path,
-         max_pixels: int = 1_000_000) -> tuple[dict[str, dict], dict[str, dict], dict[str, int]]:
-    pipeline = beam.Pipeline(runner=FnApiRunner())
-    out = pipeline | beam.Create(samples) | EmbedPairs(cfg, langs, max_pixels)
-    for name, pcoll in (("embedded", out.embedded), ("failed", out.failed)):
-        path = str(tmp / f"{name}.pkl")
-        _ = (pcoll | f"List{name}" >> beam.combiners.ToList()
-             | f"Save{name}" >> beam.Map(_save, path))
-    result = pipeline.run()
-    result.wait_until_finish()
-    counters = {
-        c.key.metric.name: c.committed
-        for c in result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
-    }
-    loaded = [pickle.loads((tmp / f"{n}.pkl").read_bytes()) for n in ("embedded", "failed")]
-    return {r["key"]: r for r in loaded[0]}, {r["key"]: r for r in loaded[1]}, counters
-
-
-def _save(rows: list[dict[str, Any]], path: str) -> None:
-    Path(path).write_bytes(pickle.dumps(rows))
+         max_pixels: int = 1_000_000, share: bool = False
+         ) -> tuple[dict[str, dict], dict[str, dict], dict[str, int]]:
+    """The shard's rows as pass 1 gets them: (embedded by key, failed by key, outcomes)."""
+    embedder = ShardEmbedder(cfg, langs, max_pixels)
+    embedder.setup(share_across_processes=share)
+    try:
+        rows = list(embedder.embed(samples))
+    finally:
+        embedder.teardown()
+    assert [r["key"] for r in rows if r["status"] == "ok"] == [
+        s.key for s in samples if any(r["key"] == s.key and r["status"] == "ok" for r in rows)]
+    embedded = {r["key"]: r for r in rows if r["status"] == "ok"}
+    failed = {r["key"]: r for r in rows if r["status"] != "ok"}
+    return embedded, failed, dict(embedder.outcomes)
 
 
 def test_embed_stage_matches_bare_encoder_and_audits_decode_errors(towers, tmp_path) -> None:
@@ -151,7 +142,7 @@ def test_nonfinite_embeddings_are_audited(towers, tmp_path, monkeypatch) -> None
     assert counters == {"ok": 2, "nonfinite_embedding": 1}
 
 
-def test_dead_letters_become_embed_error_rows(towers, tmp_path, monkeypatch) -> None:
+def test_a_failing_model_call_becomes_embed_error_rows(towers, tmp_path, monkeypatch) -> None:
     def broken(self, batch, model, inference_args=None):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
@@ -177,3 +168,28 @@ def test_threaded_decode_gives_the_same_rows(towers, tmp_path) -> None:
         assert row.keys() == threaded[0][key].keys()
         for name in ("image_emb", "text_emb"):
             np.testing.assert_array_equal(row[name], threaded[0][key][name])
+
+
+def test_towers_shared_across_processes_give_the_same_rows(towers, tmp_path) -> None:
+    """A GPU worker's processes call one copy of the towers through a proxy: same rows."""
+    cfg = EncoderConfig(spec=towers["pair"], multilingual_spec=towers["text"], batch_size=3, device="cpu")
+    local = _run(_samples(5), cfg, ["pt"], tmp_path)
+    shared = _run(_samples(5), cfg, ["pt"], tmp_path, share=True)
+    assert local[2] == shared[2] == {"ok": 5}
+    for key, row in local[0].items():
+        for name in (k for k in row if "_emb" in k):
+            np.testing.assert_array_equal(row[name], shared[0][key][name])
+
+
+def test_batches_follow_input_order_not_the_caller(towers, tmp_path) -> None:
+    """A pair's vectors come from the same batch however its shard's rows are consumed."""
+    cfg = EncoderConfig(spec=towers["pair"], batch_size=2, device="cpu")
+    whole = _run(_samples(5), cfg, [], tmp_path)[0]
+    embedder = ShardEmbedder(cfg, [], 1_000_000)
+    embedder.setup(share_across_processes=False)
+    lazily = {}
+    for row in embedder.embed(iter(_samples(5))):
+        lazily[row["key"]] = row
+    for key, row in whole.items():
+        np.testing.assert_array_equal(row["image_emb"], lazily[key]["image_emb"])
+        np.testing.assert_array_equal(row["text_emb"], lazily[key]["text_emb"])
