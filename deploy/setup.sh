@@ -26,7 +26,7 @@ PYTHON="${PYTHON:-python3}"
 PIP="$VENV/bin/python -m pip"
 # torch first, pinned, so no other resolver step can pull a different build.
 $PIP install -q "torch==2.14.1" "torchvision==0.29.1"
-$PIP install -q -e ".[offline,dev,cloud]"
+$PIP install -q -e ".[offline,dev,cloud,dataflow]"
 # img2dataset (for the test that reads its real output) in a virtualenv of its own: it pulls
 # pandas, opencv and wandb, which must not change the versions pairsift's venv resolved.
 I2D_VENV="${VENV}-img2dataset"

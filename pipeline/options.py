@@ -4,13 +4,20 @@ Any flag pairsift does not know goes to Beam's PipelineOptions, so the same comm
 Dataflow (`--runner DataflowRunner --project ... --region ... --temp_location gs://...`).
 Locally the default is the in-process FnApiRunner (never Prism, which downloads a binary);
 `--direct_num_workers` and `--direct_running_mode` are honoured by it.
+
+On Dataflow each of the run's jobs gets its own copy of the options (:func:`job_options`): a
+job name of its own, and the GPU only for the job that runs the towers ("pass 1"); every other
+job drops the accelerator and takes the `--cpu_*` settings of :class:`PairsiftDataflowOptions`.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
+import re
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
@@ -18,11 +25,36 @@ from apache_beam.options.pipeline_options import (
     PipelineOptions,
     StandardOptions,
     TestOptions,
+    WorkerOptions,
 )
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineState
 
 LOCAL_RUNNERS = (None, "", "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner")
+DATAFLOW_RUNNERS = ("DataflowRunner", "TestDataflowRunner")
+GPU_JOB = "pass 1"  # the only job that runs the image and text towers
+# Compute Engine machine families that come with GPUs attached: not for the CPU-only jobs
+GPU_MACHINE_FAMILIES = ("a2-", "a3-", "a4-", "g2-", "g4-")
+
+
+class PairsiftDataflowOptions(PipelineOptions):
+    """Worker settings for the jobs that run no towers. Registered with Beam (a subclass is
+    enough) so that `pairsift run` accepts the flags and Beam neither drops nor warns on them;
+    :func:`job_options` applies them to every job but pass 1, which keeps `--machine_type`,
+    `--sdk_container_image`, `--max_num_workers` and the accelerator."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: Any) -> None:
+        parser.add_argument(
+            "--cpu_machine_type", default=None,
+            help="machine type of every Dataflow job but pass 1 (default: --machine_type)")
+        parser.add_argument(
+            "--cpu_sdk_container_image", default=None,
+            help="worker image of every Dataflow job but pass 1, e.g. a CPU-torch build "
+            "(default: --sdk_container_image)")
+        parser.add_argument(
+            "--cpu_max_num_workers", type=int, default=None,
+            help="autoscaling cap of every Dataflow job but pass 1 (default: --max_num_workers)")
 
 
 def make_options(extra_args: Sequence[str]) -> PipelineOptions:
@@ -47,22 +79,99 @@ def unknown_flags(extra_args: Sequence[str]) -> list[str]:
 
 
 def check_flags(extra_args: Sequence[str], own_flags: Sequence[str]) -> None:
-    """Refuse a flag neither pairsift nor Beam knows, naming the closest pairsift flag."""
+    """Refuse a flag neither pairsift nor Beam knows, naming the closest pairsift flag, and
+    Dataflow settings that would put GPUs under the CPU-only jobs (before any job runs)."""
     for flag in unknown_flags(extra_args):
         close = difflib.get_close_matches(flag, list(own_flags), n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise SystemExit(f"unknown flag {flag}{hint} (pairsift's flags: {', '.join(own_flags)}; "
                          "any Beam pipeline option is accepted too)")
+    check_dataflow_flags(make_options(extra_args))
 
 
 def is_local(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner in LOCAL_RUNNERS
 
 
+def is_dataflow(options: PipelineOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner
+    return str(runner or "").rsplit(".", 1)[-1] in DATAFLOW_RUNNERS
+
+
+def check_dataflow_flags(options: PipelineOptions) -> None:
+    """A GPU machine type (G2, A2, ...) carries its GPUs into every job it is given to, so the
+    jobs after pass 1 need a CPU machine type of their own."""
+    if not is_dataflow(options):
+        return
+    machine = options.view_as(WorkerOptions).machine_type or ""
+    cpu_machine = options.view_as(PairsiftDataflowOptions).cpu_machine_type
+    if machine.startswith(GPU_MACHINE_FAMILIES) and not cpu_machine:
+        raise SystemExit(f"--machine_type {machine} comes with GPUs, and only pass 1 runs the "
+                         "towers: give --cpu_machine_type (e.g. n2-highmem-8) for the other "
+                         "Dataflow jobs")
+    if cpu_machine and cpu_machine.startswith(GPU_MACHINE_FAMILIES):
+        raise SystemExit(f"--cpu_machine_type {cpu_machine} comes with GPUs; the jobs after "
+                         "pass 1 run no towers, give a CPU machine type")
+
+
+def job_slug(job: str) -> str:
+    """Dataflow job names take [a-z0-9-] only: "score pass" becomes "score-pass"."""
+    return re.sub(r"[^a-z0-9]+", "-", job.lower()).strip("-") or "job"
+
+
+def run_job_name(options: PipelineOptions) -> str:
+    """The run's base job name: the user's --job_name, or one made now and kept on ``options``
+    so that every job of the run shares it (Beam's own default differs per job)."""
+    cloud = options.view_as(GoogleCloudOptions)
+    if not cloud.job_name:
+        cloud.job_name = time.strftime("pairsift-%Y%m%d-%H%M%S", time.gmtime())
+    return cloud.job_name
+
+
+def _is_accelerator(entry: str) -> bool:
+    return entry.strip().startswith(("worker_accelerator=", "accelerator="))
+
+
+def _cpu_job_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The options of a job that runs no towers: no accelerator (a service option, an old-style
+    experiment or a resource hint), and the --cpu_* settings where given."""
+    out = dict(values)
+    for key in ("dataflow_service_options", "experiments", "resource_hints"):
+        kept = [entry for entry in values.get(key) or [] if not _is_accelerator(entry)]
+        if kept:
+            out[key] = kept
+        else:
+            out.pop(key, None)
+    cpu = {"machine_type": values.get("cpu_machine_type"),
+           "sdk_container_image": values.get("cpu_sdk_container_image"),
+           "max_num_workers": values.get("cpu_max_num_workers")}
+    out.update({key: value for key, value in cpu.items() if value is not None})
+    if cpu["sdk_container_image"] is not None:
+        out.pop("worker_harness_container_image", None)  # Beam's old name for the image
+    return out
+
+
+def job_options(options: PipelineOptions, job: str) -> PipelineOptions:
+    """One Dataflow job's own options, built afresh from the run's: Beam's DataflowRunner
+    writes into the options it is given (job name, staging paths), so jobs must not share one
+    object. Each job is named ``<run name>-<job>``, since Dataflow answers a second active job of
+    the same name with the first one; only pass 1 keeps the GPU settings."""
+    values = options.get_all_options(drop_default=True, retain_unknown_options=True)
+    values = {key: value for key, value in values.items() if value is not None}
+    values["job_name"] = f"{run_job_name(options)}-{job_slug(job)}"
+    if job != GPU_JOB:
+        values = _cpu_job_values(values)
+    return PipelineOptions.from_dictionary(values)
+
+
 def new_pipeline(options: PipelineOptions, job: str = "Beam job") -> beam.Pipeline:
-    """A pipeline for one of the run's jobs (``job`` names it: "pass 1", "score pass", ...)."""
+    """A pipeline for one of the run's jobs (``job`` names it: "pass 1", "score pass", ...).
+    Local runs use ``options`` as given; on Dataflow the job gets :func:`job_options`."""
     if is_local(options):
         return beam.Pipeline(runner=FnApiRunner(), options=options)
+    if is_dataflow(options):
+        check_dataflow_flags(options)
+        return beam.Pipeline(options=job_options(options, job))
     return beam.Pipeline(options=options)
 
 
@@ -77,11 +186,13 @@ def is_dry_run(options: PipelineOptions) -> bool:
 
 def check_launchable(options: PipelineOptions) -> None:
     """`pairsift run` drives several jobs and reads each one's outputs before the next, so
-    it cannot be staged as one classic template."""
+    it cannot be staged as a template: a Dataflow flex template's launcher, too, passes
+    --template_location and takes the one job the program writes there."""
     if options.view_as(GoogleCloudOptions).template_location:
         raise SystemExit("pairsift run is a driver of several Beam jobs and cannot be staged with "
-                         "--template_location; launch the driver itself as a Dataflow flex "
-                         "template (see the README's Dataflow section)")
+                         "--template_location: a classic or flex template launch holds one job "
+                         "and does not wait for it, and the driver must wait for each of its "
+                         "jobs; run the driver where it can wait (see docs/dataflow.md)")
 
 
 def run_pipeline(pipeline: beam.Pipeline, job: str = "Beam job",
