@@ -39,7 +39,7 @@ class EncoderConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | fp16 | bf16 (autocast on GPU)
     decode_threads: int = 0  # >0: decode images in a thread pool, overlapped with inference
-    threads: int = 0  # torch threads per worker process; 0: torch's default for the machine
+    threads: int = 0  # torch threads of each process (workers, the driver's fit); 0: torch's default
 
 
 @dataclass

@@ -74,8 +74,10 @@ def retrains(kept_pairs: int, cfg: PairsiftConfig) -> bool:
 
 def run_final_model(cfg: PairsiftConfig, layout: RunLayout, audit: pl.DataFrame) -> dict:
     """Train ``OUT/model`` on the kept pairs. Skipped when its completion marker exists."""
+    from pairsift.models.encoders.base import set_torch_threads
     from pairsift.models.training.trainer import train
 
+    set_torch_threads(cfg.encoder.threads)
     loss = cfg.train.final_loss
     if loss not in FINAL_LOSSES:
         raise ValueError(f"unknown train.final_loss {loss!r}; choose from {FINAL_LOSSES}")

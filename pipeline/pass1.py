@@ -54,13 +54,11 @@ class EmbedShard(beam.DoFn):
         self.chunk_size = max(CHUNK_PAIRS // batch, 1) * batch
 
     def setup(self) -> None:
-        import torch
-
+        from pairsift.models.encoders.base import set_torch_threads
         from pairsift.transforms.embed import ShardEmbedder
         from pairsift.transforms.translate import ShardTranslator
 
-        if self.cfg.encoder.threads > 0:  # from the config: never from the worker count
-            torch.set_num_threads(self.cfg.encoder.threads)
+        set_torch_threads(self.cfg.encoder.threads)  # from the config, never the worker count
         # always runs: with no target language it only identifies each caption's language
         self.translator = ShardTranslator(self.cfg.translate, self.cfg.encoder.device)
         self.translator.setup()

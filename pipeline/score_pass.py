@@ -86,8 +86,11 @@ class ScoreShard(beam.DoFn):
         self.duplicates: set[tuple[str, str]] = set()
 
     def setup(self) -> None:
+        from pairsift.models.encoders.base import set_torch_threads
         from pairsift.models.noise.consistency import NeighbourIndex
         from pairsift.models.training.scoring import ScoringState
+
+        set_torch_threads(self.cfg.encoder.threads)
         self.state = ScoringState.load(self.layout.scoring_state)
         anchors = self.layout.neighbours
         self.neighbours = NeighbourIndex.load(anchors) if NeighbourIndex.exists(anchors) else None
