@@ -168,11 +168,10 @@ def save_model(directory: str, heads, cfg: PairsiftConfig, languages: list[str],
 
 def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     """Train heads and freeze the scoring state. Skipped when its completion marker exists."""
+    from pairsift.models.encoders.base import set_torch_threads
     from pairsift.models.training.heads import save_heads
     from pairsift.models.training.scoring import build_scoring_state, fold_of_keys
     from pairsift.models.training.trainer import train
-
-    from pairsift.models.encoders.base import set_torch_threads
 
     set_torch_threads(cfg.encoder.threads)
     done_path = layout.fit_done
