@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-STAGES = ("pass1", "fit", "score", "mixture", "pass2", "final_model")
+STAGES = ("pass1", "dedup", "fit", "score", "mixture", "pass2", "tally", "final_model")
 COMPARED = ("shards", "audit")
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import polars as pl
 import torch
 
 from pairsift.benchmarks.embedding_cache import CleanEmbeddings
@@ -255,9 +254,8 @@ def shipped_division(shards: list[EmbeddedShard], cfg: PairsiftConfig) -> Shippe
     with tempfile.TemporaryDirectory(prefix="pairsift-bench-") as out:
         labels = label_embedded(shards, cfg, out)
         layout = RunLayout(out)
-        audit = pl.DataFrame({"source_shard": labels.shard, "key": labels.key,
-                              "label": labels.label.tolist(), "p_clean": labels.p_clean})
-        run_final_model(cfg, layout, audit)
+        kept = int(np.isin(labels.label, list(cfg.output.keep_labels)).sum())
+        run_final_model(cfg, layout, kept)
         return ShippedRow(labels, load_heads(layout.heads), load_heads_from_model(layout.model)[0])
 
 

@@ -103,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = list(extra)
+    args.argv = [a for a in given if a not in GLOBAL_FLAGS]
     result = args.func(args)
     return int(result or 0)
 

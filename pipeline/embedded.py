@@ -99,16 +99,26 @@ def label_embedded(
     """Fit, score, fit the noise model and label ``shards`` under ``output``, as `pairsift
     run` does after pass 1 (its stages, its RunLayout, its per-shard labelling). The target
     languages are the ones the shards carry vectors for."""
+    from pairsift.pipeline.audit_schema import audit_schema
+    from pairsift.pipeline.embedding_run import write_part_audit
     from pairsift.pipeline.options import make_options
     from pairsift.pipeline.pass2 import ShardLabels
     from pairsift.pipeline.stages import STAGES, RunContext, run_stages
+    from pairsift.pipeline.tally import run_tally
 
     layout = RunLayout(output.rstrip("/"))
     cfg = with_shard_languages(cfg, shards)
     write_embedded(shards, layout)
     ctx = RunContext(cfg, layout, make_options(beam_args or []), shards=[])
-    run_stages(ctx, tuple(s for s in STAGES if s.name in ("fit", "score", "mixture")))
+    run_stages(ctx, tuple(s for s in STAGES if s.name in ("dedup", "fit", "score", "mixture")))
     assert ctx.noise_fit is not None
+    # the audit and the tally job's kept sample, as the label stage leaves them for the
+    # final model
+    schema = audit_schema([layout.embeddings_file(s.name) for s in shards],
+                          [layout.scores_file(s.name) for s in shards], cfg.translate.target_langs)
+    for shard in shards:
+        write_part_audit(layout, cfg, ctx.noise_fit, schema, shard.name)
+    run_tally(cfg, layout, ctx.options)
     names: list[str] = []
     keys: list[str] = []
     values: dict[str, list[Any]] = {c: [] for c in LABEL_COLUMNS}

@@ -1,7 +1,7 @@
 """`pairsift run --embeddings DIR`: start from precomputed embeddings (clip-retrieval's
 layout) and skip pass 1.
 
-The stages: ``import`` writes each part as pass 1's output; ``fit``, ``score`` and
+The stages: ``import`` writes each part as pass 1's output (a Beam job, as ``label`` is); ``fit``, ``score`` and
 ``mixture`` are `pairsift run`'s own; ``label`` writes each part's audit and its keep-list
 (``OUT/keep/NNNNN.parquet``: the kept pairs' ids, label and scores, for filtering a dataset
 without its pixels, the DataComp way); with ``--input`` too, ``curate`` writes curated shards
@@ -11,7 +11,7 @@ from the image shards, each pair labelled by its key; then the final model and t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -28,7 +28,8 @@ from pairsift.pipeline.io.readers import InputShard, read_shard
 from pairsift.pipeline.io.shard_writer import write_shard
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
-from pairsift.pipeline.pass2 import CurateShard, ShardLabels, output_name, shard_stats
+from pairsift.pipeline.pass1 import EMBEDDING_ROW_GROUP
+from pairsift.pipeline.pass2 import CurateShard, ShardLabels, forget_tally, output_name, shard_stats
 from pairsift.transforms.curate import finish_audit_row
 
 log = logging.getLogger(__name__)
@@ -44,57 +45,100 @@ def parts_schema(parts: list[EmbeddingPart], cfg: PairsiftConfig, layout: RunLay
                         [layout.scores_file(p.name) for p in parts], cfg.translate.target_langs)
 
 
-def import_parts(parts: list[EmbeddingPart], layout: RunLayout) -> None:
-    """Each part as ``OUT/embeddings/NNNNN.parquet`` (a part already written is skipped)."""
-    for i, part in enumerate(parts):
-        path = layout.embeddings_file(part.name)
-        if exists(path):
-            continue
-        rows = part_rows(part)
-        write_rows(path, rows)
-        log.info("import: part %s, %d pairs (%d/%d)", part.name, len(rows), i + 1, len(parts))
+class ImportPart(beam.DoFn):
+    """One clip-retrieval part → ``OUT/embeddings/<part>.parquet`` (pass 1's format)."""
+
+    def __init__(self, layout: RunLayout) -> None:
+        self.layout = layout
+
+    def process(self, part: EmbeddingPart) -> Iterator[str]:
+        path = self.layout.embeddings_file(part.name)
+        if not exists(path):
+            rows = part_rows(part)
+            write_rows(path, rows, row_group_size=EMBEDDING_ROW_GROUP)
+            beam.metrics.Metrics.counter("pairsift", "imported").inc(len(rows))
+        yield part.name
 
 
-def label_parts(parts: list[EmbeddingPart], cfg: PairsiftConfig, layout: RunLayout) -> None:
-    """Each part's audit (one row per pair) and keep-list, through pass 2's labelling."""
-    fit = NoiseFit.from_dict(read_json(layout.noise_fit))
-    schema = parts_schema(parts, cfg, layout)
-    for part in parts:
-        if exists(layout.keep_file(part.name)):
-            continue
-        base = {r["key"]: r for r in read_table(layout.embeddings_file(part.name),
-                                                skip_embeddings=True).to_pylist()}
-        labels = ShardLabels.of(layout, part.name, fit, cfg)
-        audit = [
-            finish_audit_row(row, key, part.name,
-                             bool(labels.rows.get(key, {}).get("duplicate", False)), labels.per_key.get(key))
-            for key, row in base.items()
-        ]
-        write_rows(layout.audit_file(part.name), audit, schema=schema)
-        keep_schema = pa.schema([schema.field(c) for c in KEEP_COLUMNS if c in schema.names])
-        kept = [row for row in audit if row.get("label") in cfg.output.keep_labels]
-        write_rows(layout.keep_file(part.name), kept, schema=keep_schema, extra=False)
+def import_parts(parts: list[EmbeddingPart], layout: RunLayout, options: PipelineOptions) -> dict[str, int]:
+    """Each part as ``OUT/embeddings/NNNNN.parquet``, on Beam's workers (a part already
+    written is skipped)."""
+    todo = [p for p in parts if not exists(layout.embeddings_file(p.name))]
+    if not todo:
+        return {}
+    pipeline = new_pipeline(options, "import")
+    _ = (pipeline | "Parts" >> beam.Create(todo) | "Spread" >> beam.Reshuffle()
+         | "Import" >> beam.ParDo(ImportPart(layout)))
+    return run_pipeline(pipeline, "import", must_exist=[layout.embeddings_file(p.name) for p in todo])
+
+
+class LabelPart(beam.DoFn):
+    """One part's audit (one row per pair) and keep-list, through pass 2's labelling."""
+
+    def __init__(self, layout: RunLayout, cfg: PairsiftConfig, schema: pa.Schema) -> None:
+        self.layout, self.cfg, self.schema = layout, cfg, schema
+        self.fit: NoiseFit | None = None
+
+    def setup(self) -> None:
+        self.fit = NoiseFit.from_dict(read_json(self.layout.noise_fit))
+
+    def process(self, part: EmbeddingPart) -> Iterator[str]:
+        assert self.fit is not None
+        audit = write_part_audit(self.layout, self.cfg, self.fit, self.schema, part.name)
+        keep_schema = pa.schema([self.schema.field(c) for c in KEEP_COLUMNS if c in self.schema.names])
+        kept = [row for row in audit if row.get("label") in self.cfg.output.keep_labels]
+        write_rows(self.layout.keep_file(part.name), kept, schema=keep_schema, extra=False)
+        yield part.name
+
+
+def write_part_audit(layout: RunLayout, cfg: PairsiftConfig, fit: NoiseFit, schema: pa.Schema,
+                     name: str) -> list[dict[str, Any]]:
+    """``OUT/audit/<name>.parquet`` of embedded shard ``name``: one row per pair, labelled
+    as pass 2 labels (its rows are returned too)."""
+    base = {r["key"]: r for r in read_table(layout.embeddings_file(name), skip_embeddings=True).to_pylist()}
+    labels = ShardLabels.of(layout, name, fit, cfg)
+    audit = [
+        finish_audit_row(row, key, name, bool(labels.rows.get(key, {}).get("duplicate", False)),
+                         labels.per_key.get(key))
+        for key, row in base.items()
+    ]
+    write_rows(layout.audit_file(name), audit, schema=schema)
+    return audit
+
+
+def label_parts(parts: list[EmbeddingPart], cfg: PairsiftConfig, layout: RunLayout,
+                options: PipelineOptions) -> dict[str, int]:
+    """Each part's audit and keep-list, on Beam's workers (the keep-list marks it done)."""
+    todo = [p for p in parts if not exists(layout.keep_file(p.name))]
+    if not todo:
+        return {}
+    forget_tally(layout)
+    pipeline = new_pipeline(options, "label")
+    _ = (pipeline | "Parts" >> beam.Create(todo) | "Spread" >> beam.Reshuffle()
+         | "Label" >> beam.ParDo(LabelPart(layout, cfg, parts_schema(parts, cfg, layout))))
+    return run_pipeline(pipeline, "label", must_exist=[layout.keep_file(p.name) for p in todo])
 
 
 class CurateByKey(CurateShard):
-    """Pass 2 for a run from embeddings: an input shard's pairs take the labels their keys
-    got in the audit (every part's audit is loaded once per worker, key → row)."""
+    """Pass 2 for a run from embeddings: an input shard's pairs take the labels their keys got
+    in the audit. The labels reach each shard through a join by key (:func:`curate_by_key`),
+    so a worker holds one shard's labels, never the whole audit."""
 
-    def setup(self) -> None:
-        self.labelled: dict[str, dict[str, Any]] = {}
-        for path in list_files(self.layout.audit, ".parquet"):
-            for row in read_table(path).to_pylist():
-                self.labelled.setdefault(row["key"], row)
+    def __init__(self, layout: RunLayout, cfg: PairsiftConfig, schema: pa.Schema,
+                 shards: list[InputShard]) -> None:
+        super().__init__(layout, cfg, schema)
+        self.shards = shards
 
-    def process(self, element: tuple[int, InputShard]) -> Iterator[str]:
-        index, shard = element
-        name = output_name(index)
+    def process(self, element: tuple[int, Iterable[dict[str, Any] | None]]) -> Iterator[str]:
+        index, grouped = element
+        shard, name = self.shards[index], output_name(index)
         if exists(self.layout.shard_stats(name)):
             yield name
             return
+        labelled = {row["key"]: row for row in grouped if row is not None}
         kept, seen = [], []
         for sample in read_shard(shard):
-            row = self.labelled.get(sample.key)
+            row = labelled.get(sample.key)
             seen.append(row or {"status": "unlabelled", "label": None})
             if row and row.get("label") in self.cfg.output.keep_labels and sample.image_bytes is not None:
                 # the curated row hashes the image it ships (the audit has only a fingerprint)
@@ -106,18 +150,44 @@ class CurateByKey(CurateShard):
         yield name
 
 
+def _audit_by_key(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for row in read_table(path).to_pylist():
+        yield row["key"], row
+
+
+def _input_keys(element: tuple[int, InputShard]) -> Iterator[tuple[str, int]]:
+    index, shard = element
+    for sample in read_shard(shard):
+        yield sample.key, index
+
+
+def _route_label(element: tuple[str, dict[str, list]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """A key's audit row to every input shard that holds the key (the first part's row, by
+    part and position, when several parts carry the key)."""
+    _key, joined = element
+    rows = sorted(joined["audit"], key=lambda r: (r["source_shard"], r.get("index") or 0))
+    if rows:
+        for index in sorted(set(joined["input"])):
+            yield index, rows[0]
+
+
 def curate_by_key(shards: list[InputShard], cfg: PairsiftConfig, layout: RunLayout,
                   options: PipelineOptions, schema_parts: list[EmbeddingPart]) -> dict[str, int]:
     schema = parts_schema(schema_parts, cfg, layout)
+    todo = [i for i in range(len(shards)) if not exists(layout.shard_stats(output_name(i)))]
+    if not todo:
+        return {}
     pipeline = new_pipeline(options, "curate")
-    (
-        pipeline
-        | "InputShards" >> beam.Create(list(enumerate(shards)))
-        | "Spread" >> beam.Reshuffle()
-        | "CurateByKey" >> beam.ParDo(CurateByKey(layout, cfg, schema))
-    )
-    return run_pipeline(pipeline, "curate", must_exist=[layout.shard_stats(output_name(i))
-                                                       for i in range(len(shards))])
+    audit = (pipeline | "AuditFiles" >> beam.Create(list_files(layout.audit, ".parquet"))
+             | "SpreadAudit" >> beam.Reshuffle() | "AuditByKey" >> beam.FlatMap(_audit_by_key))
+    keys = (pipeline | "InputShards" >> beam.Create([(i, shards[i]) for i in todo])
+            | "SpreadInput" >> beam.Reshuffle() | "InputKeys" >> beam.FlatMap(_input_keys))
+    routed = ({"audit": audit, "input": keys} | "JoinByKey" >> beam.CoGroupByKey()
+              | "Route" >> beam.FlatMap(_route_label))
+    markers = pipeline | "Markers" >> beam.Create([(i, None) for i in todo])
+    _ = ((routed, markers) | "Merge" >> beam.Flatten() | "ByShard" >> beam.GroupByKey()
+         | "CurateByKey" >> beam.ParDo(CurateByKey(layout, cfg, schema, shards)))
+    return run_pipeline(pipeline, "curate", must_exist=[layout.shard_stats(output_name(i)) for i in todo])
 
 
 def check_keys_matched(shards: list[InputShard], layout: RunLayout) -> None:

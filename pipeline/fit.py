@@ -1,8 +1,9 @@
-"""The fit step: one process, on vectors only.
+"""The fit step: one process, on a bounded sample of vectors.
 
-Loads every embedded pair from OUT/embeddings, marks exact duplicates, trains the projection
-heads with the robust trainer on (a deterministic sample of) the pairs, and freezes a scoring
-state (heads + fixed negative bank) that the score pass applies to every pair in parallel.
+Reads the vectors of the dedup job's sample (at most ``limits.max_fit_pairs`` unique pairs,
+pipeline/dedup.py) from OUT/embeddings, trains the projection heads with the robust trainer
+on them, and freezes a scoring state (heads + fixed negative bank) that the score pass
+applies to every pair in parallel. Its memory follows the sample, never the dataset.
 """
 
 from __future__ import annotations
@@ -14,21 +15,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.records import Status, is_embedding_column
-from pairsift.models.storage.atomic import exists, list_files, write_json
-from pairsift.models.storage.tables import embedding_matrix, read_table, write_rows
+from pairsift.models.records import is_embedding_column
+from pairsift.models.storage.atomic import exists, read_json, write_json
+from pairsift.models.storage.tables import embedding_matrix, read_rows, read_table
 from pairsift.pipeline.layout import RunLayout
 
 if TYPE_CHECKING:
     from pairsift.models.pairdata import PairEmbeddings
 
 log = logging.getLogger(__name__)
-
-ID_COLUMNS = ["key", "source_shard", "index", "status", "sha256", "caption_sha256"]
-
 
 @dataclass
 class EmbeddedPairs:
@@ -45,63 +42,43 @@ def embedding_columns(schema_names: list[str]) -> list[str]:
     return [n for n in schema_names if is_embedding_column(n)]
 
 
-def load_ids(layout: RunLayout) -> pa.Table:
-    """Id columns of every ok pair, in input order, with where its vectors live (file, row).
-
-    Only these small columns are read for all pairs; vectors are read later for the pairs
-    actually needed, so memory does not grow with the vectors of the whole dataset.
-    """
-    tables = []
-    for path in list_files(layout.embeddings, ".parquet"):
-        table = read_table(path, columns=ID_COLUMNS)
-        if "status" not in table.column_names or table.num_rows == 0:
-            continue
-        table = table.filter(pc.equal(table.column("status"), Status.OK.value))
-        if table.num_rows:
-            table = table.append_column("file", pa.array([path] * table.num_rows))
-            tables.append(table.append_column("row", pa.array(np.arange(table.num_rows))))
-    if not tables:
-        raise RuntimeError(
-            f"no embedded pairs under {layout.embeddings}: every pair failed before embedding; "
-            "see the audit rows in the embeddings parquet for the reasons"
-        )
-    table = pa.concat_tables(tables, promote_options="default")
-    return table.sort_by([("source_shard", "ascending"), ("index", "ascending")])
-
-
-def load_embedded(ids: pa.Table) -> EmbeddedPairs:
-    """Vectors of exactly the pairs in ``ids`` (from :func:`load_ids`), in that order."""
-    files = ids.column("file").to_pylist()
-    rows = np.asarray(ids.column("row").to_numpy(zero_copy_only=False))
+def load_sample_vectors(layout: RunLayout, sample: pa.Table) -> EmbeddedPairs:
+    """Vectors of exactly the rows of ``sample`` (columns ``source_shard`` and ``row``: the
+    row in that shard's embeddings file), in its order. Only the row groups holding them are
+    read, one file at a time: memory follows the sample, not the dataset. A vector column
+    missing for any sampled pair (a target language some pairs lack) is left out."""
+    shards = np.asarray(sample.column("source_shard").to_pylist(), dtype=object)
+    rows = np.asarray(sample.column("row").to_numpy(zero_copy_only=False), dtype=np.int64)
     parts: dict[str, list[np.ndarray]] = {}
     order: list[np.ndarray] = []
     complete: set[str] | None = None
-    for path in sorted(set(files)):
-        positions = np.flatnonzero(np.asarray(files, dtype=object) == path)
-        table = read_table(path)
-        table = table.filter(pc.equal(table.column("status"), Status.OK.value)).take(rows[positions])
-        usable = {c for c in embedding_columns(table.column_names) if table.column(c).null_count == 0}
+    for shard in sorted(set(shards.tolist())):
+        positions = np.flatnonzero(shards == shard)
+        positions = positions[np.argsort(rows[positions], kind="stable")]
+        path = layout.embeddings_file(shard)
+        names = [n for n in read_schema_names(path) if is_embedding_column(n)]
+        table = read_rows(path, rows[positions], columns=names)
+        usable = {c for c in names if table.column(c).null_count == 0}
         complete = usable if complete is None else complete & usable
-        for column in usable:
-            parts.setdefault(column, []).append(embedding_matrix(table, column))
+        for column in names:
+            parts.setdefault(column, []).append(embedding_matrix(table, column, fill_null=True))
         order.append(positions)
+    if not order:
+        return EmbeddedPairs(sample, {})
     placement = np.argsort(np.concatenate(order), kind="stable")
-    matrices = {c: np.concatenate(parts[c])[placement] for c in sorted(complete or ())}
-    return EmbeddedPairs(ids, matrices)
+    matrices = {c: np.concatenate(parts[c])[placement] for c in sorted(complete or ())
+                if len(parts[c]) == len(order)}
+    return EmbeddedPairs(sample, matrices)
 
 
-def find_duplicates(ids: pa.Table) -> np.ndarray:
-    """Boolean mask: same image bytes and caption as an earlier pair (rows are in input order)."""
-    seen: set[tuple[str, str]] = set()
-    images = ids.column("sha256").to_pylist()
-    captions = ids.column("caption_sha256").to_pylist()
-    mask = np.zeros(len(images), dtype=bool)
-    for i, fingerprint in enumerate(zip(images, captions, strict=True)):
-        if fingerprint in seen:
-            mask[i] = True
-        else:
-            seen.add(fingerprint)
-    return mask
+def read_schema_names(path: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    from pairsift.models.storage.atomic import filesystem
+
+    fs, p = filesystem(path)
+    with fs.open(p, "rb") as handle:
+        return pq.read_schema(handle).names
 
 
 def fit_sample(keys: list[str], limit: int, seed: int) -> np.ndarray:
@@ -141,13 +118,12 @@ class FitPairs:
     identity_init: bool
 
 
-def load_fit_pairs(ids: pa.Table, rows: np.ndarray, cfg: PairsiftConfig) -> FitPairs:
-    """A deterministic sample (``limits.max_fit_pairs``) of ``rows`` and their vectors."""
-    keys = ids.column("key").to_pylist()
-    rows = rows[fit_sample([keys[i] for i in rows], cfg.limits.max_fit_pairs, cfg.seed)]
-    data = to_pair_embeddings(load_embedded(ids.take(rows)), list(cfg.translate.target_langs))
+def load_pairs(layout: RunLayout, sample: pa.Table, cfg: PairsiftConfig) -> FitPairs:
+    """The vectors of ``sample`` (the dedup job's fit sample, or the final model's kept
+    sample: both at most ``limits.max_fit_pairs`` rows, in input order)."""
+    data = to_pair_embeddings(load_sample_vectors(layout, sample), list(cfg.translate.target_langs))
     aligned = encoder_aligned(cfg.encoder.spec, data.image.shape[1], data.text.shape[1])
-    return FitPairs(rows, data, aligned)
+    return FitPairs(np.arange(sample.num_rows), data, aligned)
 
 
 def save_model(directory: str, heads, cfg: PairsiftConfig, languages: list[str], trained_with: dict) -> None:
@@ -177,24 +153,13 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     done_path = layout.fit_done
     if exists(done_path):
         log.info("fit: already complete, skipping")
-        from pairsift.models.storage.atomic import read_json
-
         return read_json(done_path)
-    ids = load_ids(layout)
-    duplicate = find_duplicates(ids) if cfg.dedup else np.zeros(ids.num_rows, dtype=bool)
-    dup_rows = [
-        {"key": k, "source_shard": s}
-        for k, s, d in zip(
-            ids.column("key").to_pylist(), ids.column("source_shard").to_pylist(), duplicate, strict=True
-        )
-        if d
-    ]
-    write_rows(layout.duplicates, dup_rows, columns=["key", "source_shard"])
-    pairs = load_fit_pairs(ids, np.flatnonzero(~duplicate), cfg)
+    counts = read_json(layout.dedup_done)
+    pairs = load_pairs(layout, read_table(layout.fit_sample), cfg)
     sample, data, aligned = pairs.rows, pairs.data, pairs.identity_init
     log.info(
         "fit: %d embedded pairs, %d duplicates, training heads on %d (identity init: %s)",
-        ids.num_rows, int(duplicate.sum()), len(sample), aligned,
+        counts["embedded_pairs"], counts["duplicates"], len(sample), aligned,
     )
     # a pair's cross-fitting fold comes from its key, so the score pass finds the same heads
     assert data.keys is not None  # to_pair_embeddings carries the keys
@@ -207,8 +172,8 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     anchors = save_neighbours(data, cfg, layout)
     save_model(layout.model, result.heads, cfg, sorted(data.text_tgt), {"fit_pairs": int(len(sample))})
     info = {
-        "embedded_pairs": ids.num_rows,
-        "duplicates": int(duplicate.sum()),
+        "embedded_pairs": counts["embedded_pairs"],
+        "duplicates": counts["duplicates"],
         "fit_pairs": int(len(sample)),
         "identity_init": aligned,
         "crossfit_folds": len(result.fold_heads),

@@ -92,9 +92,33 @@ class RunLayout:
     def train_info(self) -> str:
         return self.fit_file("train.json")
 
+    def duplicates_file(self, shard_name: str) -> str:
+        """A shard's exact duplicates (key, index); absent for a shard with none."""
+        return join(self.fit, "duplicates", f"{shard_name}.parquet")
+
     @property
-    def duplicates(self) -> str:
-        return self.fit_file("duplicates.parquet")
+    def fit_sample(self) -> str:
+        """The unique pairs the fit trains on: (source_shard, key, index, row), input order."""
+        return self.fit_file("sample.parquet")
+
+    @property
+    def dedup_counts(self) -> str:
+        return self.fit_file("dedup_counts.json")
+
+    @property
+    def dedup_done(self) -> str:
+        """The dedup job's completion marker (its counts), written by the driver last."""
+        return self.fit_file("_dedup_done.json")
+
+    @property
+    def tally(self) -> str:
+        """Counts over every audit row (summary.json's pairs and detection figures)."""
+        return self.fit_file("tally.json")
+
+    @property
+    def final_sample(self) -> str:
+        """The kept pairs the final model trains on, with their clean posteriors."""
+        return self.fit_file("final_sample.parquet")
 
     @property
     def heads(self) -> str:

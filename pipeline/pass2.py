@@ -197,10 +197,19 @@ def run_pass2(
         log.info("pass 2: %d of %d shards already curated, skipping them", len(shards) - len(todo), len(shards))
     if not todo:
         return {}
+    forget_tally(layout)
     pipeline = new_pipeline(options, "pass 2")
     build_pass2(pipeline, shards, todo, cfg, layout)
     written = [layout.audit_file(output_name(i)) for i, _ in todo]
     return run_pipeline(pipeline, "pass 2", must_exist=written)
+
+
+def forget_tally(layout: RunLayout) -> None:
+    """New audit rows make the tally job's counts and kept sample stale: it runs again."""
+    from pairsift.models.storage.atomic import remove
+
+    for path in (layout.tally, layout.final_sample):
+        remove(path)
 
 
 def build_pass2(pipeline: beam.Pipeline, shards: list[InputShard],

@@ -109,16 +109,22 @@ def _fixed_shards(layout: RunLayout, found: list[InputShard]) -> list[InputShard
 
 def build_job_graphs(shards: list[InputShard], cfg: PairsiftConfig, layout: RunLayout,
                      options: PipelineOptions) -> dict[str, Any]:
-    """`--dry_run`: build the three Beam jobs' graphs (a remote runner translates each one and
+    """`--dry_run`: build the Beam jobs' graphs (a remote runner translates each one and
     submits nothing) and stop: the later stages need outputs a dry run never writes."""
+    from pairsift.pipeline.dedup import build_dedup
     from pairsift.pipeline.pass1 import build_pass1
-    from pairsift.pipeline.pass2 import build_pass2
+    from pairsift.pipeline.pass2 import build_pass2, output_name
     from pairsift.pipeline.score_pass import build_score_pass
+    from pairsift.pipeline.tally import build_tally
 
+    names = [s.name for s in shards]
+    audits = [layout.audit_file(output_name(i)) for i in range(len(shards))]
     builders = {
         "pass 1": lambda p: build_pass1(p, shards, cfg, layout),
-        "score pass": lambda p: build_score_pass(p, cfg, layout, [s.name for s in shards]),
+        "dedup": lambda p: build_dedup(p, cfg, layout, names),
+        "score pass": lambda p: build_score_pass(p, cfg, layout, names),
         "pass 2": lambda p: build_pass2(p, shards, list(enumerate(shards)), cfg, layout),
+        "tally": lambda p: build_tally(p, cfg, layout, audits),
     }
     results: dict[str, Any] = {}
     for job, build in builders.items():

@@ -8,7 +8,7 @@ import json
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.recipe import load_recipe
 from pairsift.pipeline.config_io import load_config
-from pairsift.pipeline.options import check_flags
+from pairsift.pipeline.options import check_flags, make_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,6 +69,12 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.input and not args.embeddings:
         raise SystemExit("pairsift run needs --input, --embeddings, or both")
     cfg = apply_overrides(load_config(args.config), args)
+    from pairsift.pipeline.driver_job import is_template_launch, launch_driver_job
+
+    if is_template_launch(options := make_options(args.extra)):
+        launch_driver_job(args.argv, options)
+        print("flex template: the driver job was handed to the launcher; it runs every job")
+        return 0
     result = run(args.input, args.output, cfg, beam_args=args.extra, wave_size=args.wave_size,
                  embeddings=args.embeddings)
     if result.summary.get("dry_run"):

@@ -24,7 +24,7 @@ from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.division import division_uncertainty
 from pairsift.models.noise.fit import NoiseFit, NoiseHistograms
 from pairsift.models.records import Status, is_embedding_column
-from pairsift.models.storage.atomic import exists, list_files, read_json, write_json
+from pairsift.models.storage.atomic import exists, read_json, write_json
 from pairsift.models.storage.tables import embedding_matrix, read_table, write_rows
 from pairsift.models.training.scoring import target_view_columns
 from pairsift.pipeline.layout import RunLayout
@@ -83,7 +83,6 @@ class ScoreShard(beam.DoFn):
         self.seed = cfg.seed
         self.state: Any = None
         self.neighbours: Any = None
-        self.duplicates: set[tuple[str, str]] = set()
 
     def setup(self) -> None:
         from pairsift.models.encoders.base import set_torch_threads
@@ -96,10 +95,15 @@ class ScoreShard(beam.DoFn):
         self.neighbours = NeighbourIndex.load(anchors) if NeighbourIndex.exists(anchors) else None
         # a language the fit saw too few translations of has no bank: score English view only
         self.langs = [lang for lang in self.langs if lang in self.state.bank_text_tgt]
-        dups = read_table(self.layout.duplicates)
-        self.duplicates = set(
-            zip(dups.column("source_shard").to_pylist(), dups.column("key").to_pylist(), strict=True)
-        )
+
+    def _duplicate_mask(self, shard_name: str, index: np.ndarray) -> np.ndarray:
+        """Which of the shard's rows (by input position) the dedup job marked: its own
+        small side file, never a list of the whole dataset's duplicates."""
+        path = self.layout.duplicates_file(shard_name)
+        if not exists(path):
+            return np.zeros(len(index), dtype=bool)
+        marked = read_table(path, columns=["index"]).column("index").to_numpy(zero_copy_only=False)
+        return np.isin(index, marked)
 
     def _histograms(
         self, scores: dict[str, np.ndarray], duplicate: np.ndarray
@@ -134,7 +138,8 @@ class ScoreShard(beam.DoFn):
         table = read_table(self.layout.embeddings_file(shard_name))
         table = table.filter(pc.equal(table.column("status"), Status.OK.value)) if table.num_rows else table
         keys = table.column("key").to_pylist() if table.num_rows else []
-        duplicate = np.array([(shard_name, k) in self.duplicates for k in keys], dtype=bool)
+        index = np.asarray(table.column("index").to_numpy(zero_copy_only=False)) if keys else np.zeros(0)
+        duplicate = self._duplicate_mask(shard_name, index)
         scores: dict[str, np.ndarray] = {}
         if keys:
             matrices, present = shard_matrices(table)
@@ -224,7 +229,9 @@ class WriteHistograms(beam.DoFn):
 
 
 def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> dict[str, int]:
-    shard_names = [p.rsplit("/", 1)[-1][: -len(".parquet")] for p in list_files(layout.embeddings, ".parquet")]
+    from pairsift.pipeline.dedup import embedding_shard_names
+
+    shard_names = embedding_shard_names(layout)
     pipeline = new_pipeline(options, "score pass")
     build_score_pass(pipeline, cfg, layout, shard_names)
     return run_pipeline(pipeline, "score pass", must_exist=[layout.histograms])

@@ -39,6 +39,7 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     fit_info: dict[str, Any] = field(default_factory=dict)
     noise_fit: NoiseFit | None = None
+    tally: Any = None  # pipeline.tally.Tally: counts over the audit
     final_info: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -67,6 +68,12 @@ def _run_pass1(ctx: RunContext) -> None:
     ctx.add_counters(run_pass1(ctx.shards, ctx.cfg, ctx.layout, ctx.options, ctx.wave_size))
 
 
+def _run_dedup(ctx: RunContext) -> None:
+    from pairsift.pipeline.dedup import run_dedup
+
+    run_dedup(ctx.cfg, ctx.layout, ctx.options)
+
+
 def _run_fit(ctx: RunContext) -> None:
     from pairsift.pipeline.fit import run_fit
 
@@ -91,19 +98,27 @@ def _run_pass2(ctx: RunContext) -> None:
     ctx.add_counters(run_pass2(ctx.shards, ctx.cfg, ctx.layout, ctx.options))
 
 
+def _run_tally(ctx: RunContext) -> None:
+    from pairsift.pipeline.tally import run_tally
+
+    ctx.tally = run_tally(ctx.cfg, ctx.layout, ctx.options)
+
+
 def _run_final_model(ctx: RunContext) -> None:
     from pairsift.pipeline.final_model import run_final_model
-    from pairsift.pipeline.summary import load_audit
 
-    ctx.final_info = run_final_model(ctx.cfg, ctx.layout, load_audit(ctx.layout.audit))
+    assert ctx.tally is not None
+    keep = set(ctx.cfg.output.keep_labels)
+    kept = sum(n for label, n in ctx.tally.by_label.items() if label in keep)
+    ctx.final_info = run_final_model(ctx.cfg, ctx.layout, kept)
 
 
 def _run_summary(ctx: RunContext) -> None:
-    from pairsift.pipeline.summary import build_summary, fit_summary, load_audit, write_report
+    from pairsift.pipeline.summary import build_summary, fit_summary, write_report
 
-    assert ctx.noise_fit is not None
+    assert ctx.noise_fit is not None and ctx.tally is not None
     summary = build_summary(
-        load_audit(ctx.layout.audit),
+        ctx.tally,
         input_pairs_expected=None,
         mixture=fit_summary(ctx.noise_fit),
         fit_info=ctx.fit_info,
@@ -130,13 +145,13 @@ def _curated(ctx: RunContext) -> list[str]:
 def _run_import(ctx: RunContext) -> None:
     from pairsift.pipeline.embedding_run import import_parts
 
-    import_parts(ctx.parts, ctx.layout)
+    ctx.add_counters(import_parts(ctx.parts, ctx.layout, ctx.options))
 
 
 def _run_label(ctx: RunContext) -> None:
     from pairsift.pipeline.embedding_run import label_parts
 
-    label_parts(ctx.parts, ctx.cfg, ctx.layout)
+    ctx.add_counters(label_parts(ctx.parts, ctx.cfg, ctx.layout, ctx.options))
 
 
 def _run_curate_by_key(ctx: RunContext) -> None:
@@ -155,10 +170,12 @@ def _shard_stats(ctx: RunContext) -> list[str]:
 
 STAGES: tuple[Stage, ...] = (
     Stage("pass1", lambda c: _shard_outputs(c, c.layout.embeddings_file), _run_pass1),
+    Stage("dedup", lambda c: [c.layout.dedup_done], _run_dedup),
     Stage("fit", lambda c: [c.layout.fit_done], _run_fit),
     Stage("score", lambda c: [c.layout.histograms], _run_score),
     Stage("mixture", lambda c: [c.layout.noise_fit], _run_mixture),
     Stage("pass2", _curated, _run_pass2),
+    Stage("tally", lambda c: [c.layout.tally, c.layout.final_sample], _run_tally),
     Stage("final_model", lambda c: [c.layout.final_done], _run_final_model),
     Stage("summary", lambda c: [c.layout.summary, c.layout.report], _run_summary),
 )
@@ -167,10 +184,10 @@ _BY_NAME = {stage.name: stage for stage in STAGES}
 # labels the parts, curating the image shards by key where --input names them too
 EMBEDDING_STAGES: tuple[Stage, ...] = (
     Stage("import", lambda c: [c.layout.embeddings_file(p.name) for p in c.parts], _run_import),
-    _BY_NAME["fit"], _BY_NAME["score"], _BY_NAME["mixture"],
+    _BY_NAME["dedup"], _BY_NAME["fit"], _BY_NAME["score"], _BY_NAME["mixture"],
     Stage("label", lambda c: [c.layout.keep_file(p.name) for p in c.parts], _run_label),
     Stage("curate", _shard_stats, _run_curate_by_key),
-    _BY_NAME["final_model"], _BY_NAME["summary"],
+    _BY_NAME["tally"], _BY_NAME["final_model"], _BY_NAME["summary"],
 )
 
 

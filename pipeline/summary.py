@@ -1,4 +1,5 @@
-"""OUT/summary.json and OUT/report.html from the audit: counts, noise ratio, detection quality."""
+"""OUT/summary.json and OUT/report.html from the tally job's counts (pipeline/tally.py): pairs
+by status and label, the noise ratio, detection quality."""
 
 from __future__ import annotations
 
@@ -7,23 +8,13 @@ import importlib.metadata
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from pairsift.models.config import MixtureConfig
 from pairsift.models.noise.fit import NoiseFit
-from pairsift.models.storage.atomic import atomic_open, list_files
+from pairsift.models.storage.atomic import atomic_open
+from pairsift.pipeline.tally import Tally
 
 VERSIONED = ("pairsift", "torch", "apache-beam", "open_clip_torch", "transformers", "pyarrow")
-
-
-def load_audit(audit_dir: str) -> pl.DataFrame:
-    """Every audit shard under ``audit_dir`` (any fsspec path: read through it, not by name)."""
-    from pairsift.models.storage.tables import read_table
-
-    files = list_files(audit_dir, ".parquet")
-    frames = [pl.from_arrow(read_table(f)) for f in files]
-    frames = [f for f in frames if f.height]
-    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
 def versions() -> dict[str, str]:
@@ -34,27 +25,6 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return found
-
-
-def detection_metrics(audit: pl.DataFrame, keep_labels: list[str]) -> dict[str, Any]:
-    """Against ground truth (``is_noisy``) where the input carries it; empty otherwise."""
-    if "is_noisy" not in audit.columns or "p_clean" not in audit.columns:
-        return {}
-    scored = audit.filter(pl.col("p_clean").is_not_null() & pl.col("is_noisy").is_not_null())
-    if scored.height == 0:
-        return {}
-    truth = scored["is_noisy"].cast(pl.Boolean).to_numpy()
-    noise_score = 1.0 - scored["p_clean"].to_numpy()
-    kept = scored["label"].is_in(keep_labels).to_numpy()
-    metrics: dict[str, Any] = {"true_noise_ratio": float(truth.mean()), "scored_pairs": int(scored.height)}
-    if 0 < truth.sum() < len(truth):
-        from sklearn.metrics import roc_auc_score
-
-        metrics["detection_roc_auc"] = float(roc_auc_score(truth, noise_score))
-    clean = ~truth
-    metrics["kept_precision"] = float(clean[kept].mean()) if kept.any() else None
-    metrics["kept_recall"] = float(kept[clean].mean()) if clean.any() else None
-    return metrics
 
 
 NULL_WARN_RATIO = MixtureConfig.null_max_ratio  # where the posterior leaves the null, warn
@@ -81,7 +51,7 @@ def fit_summary(fit: NoiseFit) -> dict[str, Any]:
 
 
 def build_summary(
-    audit: pl.DataFrame,
+    tally: Tally,
     *,
     input_pairs_expected: int | None,
     mixture: dict[str, Any],
@@ -91,21 +61,21 @@ def build_summary(
     config: dict[str, Any],
     keep_labels: list[str],
 ) -> dict[str, Any]:
-    by_status = dict(sorted(audit.group_by("status").len().iter_rows())) if audit.height else {}
-    labelled = audit.filter(pl.col("label").is_not_null()) if audit.height else audit
-    by_label = dict(sorted(labelled.group_by("label").len().iter_rows())) if labelled.height else {}
+    by_status = dict(sorted(tally.by_status.items()))
+    by_label = dict(sorted(tally.by_label.items()))
+    labelled = sum(by_label.values())
     kept = sum(v for k, v in by_label.items() if k in keep_labels)
     summary: dict[str, Any] = {
         "pairs": {
-            "input": int(audit.height),
+            "input": tally.pairs,
             "by_status": by_status,
             "by_label": by_label,
             "kept": int(kept),
-            "labelled_noisy_ratio": (by_label.get("noisy", 0) / labelled.height) if labelled.height else None,
+            "labelled_noisy_ratio": (by_label.get("noisy", 0) / labelled) if labelled else None,
         },
         "estimated_noise_ratio": mixture.get("noise_ratio"),
         "warnings": fit_warnings(mixture),
-        "detection": detection_metrics(audit, keep_labels),
+        "detection": tally.detection(),
         "mixture": mixture,
         "fit": {k: v for k, v in fit_info.items() if k != "history"},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},

@@ -71,12 +71,13 @@ def _config_for(args: argparse.Namespace) -> PairsiftConfig:
 
 
 def embeddings_from_run(run_dir: str, cfg: PairsiftConfig):
-    from pairsift.pipeline.fit import find_duplicates, load_embedded, load_ids, to_pair_embeddings
+    """The run's fit sample (its unique pairs, at most ``limits.max_fit_pairs``)."""
+    from pairsift.models.storage.tables import read_table
+    from pairsift.pipeline.fit import load_pairs
     from pairsift.pipeline.layout import RunLayout
 
-    ids = load_ids(RunLayout(run_dir))
-    unique = ids.take(np.flatnonzero(~find_duplicates(ids)))
-    return to_pair_embeddings(load_embedded(unique), list(cfg.translate.target_langs))
+    layout = RunLayout(run_dir)
+    return load_pairs(layout, read_table(layout.fit_sample), cfg).data
 
 
 def iter_webdataset(urls: list[str]) -> Iterator[tuple[Image.Image, str]]:

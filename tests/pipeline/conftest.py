@@ -17,6 +17,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -284,3 +285,25 @@ def _marker_info() -> object:
 @pytest.fixture(scope="module")
 def hostile_corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return build_corpus(tmp_path_factory.mktemp("hostile"))
+
+
+@pytest.fixture(scope="session")
+def describe_dataflow_job():  # noqa: ANN201
+    """(job message, staged files) of a Dataflow dry run's result, as Beam would submit it:
+    Beam's own DataflowApplicationClient builds the environment; only its upload method is
+    replaced by one that keeps the staged files in memory (``--no_auth``: no credentials)."""
+    def describe(result: Any) -> tuple[Any, dict[str, int]]:
+        from apache_beam.runners.dataflow.internal import apiclient
+
+        job = result.job
+        client = apiclient.DataflowApplicationClient(job.options)
+        staged: dict[str, int] = {}
+
+        def keep(path: str, name: str, stream: Any, *args: Any, **kwargs: Any) -> None:
+            staged[f"{path}/{name}"] = len(stream.read())
+
+        client.stage_file = keep  # the one method that would upload to GCS
+        client.create_job_description(job)
+        return job.proto, staged
+
+    return describe

@@ -40,24 +40,9 @@ FLAGS = [*BASE, "--dry_run", "True", "--job_name", "curate-100m",
 TINY_ENCODER = "open_clip:pairsift-tiny"  # random-init: the real open_clip code, no weights
 
 
-def _describe(result: Any) -> tuple[Any, dict[str, int]]:
-    """The job with the environment Beam would submit, and the files it would stage."""
-    from apache_beam.runners.dataflow.internal import apiclient
-
-    job = result.job
-    client = apiclient.DataflowApplicationClient(job.options)
-    staged: dict[str, int] = {}
-
-    def keep(path: str, name: str, stream: Any, *args: Any, **kwargs: Any) -> None:
-        staged[f"{path}/{name}"] = len(stream.read())
-
-    client.stage_file = keep  # the one method that would upload to GCS
-    client.create_job_description(job)
-    return job.proto, staged
-
-
 @pytest.fixture(scope="module")
-def built_jobs(noisy_input: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def built_jobs(noisy_input: Path, tmp_path_factory: pytest.TempPathFactory,
+               describe_dataflow_job) -> dict[str, Any]:
     """Job name -> (the Dataflow Job message, the files staged for it), for every job the dry
     run built."""
     from pairsift.models.config import PairsiftConfig
@@ -68,7 +53,7 @@ def built_jobs(noisy_input: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     out = tmp_path_factory.mktemp("dataflow") / "out"
     result = run(str(noisy_input), str(out), cfg, beam_args=FLAGS)
     assert result.summary["dry_run"] and not out.exists()
-    return {job: _describe(job_result) for job, job_result in result.summary["jobs"].items()}
+    return {job: describe_dataflow_job(job_result) for job, job_result in result.summary["jobs"].items()}
 
 
 def test_the_dry_run_builds_the_embedding_job_and_others(built_jobs: dict[str, Any]) -> None:

@@ -168,29 +168,26 @@ def test_final_model_is_trained_on_the_kept_pairs_only(finished_run: Path) -> No
     assert model.encode_texts(["a red circle"]).shape[0] == 1
 
 
-def test_kept_rows_match_audit_labels() -> None:
-    from pairsift.pipeline.final_model import kept_rows
-
-    audit = pl.DataFrame({"source_shard": ["a", "a", "b", "b"], "key": ["1", "2", "1", "3"],
-                          "label": ["clean", "noisy", "hard", None]})
-    rows = kept_rows(["b", "a", "a", "b"], ["1", "1", "2", "3"], audit, ["clean", "hard"])
-    assert rows.tolist() == [0, 1]  # same key in two shards stays apart; noisy/None dropped
-    assert kept_rows(["a"], ["1"], pl.DataFrame(), ["clean"]).size == 0
-
-
 def test_final_model_weighs_each_kept_pair_by_its_posterior() -> None:
     import numpy as np
-    import pyarrow as pa
 
-    from pairsift.pipeline.final_model import kept_weights
+    from pairsift.pipeline.final_model import posterior_weights
 
-    audit = pl.DataFrame({"source_shard": ["a", "a", "b"], "key": ["1", "2", "1"],
-                          "p_clean": [0.5, 0.9, None]})
-    ids = pa.table({"source_shard": ["b", "a", "a", "c"], "key": ["1", "2", "1", "9"]})
-    np.testing.assert_allclose(kept_weights(ids, audit, 2.0), [1.0, 0.81, 0.25, 1.0])
-    assert kept_weights(ids, audit, 0.0) is None
+    np.testing.assert_allclose(posterior_weights(np.array([0.5, 0.9, np.nan]), 2.0), [0.25, 0.81, 1.0])
+    assert posterior_weights(np.array([0.5]), 0.0) is None
     with pytest.raises(ValueError, match="final_weight_power"):
-        kept_weights(ids, audit, -1.0)
+        posterior_weights(np.array([0.5]), -1.0)
+
+
+def test_final_model_trains_on_the_kept_sample_with_its_posteriors(finished_run: Path) -> None:
+    """The tally job's kept sample is every kept pair (under the cap), with its audit p_clean."""
+    sample = pl.read_parquet(finished_run / "fit" / "final_sample.parquet")
+    kept = audit_frame(finished_run).filter(pl.col("label").is_in(["clean", "hard"]))
+    joined = sample.join(kept, on=["source_shard", "key"], how="inner")
+    assert sample.height == kept.height == joined.height
+    assert (joined["p_clean"] == joined["p_clean_right"]).all()
+    assert sample.select(["source_shard", "index"]).rows() == sorted(
+        sample.select(["source_shard", "index"]).rows())  # input order
 
 
 def test_final_model_keeps_fit_heads_when_too_little_was_kept(finished_run: Path, run_config) -> None:
@@ -199,13 +196,12 @@ def test_final_model_keeps_fit_heads_when_too_little_was_kept(finished_run: Path
 
     cfg = run_config()
     cfg.train.final_min_pairs = 61
-    audit = audit_frame(finished_run)
     layout = RunLayout(str(finished_run))
     done = Path(layout.fit_file("_final_done.json"))
     saved = done.read_bytes()
     done.unlink()
     try:
-        info = run_final_model(cfg, layout, audit)
+        info = run_final_model(cfg, layout, kept_pairs=60)
     finally:
         done.write_bytes(saved)
     assert info["trained_on"] == "fit" and "final_min_pairs" in info["reason"]  # model untouched

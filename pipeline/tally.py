@@ -1,0 +1,198 @@
+"""The tally job (Beam): summary.json's counts and the final model's kept sample, from the
+audit shard by shard, so the driver never loads the audit.
+
+Each worker reads one audit file's small columns and yields its :class:`Tally` (pairs by
+status and label, and, where the input carries ground truth, histograms of the noise score
+of noisy and clean pairs) and its kept pairs as sample candidates. One combiner sums the
+tallies (integer counts: any merge order agrees) into OUT/fit/tally.json; another keeps
+the ``limits.max_fit_pairs`` kept pairs of smallest rank (the fit sample's rank) with their
+clean posterior: OUT/fit/final_sample.parquet, which the final model trains on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pairsift.models.config import PairsiftConfig
+from pairsift.models.storage.atomic import exists, list_files, read_json, write_json
+from pairsift.models.storage.tables import read_table, write_table
+from pairsift.pipeline.dedup import (
+    IdRows,
+    MergeCandidates,
+    SampleCandidates,
+    sample_ranks,
+)
+from pairsift.pipeline.layout import RunLayout
+from pairsift.pipeline.options import new_pipeline, run_pipeline
+
+SCORE_BINS = 1 << 16  # noise-score histogram bins: the AUC from them is within 1e-4 of exact
+AUDIT_COLUMNS = ["source_shard", "key", "index", "status", "label", "p_clean", "is_noisy"]
+
+
+@dataclass
+class Tally:
+    """Counts over audit rows. ``noisy``/``clean``: histograms of 1 - p_clean of the scored
+    pairs with ground truth; ``kept_noisy``/``kept_clean``: those kept."""
+
+    by_status: Counter = field(default_factory=Counter)
+    by_label: Counter = field(default_factory=Counter)
+    noisy: np.ndarray = field(default_factory=lambda: np.zeros(SCORE_BINS, dtype=np.int64))
+    clean: np.ndarray = field(default_factory=lambda: np.zeros(SCORE_BINS, dtype=np.int64))
+    kept_noisy: int = 0
+    kept_clean: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.by_status + other.by_status, self.by_label + other.by_label,
+                     self.noisy + other.noisy, self.clean + other.clean,
+                     self.kept_noisy + other.kept_noisy, self.kept_clean + other.kept_clean)
+
+    @property
+    def pairs(self) -> int:
+        return sum(self.by_status.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"by_status": dict(sorted(self.by_status.items())),
+                "by_label": dict(sorted(self.by_label.items())),
+                "noisy": self.noisy.tolist(), "clean": self.clean.tolist(),
+                "kept_noisy": self.kept_noisy, "kept_clean": self.kept_clean}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Tally:
+        return cls(Counter(data["by_status"]), Counter(data["by_label"]),
+                   np.asarray(data["noisy"], dtype=np.int64), np.asarray(data["clean"], dtype=np.int64),
+                   int(data["kept_noisy"]), int(data["kept_clean"]))
+
+    def detection(self) -> dict[str, Any]:
+        """Against ground truth (``is_noisy``) where the input carries it; empty otherwise."""
+        noisy, clean = int(self.noisy.sum()), int(self.clean.sum())
+        if noisy + clean == 0:
+            return {}
+        out: dict[str, Any] = {"true_noise_ratio": noisy / (noisy + clean), "scored_pairs": noisy + clean}
+        if noisy and clean:
+            # P(noisy pair scores above a clean one), ties within a bin counted half
+            below = np.cumsum(self.clean) - self.clean
+            out["detection_roc_auc"] = float((self.noisy * (below + 0.5 * self.clean)).sum() / (noisy * clean))
+        kept = self.kept_noisy + self.kept_clean
+        out["kept_precision"] = self.kept_clean / kept if kept else None
+        out["kept_recall"] = self.kept_clean / clean if clean else None
+        return out
+
+
+def audit_tally(table: pa.Table, keep_labels: set[str]) -> tuple[Tally, np.ndarray]:
+    """One audit file's tally, and which of its rows were kept."""
+    status = table.column("status").to_pylist()
+    labels = table.column("label").to_pylist() if "label" in table.column_names else [None] * len(status)
+    kept = np.asarray([label in keep_labels for label in labels], dtype=bool)
+    tally = Tally(Counter(status), Counter(label for label in labels if label is not None))
+    if "is_noisy" in table.column_names and "p_clean" in table.column_names:
+        p_clean = np.asarray(table.column("p_clean").to_numpy(zero_copy_only=False), dtype=np.float64)
+        truth = table.column("is_noisy").to_pylist()
+        known = np.asarray([t is not None for t in truth]) & np.isfinite(p_clean)
+        noisy = np.asarray([bool(t) for t in truth]) & known
+        score = np.clip(1.0 - np.nan_to_num(p_clean), 0.0, 1.0)
+        bins = np.minimum((score * SCORE_BINS).astype(np.int64), SCORE_BINS - 1)
+        tally.noisy = np.bincount(bins[noisy], minlength=SCORE_BINS)
+        tally.clean = np.bincount(bins[known & ~noisy], minlength=SCORE_BINS)
+        tally.kept_noisy, tally.kept_clean = int((kept & noisy).sum()), int((kept & known & ~noisy).sum())
+    return tally, kept
+
+
+class TallyAudit(beam.DoFn):
+    """Audit file → its :class:`Tally` (main) and its kept pairs' candidates (tagged)."""
+
+    def __init__(self, layout: RunLayout, cfg: PairsiftConfig) -> None:
+        self.layout, self.keep = layout, set(cfg.output.keep_labels)
+        self.seed, self.limit = cfg.seed, cfg.limits.max_fit_pairs
+
+    def process(self, path: str) -> Iterator[Any]:
+        table = read_table(path, columns=AUDIT_COLUMNS)
+        if not table.num_rows:
+            return
+        tally, kept = audit_tally(table, self.keep)
+        yield tally
+        rows = np.flatnonzero(kept)
+        if rows.size:
+            yield beam.pvalue.TaggedOutput("kept", SampleCandidates(
+                self._kept_ids(table.take(pa.array(rows))).smallest(self.limit), len(rows), 0))
+
+    def _kept_ids(self, kept: pa.Table) -> IdRows:
+        """The kept rows with where their vectors live (row in the embeddings file)."""
+        shards = np.asarray(kept.column("source_shard").to_pylist(), dtype=object)
+        index = np.asarray(kept.column("index").to_numpy(zero_copy_only=False), dtype=np.int64)
+        file_rows = np.zeros(len(index), dtype=np.int64)
+        for shard in np.unique(shards):
+            mine = np.flatnonzero(shards == shard)
+            positions = read_table(self.layout.embeddings_file(str(shard)), columns=["index"])
+            written = np.asarray(positions.column("index").to_numpy(zero_copy_only=False), dtype=np.int64)
+            found = np.searchsorted(written, index[mine])  # pass 1 writes rows by position
+            file_rows[mine] = found
+        keys = np.asarray(kept.column("key").to_pylist(), dtype=object)
+        p_clean = np.asarray(kept.column("p_clean").to_numpy(zero_copy_only=False), dtype=np.float64)
+        return IdRows(shards, keys, index, file_rows, sample_ranks(keys, self.seed), p_clean)
+
+
+class SumTallies(beam.CombineFn):
+    def create_accumulator(self) -> Tally:
+        return Tally()
+
+    def add_input(self, acc: Tally, element: Tally) -> Tally:
+        return acc + element
+
+    def merge_accumulators(self, accumulators: Iterable[Tally]) -> Tally:
+        total = Tally()
+        for acc in accumulators:
+            total = total + acc
+        return total
+
+    def extract_output(self, acc: Tally) -> Tally:
+        return acc
+
+
+class WriteTally(beam.DoFn):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def process(self, tally: Tally) -> Iterator[int]:
+        write_json(self.path, tally.to_dict())
+        yield tally.pairs
+
+
+class WriteFinalSample(beam.DoFn):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def process(self, candidates: SampleCandidates) -> Iterator[int]:
+        rows = candidates.rows.take(candidates.rows.in_order())
+        write_table(self.path, pa.table({
+            "source_shard": pa.array(rows.shard.tolist(), pa.string()),
+            "key": pa.array(rows.key.tolist(), pa.string()),
+            "index": pa.array(rows.index, pa.int64()), "row": pa.array(rows.row, pa.int64()),
+            "p_clean": pa.array(rows.value, pa.float64())}))
+        yield len(rows)
+
+
+def build_tally(pipeline: beam.Pipeline, cfg: PairsiftConfig, layout: RunLayout,
+                audit_files: list[str]) -> None:
+    tallied = (pipeline | "AuditFiles" >> beam.Create(audit_files) | "Spread" >> beam.Reshuffle()
+               | "Tally" >> beam.ParDo(TallyAudit(layout, cfg)).with_outputs("kept", main="tally"))
+    _ = (tallied.tally | "Sum" >> beam.CombineGlobally(SumTallies())
+         | "WriteTally" >> beam.ParDo(WriteTally(layout.tally)))
+    _ = (tallied.kept | "KeptSample" >> beam.CombineGlobally(MergeCandidates(cfg.limits.max_fit_pairs, "float64"))
+         | "WriteFinalSample" >> beam.ParDo(WriteFinalSample(layout.final_sample)))
+
+
+def run_tally(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> Tally:
+    """Run the tally job unless both its outputs exist; returns the tally."""
+    if not (exists(layout.tally) and exists(layout.final_sample)):
+        pipeline = new_pipeline(options, "tally")
+        build_tally(pipeline, cfg, layout, list_files(layout.audit, ".parquet"))
+        run_pipeline(pipeline, "tally", must_exist=[layout.tally, layout.final_sample])
+    return Tally.from_dict(read_json(layout.tally))
