@@ -7,16 +7,10 @@ audit status. Pixels are not touched here: the embed stage decodes each image ex
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import apache_beam as beam
-from apache_beam import pvalue
-from apache_beam.metrics import Metrics
-
-from pairsift.models.records import PairSample, Status, audit_row
-
-AUDIT_TAG = "audit"
+from pairsift.models.records import PairSample, Status
 
 Verdict = tuple[bool, Status | None, str | None]
 PASS: Verdict = (True, None, None)
@@ -74,22 +68,3 @@ def validate(sample: PairSample, limits: CaptionLimits) -> Verdict:
         if not verdict[0]:
             return verdict
     return PASS
-
-
-class ValidatePairs(beam.DoFn):
-    """Main output: pairs fit to embed. Tagged ``audit`` output: rows for pairs that stop here."""
-
-    def __init__(self, limits: CaptionLimits) -> None:
-        self.limits = limits
-        self.passed = Metrics.counter("pairsift", "validate_ok")
-
-    def process(self, sample: PairSample) -> Iterator[PairSample | pvalue.TaggedOutput]:
-        keep, status, reason = validate(sample, self.limits)
-        if keep:
-            sample.caption = sample.caption.strip() if sample.caption else sample.caption
-            self.passed.inc()
-            yield sample
-            return
-        # pass 2 counts every final status; pass 1 counts what stopped at validation apart
-        Metrics.counter("pairsift", f"validate_{status.value}").inc()
-        yield pvalue.TaggedOutput(AUDIT_TAG, audit_row(sample, status, reason))
