@@ -180,8 +180,13 @@ class JobFailed(RuntimeError):
 
 
 def is_dry_run(options: PipelineOptions) -> bool:
-    """Beam's ``--dry_run`` (with DataflowRunner: translate the graph, submit nothing)."""
-    return bool(options.view_as(TestOptions).dry_run)
+    """Beam's ``--dry_run`` (with DataflowRunner: translate the graph, submit nothing). Beam
+    reads its value as a string, so ``--dry_run False`` would still be a dry run there: refused."""
+    value = options.view_as(TestOptions).dry_run
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off", ""):
+        raise SystemExit(f"--dry_run {value} would still be a dry run (Beam reads any value as "
+                         "true); leave --dry_run out to run the jobs")
+    return bool(value)
 
 
 def check_launchable(options: PipelineOptions) -> None:

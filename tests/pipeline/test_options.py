@@ -68,3 +68,12 @@ def test_a_classic_template_is_refused_with_one_line(noisy_input: Path, tmp_path
 
     with pytest.raises(SystemExit, match="flex template"):
         check_launchable(make_options(["--template_location", "gs://b/t"]))
+
+
+def test_dry_run_false_is_refused_not_taken_for_a_dry_run() -> None:
+    from pairsift.pipeline.options import is_dry_run, make_options
+
+    assert is_dry_run(make_options(["--dry_run", "True"]))
+    assert not is_dry_run(make_options([]))
+    with pytest.raises(SystemExit, match="leave --dry_run out"):
+        is_dry_run(make_options(["--dry_run", "False"]))
