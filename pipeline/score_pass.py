@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import apache_beam as beam
@@ -26,7 +27,8 @@ from pairsift.models.noise.fit import NoiseFit, NoiseHistograms
 from pairsift.models.records import Status, is_embedding_column
 from pairsift.models.storage.atomic import exists, read_json, write_json
 from pairsift.models.storage.tables import embedding_matrix, read_table, write_rows
-from pairsift.models.training.scoring import target_view_columns
+from pairsift.models.training.scoring import loss_range, target_view_columns
+from pairsift.pipeline.combiners import SumOf
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
 from pairsift.transforms.score import (
@@ -109,8 +111,6 @@ class ScoreShard(beam.DoFn):
         self, scores: dict[str, np.ndarray], duplicate: np.ndarray
     ) -> NoiseHistograms:
         """The shard's share of the global histograms: its unique pairs only."""
-        from pairsift.models.training.scoring import loss_range
-
         bounds = loss_range(self.cfg.train)
         if not len(duplicate) or not scores:
             return NoiseHistograms.empty(bounds, self.cfg.mixture.bins, self.cfg.consistency.bins)
@@ -194,31 +194,6 @@ class ScoreShard(beam.DoFn):
         return out
 
 
-class SumHistograms(beam.CombineFn):
-    """Sums the shards' :class:`NoiseHistograms` (integer counts: any merge order agrees)."""
-
-    def __init__(self, cfg: PairsiftConfig) -> None:
-        from pairsift.models.training.scoring import loss_range
-
-        self.bounds = loss_range(cfg.train)
-        self.loss_bins, self.consistency_bins = cfg.mixture.bins, cfg.consistency.bins
-
-    def create_accumulator(self) -> NoiseHistograms:
-        return NoiseHistograms.empty(self.bounds, self.loss_bins, self.consistency_bins)
-
-    def add_input(self, acc: NoiseHistograms, element: NoiseHistograms) -> NoiseHistograms:
-        return acc + element
-
-    def merge_accumulators(self, accumulators: Any) -> NoiseHistograms:
-        total = self.create_accumulator()
-        for acc in accumulators:
-            total = total + acc
-        return total
-
-    def extract_output(self, acc: NoiseHistograms) -> NoiseHistograms:
-        return acc
-
-
 class WriteHistograms(beam.DoFn):
     def __init__(self, path: str) -> None:
         self.path = path
@@ -244,7 +219,8 @@ def build_score_pass(pipeline: beam.Pipeline, cfg: PairsiftConfig, layout: RunLa
         | "EmbeddingShards" >> beam.Create(shard_names)
         | "Spread" >> beam.Reshuffle()
         | "Score" >> beam.ParDo(ScoreShard(layout, cfg))
-        | "Histograms" >> beam.CombineGlobally(SumHistograms(cfg))
+        | "Histograms" >> beam.CombineGlobally(SumOf(partial(
+            NoiseHistograms.empty, loss_range(cfg.train), cfg.mixture.bins, cfg.consistency.bins)))
         | "SaveHistograms" >> beam.ParDo(WriteHistograms(layout.histograms))
     )
 

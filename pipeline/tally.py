@@ -12,7 +12,7 @@ clean posterior: OUT/fit/final_sample.parquet, which the final model trains on.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.storage.atomic import exists, list_files, read_json, write_json
 from pairsift.models.storage.tables import read_table, write_table
+from pairsift.pipeline.combiners import SumOf
 from pairsift.pipeline.dedup import (
     IdRows,
     MergeCandidates,
@@ -139,23 +140,6 @@ class TallyAudit(beam.DoFn):
         return IdRows(shards, keys, index, file_rows, sample_ranks(keys, self.seed), p_clean)
 
 
-class SumTallies(beam.CombineFn):
-    def create_accumulator(self) -> Tally:
-        return Tally()
-
-    def add_input(self, acc: Tally, element: Tally) -> Tally:
-        return acc + element
-
-    def merge_accumulators(self, accumulators: Iterable[Tally]) -> Tally:
-        total = Tally()
-        for acc in accumulators:
-            total = total + acc
-        return total
-
-    def extract_output(self, acc: Tally) -> Tally:
-        return acc
-
-
 class WriteTally(beam.DoFn):
     def __init__(self, path: str) -> None:
         self.path = path
@@ -183,7 +167,7 @@ def build_tally(pipeline: beam.Pipeline, cfg: PairsiftConfig, layout: RunLayout,
                 audit_files: list[str]) -> None:
     tallied = (pipeline | "AuditFiles" >> beam.Create(audit_files) | "Spread" >> beam.Reshuffle()
                | "Tally" >> beam.ParDo(TallyAudit(layout, cfg)).with_outputs("kept", main="tally"))
-    _ = (tallied.tally | "Sum" >> beam.CombineGlobally(SumTallies())
+    _ = (tallied.tally | "Sum" >> beam.CombineGlobally(SumOf(Tally))
          | "WriteTally" >> beam.ParDo(WriteTally(layout.tally)))
     _ = (tallied.kept | "KeptSample" >> beam.CombineGlobally(MergeCandidates(cfg.limits.max_fit_pairs, "float64"))
          | "WriteFinalSample" >> beam.ParDo(WriteFinalSample(layout.final_sample)))
