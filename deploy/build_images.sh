@@ -8,7 +8,9 @@
 #    --location=REGION; gcloud auth configure-docker REGION-docker.pkg.dev)
 # GPU_TORCH_INDEX picks the GPU image's torch build (default: PyPI's, which is built with
 # CUDA); it must be a CUDA version the NVIDIA driver Dataflow installs supports.
-# Prints the three image names for deploy/launch_dataflow.sh and the Cloud Run job.
+# Prints the three image names for deploy/launch_dataflow.sh and the Cloud Run job. The flex
+# template (the supported launch) is built from these images afterwards:
+# deploy/build_flex_template.sh REPOSITORY TAG BUCKET.
 set -euo pipefail
 
 if [ $# -ne 2 ]; then
