@@ -39,6 +39,24 @@ def test_the_driver_job_does_the_whole_run(noisy_input: Path, tmp_path: Path, ru
     assert summary["pairs"]["input"] == 64 and summary["pairs"]["kept"] > 0
 
 
+def test_a_failed_launch_fails_once_with_its_reason(tmp_path: Path) -> None:
+    """Dataflow retries a failed step; the retry reports the first failure, runs nothing."""
+    import apache_beam as beam
+    import pytest
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from pairsift.pipeline.driver_job import build_driver_job
+
+    argv = ["run", "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "out")]
+    for attempt in (1, 2):
+        pipeline = beam.Pipeline(runner=FnApiRunner())
+        build_driver_job(pipeline, argv, launch_id="launch-1")
+        with pytest.raises(Exception, match="already, not run again" if attempt == 2 else "missing"):
+            pipeline.run().wait_until_finish()
+    marker = json.loads((tmp_path / "out" / "_driver_failed.json").read_text())
+    assert marker["launch"] == "launch-1" and "missing" in marker["error"]
+
+
 def test_the_driver_job_is_one_cpu_worker(describe_dataflow_job, tmp_path: Path) -> None:
     from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 
