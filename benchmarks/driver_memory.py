@@ -35,15 +35,17 @@ print(json.dumps({"code": code, "peak_rss_mib": resource.getrusage(resource.RUSA
 """
 
 
-def driver_run(embeddings: Path, out: Path, config: Path, beam_args: list[str]) -> dict:
-    """`pairsift run --embeddings` in a child process; its own peak RSS and wall time."""
+def driver_run(embeddings: Path, out: Path, config: Path, beam_args: list[str], log: Path) -> dict:
+    """`pairsift run --embeddings` in a child process; its own peak RSS and wall time (its
+    stderr goes to ``log``, kept after the run)."""
     command = [sys.executable, "-c", DRIVER, "run", "--embeddings", str(embeddings),
-               "--output", str(out), "--config", str(config), *beam_args]
+               "--output", str(out), "--config", str(config), "--debug", *beam_args]
     start = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    with log.open("w", encoding="utf-8") as errors:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=errors, text=True, check=False)
     wall = time.monotonic() - start
     if done.returncode != 0:
-        raise RuntimeError(f"pairsift run failed ({done.returncode}): {done.stderr[-2000:]}")
+        raise RuntimeError(f"pairsift run failed ({done.returncode}); its log: {log}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     summary = json.loads((out / "summary.json").read_text())
     return {"wall_s": wall, "peak_rss_mib": figures["peak_rss_mib"],
@@ -66,9 +68,11 @@ def main(args: argparse.Namespace) -> int:
                               seed=args.seed)
             config = root / "config.yaml"
             config.write_text(yaml.safe_dump(BENCH_CONFIG), encoding="utf-8")
-            with portable_cluster() as beam_args:
+            logs = Path(args.work or tempfile.gettempdir())
+            with portable_cluster(log=logs / f"driver-memory-{pairs}-cluster.log") as beam_args:
+                log = logs / f"driver-memory-{pairs}.log"
                 figures = driver_run(root / "embeddings", root / "out", config,
-                                     [*beam_args, "--direct_num_workers", str(args.workers)])
+                                     [*beam_args, "--direct_num_workers", str(args.workers)], log)
         peaks.append(figures["peak_rss_mib"])
         stages = ", ".join(f"{k} {v:.0f}" for k, v in figures["timings_s"].items())
         auc = f"{figures['auc']:.3f}" if figures["auc"] is not None else "n/a"

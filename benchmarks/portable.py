@@ -62,17 +62,18 @@ def serve(port_file: str) -> None:
 
 
 @contextmanager
-def portable_cluster(timeout_s: float = 60.0) -> Iterator[list[str]]:
+def portable_cluster(timeout_s: float = 60.0, log: Path | None = None) -> Iterator[list[str]]:
     """Start the cluster process; yield the Beam flags that send jobs to it; stop it (and the
-    SDK workers it started) on exit."""
+    SDK workers it started) on exit. ``log``: where its (and its workers') output goes."""
     with tempfile.TemporaryDirectory(prefix="pairsift-cluster-") as scratch:
         port_file = Path(scratch) / "ports.json"
         code = f"from pairsift.benchmarks.portable import serve; serve({str(port_file)!r})"
         # the pool starts each SDK worker as `python` from PATH: this interpreter's
         env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable),
                                                       os.environ.get("PATH", "")])}
+        sink = log.open("w", encoding="utf-8") if log else subprocess.DEVNULL
         child = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 stdout=sink, stderr=sink)
         try:
             ports = _wait_for_ports(port_file, child, timeout_s)
             yield ["--runner", "PortableRunner",
@@ -85,6 +86,8 @@ def portable_cluster(timeout_s: float = 60.0) -> Iterator[list[str]]:
             except ProcessLookupError:
                 pass
             child.wait(timeout=30)
+            if log:
+                sink.close()
 
 
 def _wait_for_ports(port_file: Path, child: subprocess.Popen, timeout_s: float) -> dict[str, int]:

@@ -118,7 +118,11 @@ def error_line(exc: BaseException) -> str:
     if getattr(exc, "errno", None) == errno.ENOSPC or DISK_FULL in text:
         return ("the disk is full (No space left on device); free space or choose another "
                 "--output, then rerun the same command: the run resumes where it stopped")
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    # a gRPC failure (a portable or remote runner's job stream) ends with its repr's ">"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip() not in ("", ">")]
+    details = [line for line in lines if line.startswith("details = ")]
+    if details:
+        return f"the Beam job service reported: {details[-1][len('details = '):]}"[:1000]
     if not lines:
         return type(exc).__name__
     if len(lines) > 1 or isinstance(exc, (ValueError, OSError)):
