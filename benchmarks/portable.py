@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 LOOPBACK = "127.0.0.1"
+JOB_TIMEOUT_S = 7 * 24 * 3600
 
 
 @contextmanager
@@ -79,7 +80,10 @@ def portable_cluster(timeout_s: float = 60.0, log: Path | None = None) -> Iterat
             yield ["--runner", "PortableRunner",
                    "--job_endpoint", f"{LOOPBACK}:{ports['job_port']}",
                    "--environment_type", "EXTERNAL",
-                   "--environment_config", f"{LOOPBACK}:{ports['pool_port']}"]
+                   "--environment_config", f"{LOOPBACK}:{ports['pool_port']}",
+                   # Beam puts this deadline (300 s by default) on a job's state stream: a
+                   # longer job would end DEADLINE_EXCEEDED while still running
+                   "--job_server_timeout", str(JOB_TIMEOUT_S)]
         finally:
             try:
                 os.killpg(child.pid, signal.SIGTERM)

@@ -122,7 +122,9 @@ def error_line(exc: BaseException) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip() not in ("", ">")]
     details = [line for line in lines if line.startswith("details = ")]
     if details:
-        return f"the Beam job service reported: {details[-1][len('details = '):]}"[:1000]
+        hint = (" (on the portable runner, a job longer than --job_server_timeout, 300 s by "
+                "default, ends so: raise it)") if "Deadline Exceeded" in details[-1] else ""
+        return f"the Beam job service reported: {details[-1][len('details = '):]}{hint}"[:1000]
     if not lines:
         return type(exc).__name__
     if len(lines) > 1 or isinstance(exc, (ValueError, OSError)):
