@@ -105,3 +105,16 @@ def test_a_plugin_that_fails_to_import_does_not_break_the_cli(monkeypatch, caplo
     bench = _choices(_choices(build_parser())["bench"])
     assert "quality" in bench and "gone" not in bench
     assert "skipping the 'gone' command" in caplog.text
+
+
+def test_a_job_stream_failure_is_one_line_with_what_to_change() -> None:
+    from pairsift.pipeline.cli import error_line
+
+    grpc_repr = ('<_MultiThreadedRendezvous of RPC that terminated with:\n'
+                 '\tstatus = StatusCode.DEADLINE_EXCEEDED\n'
+                 '\tdetails = "Stream removed (Deadline Exceeded)"\n'
+                 '\tdebug_error_string = "DEADLINE_EXCEEDED:Stream removed (Deadline Exceeded)"\n>')
+    line = error_line(RuntimeError(grpc_repr))
+    assert line.startswith('the Beam job service reported: "Stream removed (Deadline Exceeded)"')
+    assert "--job_server_timeout" in line
+    assert error_line(RuntimeError("first\nsecond\n>")) == "second"
