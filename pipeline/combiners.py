@@ -1,8 +1,8 @@
-"""A Beam combiner for values that add up (histograms, tallies): ``a + b`` in any order."""
+"""Beam pieces for values that add up (histograms, tallies): their sum, and its JSON file."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -29,3 +29,16 @@ class SumOf(beam.CombineFn):
 
     def extract_output(self, acc: Any) -> Any:
         return acc
+
+
+class WriteSum(beam.DoFn):
+    """Writes the summed value (anything with ``to_dict`` and ``pairs``) as one JSON file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def process(self, total: Any) -> Iterator[int]:
+        from pairsift.models.storage.atomic import write_json
+
+        write_json(self.path, total.to_dict())
+        yield total.pairs

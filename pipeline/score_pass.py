@@ -28,7 +28,7 @@ from pairsift.models.records import Status, is_embedding_column
 from pairsift.models.storage.atomic import exists, read_json, write_json
 from pairsift.models.storage.tables import embedding_matrix, read_table, write_rows
 from pairsift.models.training.scoring import loss_range, target_view_columns
-from pairsift.pipeline.combiners import SumOf
+from pairsift.pipeline.combiners import SumOf, WriteSum
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
 from pairsift.transforms.score import (
@@ -194,15 +194,6 @@ class ScoreShard(beam.DoFn):
         return out
 
 
-class WriteHistograms(beam.DoFn):
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def process(self, hists: NoiseHistograms) -> Iterator[int]:
-        write_json(self.path, hists.to_dict())
-        yield hists.pairs
-
-
 def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> dict[str, int]:
     from pairsift.pipeline.dedup import embedding_shard_names
 
@@ -221,7 +212,7 @@ def build_score_pass(pipeline: beam.Pipeline, cfg: PairsiftConfig, layout: RunLa
         | "Score" >> beam.ParDo(ScoreShard(layout, cfg))
         | "Histograms" >> beam.CombineGlobally(SumOf(partial(
             NoiseHistograms.empty, loss_range(cfg.train), cfg.mixture.bins, cfg.consistency.bins)))
-        | "SaveHistograms" >> beam.ParDo(WriteHistograms(layout.histograms))
+        | "SaveHistograms" >> beam.ParDo(WriteSum(layout.histograms))
     )
 
 

@@ -22,9 +22,9 @@ import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.storage.atomic import exists, list_files, read_json, write_json
+from pairsift.models.storage.atomic import exists, list_files, read_json
 from pairsift.models.storage.tables import read_table, write_table
-from pairsift.pipeline.combiners import SumOf
+from pairsift.pipeline.combiners import SumOf, WriteSum
 from pairsift.pipeline.dedup import (
     IdRows,
     MergeCandidates,
@@ -140,15 +140,6 @@ class TallyAudit(beam.DoFn):
         return IdRows(shards, keys, index, file_rows, sample_ranks(keys, self.seed), p_clean)
 
 
-class WriteTally(beam.DoFn):
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def process(self, tally: Tally) -> Iterator[int]:
-        write_json(self.path, tally.to_dict())
-        yield tally.pairs
-
-
 class WriteFinalSample(beam.DoFn):
     def __init__(self, path: str) -> None:
         self.path = path
@@ -168,7 +159,7 @@ def build_tally(pipeline: beam.Pipeline, cfg: PairsiftConfig, layout: RunLayout,
     tallied = (pipeline | "AuditFiles" >> beam.Create(audit_files) | "Spread" >> beam.Reshuffle()
                | "Tally" >> beam.ParDo(TallyAudit(layout, cfg)).with_outputs("kept", main="tally"))
     _ = (tallied.tally | "Sum" >> beam.CombineGlobally(SumOf(Tally))
-         | "WriteTally" >> beam.ParDo(WriteTally(layout.tally)))
+         | "WriteTally" >> beam.ParDo(WriteSum(layout.tally)))
     _ = (tallied.kept | "KeptSample" >> beam.CombineGlobally(MergeCandidates(cfg.limits.max_fit_pairs, "float64"))
          | "WriteFinalSample" >> beam.ParDo(WriteFinalSample(layout.final_sample)))
 
