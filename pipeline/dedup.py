@@ -169,12 +169,16 @@ class MergeCandidates(beam.CombineFn):
         return acc
 
 
-def sample_table(rows: IdRows) -> pa.Table:
-    """The sample in input order (shard, index): the order the fit trains in."""
+def sample_table(rows: IdRows, value_column: str | None = None) -> pa.Table:
+    """A sample in input order (shard, index), the order the models train in; with
+    ``value_column``, the rows' values under that name (the final sample's ``p_clean``)."""
     rows = rows.take(rows.in_order())
-    return pa.table({"source_shard": pa.array(rows.shard.tolist(), pa.string()),
-                     "key": pa.array(rows.key.tolist(), pa.string()),
-                     "index": pa.array(rows.index, pa.int64()), "row": pa.array(rows.row, pa.int64())})
+    columns = {"source_shard": pa.array(rows.shard.tolist(), pa.string()),
+               "key": pa.array(rows.key.tolist(), pa.string()),
+               "index": pa.array(rows.index, pa.int64()), "row": pa.array(rows.row, pa.int64())}
+    if value_column:
+        columns[value_column] = pa.array(rows.value)
+    return pa.table(columns)
 
 
 class WriteSample(beam.DoFn):

@@ -58,13 +58,13 @@ def run_final_model(cfg: PairsiftConfig, layout: RunLayout, kept_pairs: int) -> 
     if exists(done_path):
         log.info("final model: already trained, skipping")
         return read_json(done_path)
-    sample = read_table(layout.final_sample)
     if not retrains(kept_pairs, cfg):
         embedded = read_json(layout.dedup_done)["embedded_pairs"]
         reason = (f"{kept_pairs} of {embedded} pairs kept, under train.final_min_pairs "
                   f"{cfg.train.final_min_pairs}")
         log.warning("final model: %s; OUT/model keeps the fit heads", reason)
         return {"trained_on": "fit", "reason": reason}
+    sample = read_table(layout.final_sample)
     pairs = load_pairs(layout, sample, cfg)
     data, aligned = pairs.data, pairs.identity_init
     final_cfg = copy.deepcopy(cfg)

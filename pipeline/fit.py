@@ -55,9 +55,8 @@ def load_sample_vectors(layout: RunLayout, sample: pa.Table) -> EmbeddedPairs:
     for shard in sorted(set(shards.tolist())):
         positions = np.flatnonzero(shards == shard)
         positions = positions[np.argsort(rows[positions], kind="stable")]
-        path = layout.embeddings_file(shard)
-        names = [n for n in read_schema_names(path) if is_embedding_column(n)]
-        table = read_rows(path, rows[positions], columns=names)
+        table = read_rows(layout.embeddings_file(shard), rows[positions], embeddings_only=True)
+        names = table.column_names
         usable = {c for c in names if table.column(c).null_count == 0}
         complete = usable if complete is None else complete & usable
         for column in names:
@@ -69,16 +68,6 @@ def load_sample_vectors(layout: RunLayout, sample: pa.Table) -> EmbeddedPairs:
     matrices = {c: np.concatenate(parts[c])[placement] for c in sorted(complete or ())
                 if len(parts[c]) == len(order)}
     return EmbeddedPairs(sample, matrices)
-
-
-def read_schema_names(path: str) -> list[str]:
-    import pyarrow.parquet as pq
-
-    from pairsift.models.storage.atomic import filesystem
-
-    fs, p = filesystem(path)
-    with fs.open(p, "rb") as handle:
-        return pq.read_schema(handle).names
 
 
 def fit_sample(keys: list[str], limit: int, seed: int) -> np.ndarray:
@@ -110,10 +99,9 @@ def to_pair_embeddings(pairs: EmbeddedPairs, langs: list[str]):
 
 @dataclass
 class FitPairs:
-    """What the fit step and the final model train on: rows of the id table, their vectors,
-    and whether the heads start as the identity (towers already aligned)."""
+    """What the fit step and the final model train on: the sample's vectors, and whether the
+    heads start as the identity (towers already aligned)."""
 
-    rows: np.ndarray
     data: PairEmbeddings
     identity_init: bool
 
@@ -123,7 +111,7 @@ def load_pairs(layout: RunLayout, sample: pa.Table, cfg: PairsiftConfig) -> FitP
     sample: both at most ``limits.max_fit_pairs`` rows, in input order)."""
     data = to_pair_embeddings(load_sample_vectors(layout, sample), list(cfg.translate.target_langs))
     aligned = encoder_aligned(cfg.encoder.spec, data.image.shape[1], data.text.shape[1])
-    return FitPairs(np.arange(sample.num_rows), data, aligned)
+    return FitPairs(data, aligned)
 
 
 def save_model(directory: str, heads, cfg: PairsiftConfig, languages: list[str], trained_with: dict) -> None:
@@ -156,10 +144,10 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
         return read_json(done_path)
     counts = read_json(layout.dedup_done)
     pairs = load_pairs(layout, read_table(layout.fit_sample), cfg)
-    sample, data, aligned = pairs.rows, pairs.data, pairs.identity_init
+    data, aligned = pairs.data, pairs.identity_init
     log.info(
         "fit: %d embedded pairs, %d duplicates, training heads on %d (identity init: %s)",
-        counts["embedded_pairs"], counts["duplicates"], len(sample), aligned,
+        counts["embedded_pairs"], counts["duplicates"], len(data), aligned,
     )
     # a pair's cross-fitting fold comes from its key, so the score pass finds the same heads
     assert data.keys is not None  # to_pair_embeddings carries the keys
@@ -170,11 +158,11 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     state.fold_heads = result.fold_heads
     state.save(layout.scoring_state)
     anchors = save_neighbours(data, cfg, layout)
-    save_model(layout.model, result.heads, cfg, sorted(data.text_tgt), {"fit_pairs": int(len(sample))})
+    save_model(layout.model, result.heads, cfg, sorted(data.text_tgt), {"fit_pairs": int(len(data))})
     info = {
         "embedded_pairs": counts["embedded_pairs"],
         "duplicates": counts["duplicates"],
-        "fit_pairs": int(len(sample)),
+        "fit_pairs": int(len(data)),
         "identity_init": aligned,
         "crossfit_folds": len(result.fold_heads),
         "consistency_anchors": anchors,

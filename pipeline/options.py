@@ -217,7 +217,9 @@ def run_pipeline(pipeline: beam.Pipeline, job: str = "Beam job",
     counters: dict[str, int] = {}
     try:
         metrics = result.metrics().query()
-    except (NotImplementedError, AttributeError):  # runners that report no metrics
+    except (NotImplementedError, AttributeError):  # a runner without a metrics API
+        logging.getLogger(__name__).info(
+            "%s: the runner reports no metrics, so summary.json's beam_counters omit this job", job)
         return counters
     for counter in metrics.get("counters", []):
         if counter.key.metric.namespace != "pairsift":

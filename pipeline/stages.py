@@ -108,9 +108,7 @@ def _run_final_model(ctx: RunContext) -> None:
     from pairsift.pipeline.final_model import run_final_model
 
     assert ctx.tally is not None
-    keep = set(ctx.cfg.output.keep_labels)
-    kept = sum(n for label, n in ctx.tally.by_label.items() if label in keep)
-    ctx.final_info = run_final_model(ctx.cfg, ctx.layout, kept)
+    ctx.final_info = run_final_model(ctx.cfg, ctx.layout, ctx.tally.kept(ctx.cfg.output.keep_labels))
 
 
 def _run_summary(ctx: RunContext) -> None:

@@ -64,7 +64,7 @@ def build_summary(
     by_status = dict(sorted(tally.by_status.items()))
     by_label = dict(sorted(tally.by_label.items()))
     labelled = sum(by_label.values())
-    kept = sum(v for k, v in by_label.items() if k in keep_labels)
+    kept = tally.kept(keep_labels)
     summary: dict[str, Any] = {
         "pairs": {
             "input": tally.pairs,

@@ -12,7 +12,7 @@ clean posterior: OUT/fit/final_sample.parquet, which the final model trains on.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from pairsift.pipeline.dedup import (
     MergeCandidates,
     SampleCandidates,
     sample_ranks,
+    sample_table,
 )
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
@@ -58,6 +59,11 @@ class Tally:
     @property
     def pairs(self) -> int:
         return sum(self.by_status.values())
+
+    def kept(self, keep_labels: Iterable[str]) -> int:
+        """Pairs with a label in ``keep_labels``: those pass 2 wrote to the shards."""
+        keep = set(keep_labels)
+        return sum(n for label, n in self.by_label.items() if label in keep)
 
     def to_dict(self) -> dict[str, Any]:
         return {"by_status": dict(sorted(self.by_status.items())),
@@ -145,13 +151,8 @@ class WriteFinalSample(beam.DoFn):
         self.path = path
 
     def process(self, candidates: SampleCandidates) -> Iterator[int]:
-        rows = candidates.rows.take(candidates.rows.in_order())
-        write_table(self.path, pa.table({
-            "source_shard": pa.array(rows.shard.tolist(), pa.string()),
-            "key": pa.array(rows.key.tolist(), pa.string()),
-            "index": pa.array(rows.index, pa.int64()), "row": pa.array(rows.row, pa.int64()),
-            "p_clean": pa.array(rows.value, pa.float64())}))
-        yield len(rows)
+        write_table(self.path, sample_table(candidates.rows, "p_clean"))
+        yield len(candidates.rows)
 
 
 def build_tally(pipeline: beam.Pipeline, cfg: PairsiftConfig, layout: RunLayout,

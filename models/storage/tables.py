@@ -87,15 +87,19 @@ def write_table(path: str, table: pa.Table, row_group_size: int | None = None) -
         pq.write_table(table, handle, row_group_size=row_group_size, store_schema=False)
 
 
-def read_rows(path: str, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
+def read_rows(path: str, rows: np.ndarray, columns: list[str] | None = None,
+              embeddings_only: bool = False) -> pa.Table:
     """Rows ``rows`` (file positions, ascending) of a parquet file, reading only the row
-    groups that hold them: the fit takes a sample's vectors without whole files."""
+    groups that hold them: the fit takes a sample's vectors without whole files.
+    ``embeddings_only``: of ``columns`` (default: all), only the vector columns."""
     from pairsift.models.storage.atomic import filesystem
 
     rows = np.asarray(rows, dtype=np.int64)
     fs, p = filesystem(path)
     with fs.open(p, "rb") as handle:
         reader = pq.ParquetFile(handle)
+        if embeddings_only:
+            columns = [c for c in (columns or reader.schema_arrow.names) if is_embedding_column(c)]
         sizes = [reader.metadata.row_group(i).num_rows for i in range(reader.num_row_groups)]
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         group_of = np.searchsorted(starts, rows, side="right") - 1
