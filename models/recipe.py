@@ -58,7 +58,8 @@ class ConsistencyConfig:
     # needs the empirical null (mixture.null_model "shuffled"): its π0 separates f1 from f0
     enabled: bool = True
     neighbours: int = 30  # k nearest anchors per side
-    max_anchors: int = 20_000  # anchors drawn from the fit pairs (cost: pairs × anchors)
+    max_anchors: int = 20_000  # anchors drawn from the fit pairs
+    probes: int = 8  # IVF lists searched per query (about √anchors lists); 0: exact search
     bins: int = 400  # histogram bins over the consistency range [-2, 2]
     # the division multiplies the loss posterior's noise odds by Λ**weight: the two views
     # both ask whether the caption fits the image and are not independent given the class, so

@@ -8,24 +8,26 @@ applies to every pair in parallel. Its memory follows the sample, never the data
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.records import is_embedding_column
 from pairsift.models.storage.atomic import exists, read_json, write_json
-from pairsift.models.storage.tables import embedding_matrix, read_rows, read_table
+from pairsift.models.storage.tables import embedding_matrix, read_rows, read_table, write_table
 from pairsift.pipeline.layout import RunLayout
 
 if TYPE_CHECKING:
     from pairsift.models.pairdata import PairEmbeddings
+    from pairsift.models.training.epoch_division import NeighbourScores
 
 log = logging.getLogger(__name__)
+CONSISTENCY_ROW_GROUP = 65_536  # the score pass reads its shard's rows by row-group statistics
 
 @dataclass
 class EmbeddedPairs:
@@ -68,15 +70,6 @@ def load_sample_vectors(layout: RunLayout, sample: pa.Table) -> EmbeddedPairs:
     matrices = {c: np.concatenate(parts[c])[placement] for c in sorted(complete or ())
                 if len(parts[c]) == len(order)}
     return EmbeddedPairs(sample, matrices)
-
-
-def fit_sample(keys: list[str], limit: int, seed: int) -> np.ndarray:
-    """Indices of a deterministic, order-independent sample of at most ``limit`` pairs."""
-    if len(keys) <= limit:
-        return np.arange(len(keys))
-    ranks = [hashlib.sha1(f"{seed}:{k}".encode()).digest() for k in keys]
-    chosen = sorted(range(len(keys)), key=ranks.__getitem__)[:limit]
-    return np.sort(np.asarray(chosen))
 
 
 def encoder_aligned(spec: str, image_dim: int, text_dim: int) -> bool:
@@ -133,6 +126,7 @@ def save_model(directory: str, heads, cfg: PairsiftConfig, languages: list[str],
 def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     """Train heads and freeze the scoring state. Skipped when its completion marker exists."""
     from pairsift.models.encoders.base import set_torch_threads
+    from pairsift.models.training.epoch_division import neighbour_consistency
     from pairsift.models.training.heads import save_heads
     from pairsift.models.training.scoring import build_scoring_state, fold_of_keys
     from pairsift.models.training.trainer import train
@@ -143,7 +137,8 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
         log.info("fit: already complete, skipping")
         return read_json(done_path)
     counts = read_json(layout.dedup_done)
-    pairs = load_pairs(layout, read_table(layout.fit_sample), cfg)
+    sample = read_table(layout.fit_sample)
+    pairs = load_pairs(layout, sample, cfg)
     data, aligned = pairs.data, pairs.identity_init
     log.info(
         "fit: %d embedded pairs, %d duplicates, training heads on %d (identity init: %s)",
@@ -152,12 +147,14 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     # a pair's cross-fitting fold comes from its key, so the score pass finds the same heads
     assert data.keys is not None  # to_pair_embeddings carries the keys
     folds = fold_of_keys(data.keys, max(cfg.train.division_folds, 1))
-    result = train(data, cfg, identity_init=aligned, progress=_log_epoch, folds=folds)
+    neighbours = neighbour_consistency(data, cfg, cfg.seed)
+    result = train(data, cfg, identity_init=aligned, progress=_log_epoch, folds=folds,
+                   neighbours=neighbours)
     save_heads(result.heads, layout.heads)
     state = build_scoring_state(result.heads, data, cfg.train, cfg.seed)
     state.fold_heads = result.fold_heads
     state.save(layout.scoring_state)
-    anchors = save_neighbours(data, cfg, layout)
+    anchors = save_neighbours(neighbours, sample.select(["source_shard", "key"]), cfg, layout)
     save_model(layout.model, result.heads, cfg, sorted(data.text_tgt), {"fit_pairs": int(len(data))})
     info = {
         "embedded_pairs": counts["embedded_pairs"],
@@ -176,23 +173,28 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     return info
 
 
-def save_neighbours(data: PairEmbeddings, cfg: PairsiftConfig, layout: RunLayout) -> int:
-    """The anchors the score pass finds each pair's neighbours among (models/noise/consistency.py):
-    a deterministic sample of the fit pairs. Returns their number (0: consistency is off)."""
-    from pairsift.models.noise.consistency import NeighbourIndex
-    from pairsift.models.training.epoch_division import consistency_applies
+def save_neighbours(
+    neighbours: NeighbourScores | None, sample: pa.Table, cfg: PairsiftConfig, layout: RunLayout
+) -> int:
+    """What the score pass reads instead of searching again (models/noise/neighbour_index.py):
+    the anchors, each fit pair's consistency (OUT/fit/consistency.parquet, by shard), and the
+    histogram of the caption-swapped pairs' consistency, the null the noise fit fuses with.
+    Returns the number of anchors (0: consistency is off)."""
+    from pairsift.models.noise.consistency import CONSISTENCY_RANGE
+    from pairsift.models.noise.histogram import histogram
 
-    c = cfg.consistency
-    if not consistency_applies(cfg, len(data)):
+    if neighbours is None:
         return 0
-    assert data.keys is not None
-    rows = fit_sample(data.keys, c.max_anchors, cfg.seed + 1)
-    index = NeighbourIndex.build(
-        data.image[rows], data.text[rows], [data.keys[i] for i in rows], c.neighbours
-    )
-    index.save(layout.neighbours)
-    log.info("fit: %d neighbour-consistency anchors", len(index))
-    return len(index)
+    null_counts = histogram(neighbours.null[np.isfinite(neighbours.null)], *CONSISTENCY_RANGE,
+                            cfg.consistency.bins)
+    neighbours.index.save(layout.neighbours, {"null_counts": null_counts.tolist()})
+    table = sample.append_column("consistency", pa.array(neighbours.observed, pa.float64()))
+    order = pc.sort_indices(table, [("source_shard", "ascending")])
+    write_table(layout.fit_consistency, table.take(order), row_group_size=CONSISTENCY_ROW_GROUP)
+    probes = neighbours.index.probes
+    log.info("fit: %d neighbour-consistency anchors, %s", len(neighbours.index),
+             f"searched in {probes} IVF lists a query" if probes else "searched exactly")
+    return len(neighbours.index)
 
 
 def _log_epoch(entry: dict) -> None:

@@ -134,6 +134,11 @@ class RunLayout:
         return self.fit_file("neighbours")
 
     @property
+    def fit_consistency(self) -> str:
+        """Each fit pair's neighbour consistency (source_shard, key, consistency), by shard."""
+        return self.fit_file("consistency.parquet")
+
+    @property
     def histograms(self) -> str:
         """Every histogram the noise fit reads, summed over the shards."""
         return self.fit_file("histograms.json")

@@ -26,7 +26,7 @@ from pairsift.models.noise.division import division_uncertainty
 from pairsift.models.noise.fit import NoiseFit, NoiseHistograms
 from pairsift.models.records import Status, is_embedding_column
 from pairsift.models.storage.atomic import exists, read_json, write_json
-from pairsift.models.storage.tables import embedding_matrix, read_table, write_rows
+from pairsift.models.storage.tables import embedding_matrix, read_matching, read_table, write_rows
 from pairsift.models.training.scoring import loss_range, target_view_columns
 from pairsift.pipeline.combiners import SumOf, WriteSum
 from pairsift.pipeline.layout import RunLayout
@@ -70,11 +70,10 @@ def _shard_seed(seed: int, shard_name: str) -> int:
 class ScoreShard(beam.DoFn):
     """Scores one embedding shard with the frozen scoring state.
 
-    Yields the (loss, uncertainty, null loss, consistency, null consistency) arrays of its
-    unique pairs for the global histograms. The null columns (``null_loss``,
-    ``null_consistency``: the same rows with their captions swapped, NaN for duplicates) only
-    when the mixture uses the empirical null; the neighbour consistency (``consistency``)
-    only when the fit saved anchors (models/noise/consistency.py).
+    Yields the (loss, uncertainty, null loss, consistency) arrays of its unique pairs for
+    the global histograms. The null column (``null_loss``: the same rows with their captions
+    swapped, NaN for duplicates) only when the mixture uses the empirical null; the neighbour
+    consistency (``consistency``) only when the fit saved anchors (models/noise/consistency.py).
     """
 
     def __init__(self, layout: RunLayout, cfg: PairsiftConfig) -> None:
@@ -122,7 +121,6 @@ class ScoreShard(beam.DoFn):
         u = division_uncertainty(scores, self.cfg.division)[unique]
         return NoiseHistograms.of(
             bounds, self.cfg, values("loss"), u, values("null_loss"), values("consistency"),
-            values("null_consistency"),
         )
 
     def process(self, shard_name: str) -> Iterator[NoiseHistograms]:
@@ -165,16 +163,16 @@ class ScoreShard(beam.DoFn):
         self, shard_name: str, matrices: dict[str, np.ndarray], keys: list[str],
         duplicate: np.ndarray,
     ) -> dict[str, np.ndarray]:
-        """Consistency of the pairs, and the loss and consistency of the unique pairs with
-        their captions swapped among themselves (NaN for duplicates)."""
+        """Consistency of the pairs (the fit's, searched again only for pairs outside the fit
+        sample), and the loss of the unique pairs with their captions swapped among
+        themselves (NaN for duplicates). The consistency null is the fit's (its histogram
+        is saved with the anchors): it reads no heads, so it needs no search here."""
         from pairsift.models.noise.null import derangement
 
         out: dict[str, np.ndarray] = {}
         image, text = matrices["image_emb"], matrices["text_emb"]
-        anchor_rows = None
         if self.neighbours is not None:
-            anchor_rows = self.neighbours.rows_of(keys)
-            out["consistency"] = self.neighbours.score(image, text, anchor_rows, anchor_rows)
+            out["consistency"] = self._consistency(shard_name, keys, image, text)
         unique = np.flatnonzero(~duplicate)
         if not self.null or len(unique) < 2:
             return out
@@ -185,12 +183,23 @@ class ScoreShard(beam.DoFn):
             [keys[i] for i in unique], swap,
         )
         out["null_loss"] = null
-        if anchor_rows is not None:
-            null_c = np.full(len(keys), np.nan)
-            null_c[unique] = self.neighbours.score(
-                image[unique], text[swap], anchor_rows[unique], anchor_rows[swap]
-            )
-            out["null_consistency"] = null_c
+        return out
+
+    def _consistency(
+        self, shard_name: str, keys: list[str], image: np.ndarray, text: np.ndarray
+    ) -> np.ndarray:
+        """Each pair's neighbour consistency: the fit's value, or a search for a pair the fit
+        did not sample."""
+        known = read_matching(self.layout.fit_consistency, "source_shard", shard_name,
+                              ["key", "consistency"])
+        by_key = dict(zip(known.column("key").to_pylist(),
+                          known.column("consistency").to_numpy(zero_copy_only=False), strict=True))
+        out = np.asarray([by_key.get(key, np.nan) for key in keys], dtype=np.float64)
+        missing = np.flatnonzero([key not in by_key for key in keys])
+        if len(missing):
+            rows = self.neighbours.rows_of([keys[i] for i in missing])
+            out[missing] = self.neighbours.score(image[missing], text[missing], rows, rows)
+            beam.metrics.Metrics.counter("pairsift", "consistency_searched").inc(len(missing))
         return out
 
 
@@ -218,9 +227,13 @@ def build_score_pass(pipeline: beam.Pipeline, cfg: PairsiftConfig, layout: RunLa
 
 def fit_noise(cfg: PairsiftConfig, layout: RunLayout) -> NoiseFit:
     """The one noise fit, on the global histograms → OUT/fit/noise_fit.json."""
+    from pairsift.models.noise.neighbour_index import NeighbourIndex
     from pairsift.pipeline.summary import fit_warnings
 
     hists = NoiseHistograms.from_dict(read_json(layout.histograms))
+    if NeighbourIndex.exists(layout.neighbours):  # the fit's null (ScoreShard._null_scores)
+        null_counts = NeighbourIndex.meta(layout.neighbours)["null_counts"]
+        hists.null_consistency = np.asarray(null_counts, dtype=np.int64)
     if cfg.mixture.null_model == "shuffled" and hists.null_loss.sum() < 2:
         log.warning("mixture: too few null losses (%d), using the two components",
                     int(hists.null_loss.sum()))

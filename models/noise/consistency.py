@@ -9,7 +9,8 @@ like its image. A shuffled caption shares nothing with the image's neighbours. T
 
 on the raw tower embeddings (each side centred on the anchors' mean and L2-normalised, so
 the common direction every embedding shares does not count as similarity). Neighbours are
-drawn from a fixed anchor set (the fit pairs), a pair itself excluded. It needs no trained
+drawn from a fixed anchor set (the fit pairs), a pair itself excluded, and searched by an
+inverted-file index (models/noise/neighbour_index.py). It needs no trained
 heads, ranks noise about as well as the cross-fitted loss, and errs on other pairs
 (docs/noise_modelling.md, "Neighbour consistency", has the figures).
 
@@ -26,128 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
+from pairsift.models.noise.neighbour_index import NeighbourIndex
 from pairsift.models.noise.null import smoothed_density
+
+__all__ = ["CONSISTENCY_RANGE", "ConsistencyRatio", "NeighbourIndex", "share_threshold"]
 
 CONSISTENCY_RANGE = (-2.0, 2.0)  # a sum of two mean cosines
 _GRID = 2049
 _RATIO_CLIP = 1e4  # no single view moves the odds by more than this factor
-_CHUNK = 1024
-ANCHORS_FILE = "anchors.safetensors"
-META_FILE = "neighbours.json"
-
-
-def _centre_normalise(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32) - mean[None, :]
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-@dataclass
-class NeighbourIndex:
-    """Anchor pairs (centred, normalised tower embeddings) to find a pair's neighbours among."""
-
-    image: np.ndarray
-    text: np.ndarray
-    image_mean: np.ndarray
-    text_mean: np.ndarray
-    keys: list[str]
-    k: int = 30
-    _row_of: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def build(
-        cls, image: np.ndarray, text: np.ndarray, keys: list[str], k: int
-    ) -> NeighbourIndex:
-        """From raw tower embeddings of the anchor pairs (row-aligned with ``keys``)."""
-        if len(image) != len(text) or len(image) != len(keys):
-            raise ValueError(f"anchors disagree in length: {len(image)}, {len(text)}, {len(keys)}")
-        if k < 1:
-            raise ValueError(f"consistency.neighbours must be >= 1, got {k}")
-        image_mean = np.asarray(image, dtype=np.float32).mean(0)
-        text_mean = np.asarray(text, dtype=np.float32).mean(0)
-        return cls(
-            _centre_normalise(image, image_mean), _centre_normalise(text, text_mean),
-            image_mean, text_mean, list(keys), int(k),
-        )
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def rows_of(self, keys: list[str]) -> np.ndarray:
-        """Anchor row of each key, −1 for a key that is not an anchor."""
-        if not self._row_of:
-            self._row_of = {key: i for i, key in enumerate(self.keys)}
-        return np.asarray([self._row_of.get(key, -1) for key in keys], dtype=np.int64)
-
-    def score(
-        self, image: np.ndarray, text: np.ndarray,
-        exclude_image: np.ndarray | None = None, exclude_text: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Consistency of each (image, text) row; NaN where fewer than 2 anchors remain.
-
-        ``exclude_image`` / ``exclude_text``: per row, an anchor (row index, −1 for none) that
-        is not its neighbour: the anchor the image (caption) comes from, which would otherwise
-        be its own nearest neighbour and carry its own caption (image) with it.
-        """
-        n = len(image)
-        out = np.full(n, np.nan)
-        k = min(self.k, len(self) - 2)  # up to two anchors excluded per row
-        if n == 0 or k < 1:
-            return out
-        none = np.full(n, -1, dtype=np.int64)
-        ex_i = none if exclude_image is None else np.asarray(exclude_image, dtype=np.int64)
-        ex_t = none if exclude_text is None else np.asarray(exclude_text, dtype=np.int64)
-        anchors_v, anchors_t = torch.from_numpy(self.image), torch.from_numpy(self.text)
-        v_all = _centre_normalise(image, self.image_mean)
-        t_all = _centre_normalise(text, self.text_mean)
-        for start in range(0, n, _CHUNK):
-            rows = slice(start, start + _CHUNK)
-            v, t = torch.from_numpy(v_all[rows]), torch.from_numpy(t_all[rows])
-            excluded = torch.from_numpy(np.stack([ex_i[rows], ex_t[rows]], axis=1))
-            sim_v, sim_t = v @ anchors_v.T, t @ anchors_t.T  # [chunk, anchors]
-            out[rows] = (
-                _neighbour_mean(sim_v, sim_t, excluded, k) + _neighbour_mean(sim_t, sim_v, excluded, k)
-            ).double().numpy()
-        return out
-
-    def save(self, directory: str) -> None:
-        """Anchors as safetensors, keys and k as JSON, beside the scoring state (any fsspec
-        path, written atomically)."""
-        from pairsift.models.storage.tensor_files import join, write_json, write_tensors
-
-        write_tensors(join(directory, ANCHORS_FILE), {
-            name: torch.from_numpy(np.ascontiguousarray(getattr(self, name)))
-            for name in ("image", "text", "image_mean", "text_mean")
-        })
-        write_json(join(directory, META_FILE), {"k": self.k, "keys": self.keys})
-
-    @classmethod
-    def load(cls, directory: str) -> NeighbourIndex:
-        from pairsift.models.storage.tensor_files import join, read_json, read_tensors
-
-        meta = read_json(join(directory, META_FILE))
-        arrays = {name: t.numpy() for name, t in read_tensors(join(directory, ANCHORS_FILE)).items()}
-        return cls(arrays["image"], arrays["text"], arrays["image_mean"], arrays["text_mean"],
-                   list(meta["keys"]), int(meta["k"]))
-
-    @staticmethod
-    def exists(directory: str) -> bool:
-        from pairsift.models.storage.tensor_files import exists, join
-
-        return exists(join(directory, META_FILE))
-
-
-def _neighbour_mean(
-    find_by: torch.Tensor, read: torch.Tensor, excluded: torch.Tensor, k: int
-) -> torch.Tensor:
-    """Mean of ``read`` over each row's k anchors nearest by ``find_by``, ``excluded`` left out."""
-    find_by = find_by.clone()
-    valid = excluded >= 0
-    rows = torch.arange(find_by.shape[0])[:, None].expand_as(excluded)
-    find_by[rows[valid], excluded[valid]] = -torch.inf
-    nearest = torch.topk(find_by, k, dim=1).indices
-    return torch.gather(read, 1, nearest).mean(dim=1)
 
 
 @dataclass

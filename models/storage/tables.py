@@ -114,6 +114,31 @@ def read_rows(path: str, rows: np.ndarray, columns: list[str] | None = None,
     return pa.concat_tables(parts)
 
 
+def read_matching(path: str, column: str, value: str, columns: list[str] | None = None) -> pa.Table:
+    """The rows of a parquet file whose string ``column`` equals ``value``, reading only the
+    row groups whose statistics may hold it (a file sorted by ``column``: a few groups)."""
+    import pyarrow.compute as pc
+
+    from pairsift.models.storage.atomic import filesystem
+
+    fs, p = filesystem(path)
+    with fs.open(p, "rb") as handle:
+        reader = pq.ParquetFile(handle)
+        position = reader.schema_arrow.get_field_index(column)
+        names = columns or reader.schema_arrow.names
+        read = list(dict.fromkeys([*names, column]))
+        parts = []
+        for group in range(reader.num_row_groups):
+            stats = reader.metadata.row_group(group).column(position).statistics
+            if stats is not None and stats.has_min_max and not stats.min <= value <= stats.max:
+                continue
+            table = reader.read_row_group(group, columns=read)
+            parts.append(table.filter(pc.equal(table.column(column), value)).select(names))
+        if not parts:
+            return reader.schema_arrow.empty_table().select(names)
+    return pa.concat_tables(parts)
+
+
 def read_table(
     path: str, columns: list[str] | None = None, skip_embeddings: bool = False
 ) -> pa.Table:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.noise.consistency import NeighbourIndex
 from pairsift.models.noise.division import (
     Division,
     UncertaintyMemory,
@@ -25,6 +24,7 @@ from pairsift.models.noise.division import (
 from pairsift.models.noise.fit import NoiseFit, fit_scores
 from pairsift.models.noise.histogram import histogram
 from pairsift.models.noise.mixture import BetaMixture
+from pairsift.models.noise.neighbour_index import NeighbourIndex, anchor_rows
 from pairsift.models.noise.null import derangement, with_swapped_captions
 from pairsift.models.pairdata import PairEmbeddings
 from pairsift.models.training.heads import ProjectionHeads
@@ -166,36 +166,41 @@ def consistency_applies(cfg: PairsiftConfig, pairs: int) -> bool:
 
 @dataclass
 class NeighbourScores:
-    """Neighbour consistency of the training pairs and of a caption-swapped sample of them."""
+    """Neighbour consistency of the training pairs and of a caption-swapped sample of them,
+    with the index of anchors both were found among (the score pass reuses all three)."""
 
     observed: np.ndarray
     null: np.ndarray
+    index: NeighbourIndex
 
 
 def neighbour_consistency(
     data: PairEmbeddings, cfg: PairsiftConfig, seed: int
 ) -> NeighbourScores | None:
-    """Consistency of every pair of ``data`` among anchors drawn from ``data`` itself, and of
-    caption-swapped pairs (at most ``max_anchors`` of them: they only fill a histogram).
-    None when it is off, there is no empirical null to fuse with, or too few pairs."""
+    """Consistency of every pair of ``data`` among anchors drawn from ``data`` itself (by key,
+    :func:`anchor_rows`), and of caption-swapped pairs (at most ``max_anchors`` of them: they
+    only fill a histogram). None when it is off, there is no empirical null to fuse with, or
+    too few pairs. Each pair is searched once: the fit's division, the score pass and the
+    null all read these values."""
     c = cfg.consistency
     n = len(data.image)
     if not consistency_applies(cfg, n):
         return None
-    rng = np.random.default_rng(seed)
-    anchors = np.sort(rng.choice(n, min(n, c.max_anchors), replace=False))
+    keys = data.keys if data.keys is not None else [str(i) for i in range(n)]
+    anchors = anchor_rows(keys, c.max_anchors, seed + 1)
     index = NeighbourIndex.build(
-        data.image[anchors], data.text[anchors], [str(i) for i in anchors], c.neighbours
+        data.image[anchors], data.text[anchors], [keys[i] for i in anchors], c.neighbours,
+        probes=c.probes, seed=seed,
     )
     position = np.full(n, -1, dtype=np.int64)
     position[anchors] = np.arange(len(anchors))
     observed = index.score(data.image, data.text, position, position)
     other = derangement(n, seed)
-    rows = np.sort(rng.choice(n, min(n, c.max_anchors), replace=False))
+    rows = np.sort(np.random.default_rng(seed).choice(n, min(n, c.max_anchors), replace=False))
     null = index.score(
         data.image[rows], data.text[other[rows]], position[rows], position[other[rows]]
     )
-    return NeighbourScores(observed, null)
+    return NeighbourScores(observed, null, index)
 
 
 def fold_ids(n: int, k: int, seed: int) -> np.ndarray:

@@ -135,6 +135,7 @@ def train(
     progress: Callable[[dict], None] | None = None,
     folds: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    neighbours: NeighbourScores | None = None,
 ) -> TrainResult:
     """Train projection heads with the recipe ``cfg.train.loss`` (see module doc).
 
@@ -145,9 +146,10 @@ def train(
     heads); by default it is drawn from the seed. ``weights`` (one per pair, ≥ 0) weigh each
     pair's term in the plain losses: the final model weighs the kept pairs by their clean
     posterior (``train.final_weight_power``). With ``val``, the heads of the best validation
-    rSum are kept (early stopping after ``train.patience`` stale epochs).
+    rSum are kept (early stopping after ``train.patience`` stale epochs). ``neighbours``: the
+    pairs' consistency, already searched (the pipeline's fit); by default it is searched here.
     """
-    run = _start(data, cfg, identity_init, folds, weights)
+    run = _start(data, cfg, identity_init, folds, weights, neighbours)
     t = run.cfg.train
     history: list[dict] = []
     best_rsum, best_state, stale = -np.inf, None, 0
@@ -184,6 +186,7 @@ def train(
 def _start(
     data: PairEmbeddings, cfg: PairsiftConfig, identity_init: bool,
     folds: np.ndarray | None, weights: np.ndarray | None,
+    neighbours: NeighbourScores | None = None,
 ) -> _Run:
     """Check the inputs, sample down to ``limits.max_fit_pairs``, build the nets."""
     recipe = training_recipe(cfg.train.loss)
@@ -207,7 +210,10 @@ def _start(
     tensors = (_as_tensor(data.image), _as_tensor(data.text),
                {key: _as_tensor(v) for key, v in sorted(data.text_tgt.items())})
     # fixed over the epochs: it reads the tower embeddings, not the heads
-    neighbours = neighbour_consistency(data, cfg, cfg.seed) if recipe.uses_consistency else None
+    if not recipe.uses_consistency:
+        neighbours = None
+    elif neighbours is None or len(neighbours.observed) != len(data):  # none, or sampled down
+        neighbours = neighbour_consistency(data, cfg, cfg.seed)
     return _Run(recipe, data, cfg, nets, fold_nets, folds, memories, neighbours,
                 tensors, None if weights is None else _as_tensor(weights),
                 torch.Generator().manual_seed(cfg.seed))

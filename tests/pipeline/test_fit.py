@@ -8,9 +8,10 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
+from pairsift.models.noise.neighbour_index import anchor_rows as fit_sample
 from pairsift.models.storage.tables import read_table, write_rows
 from pairsift.pipeline.dedup import run_dedup
-from pairsift.pipeline.fit import fit_sample, load_sample_vectors
+from pairsift.pipeline.fit import load_sample_vectors
 from pairsift.pipeline.layout import RunLayout
 
 
