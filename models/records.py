@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -71,6 +72,16 @@ def is_embedding_column(name: str) -> bool:
     return name.startswith(EMBEDDING_PREFIXES)
 
 
+# Where pass 1 found a pair's image in its input tar (byte offset and size of the member's
+# data, and its CRC-32): pass 2 copies the kept members by these, without parsing the tar.
+BYTE_RANGE_COLUMNS: tuple[str, ...] = ("member_offset", "member_size", "member_crc32", "member_ext")
+
+
+def is_internal_column(name: str) -> bool:
+    """A pass-1 column that never reaches the audit: a vector or an image's byte range."""
+    return is_embedding_column(name) or name in BYTE_RANGE_COLUMNS
+
+
 # Ground-truth columns that benchmark datasets carry and the pipeline passes through.
 GROUND_TRUTH_COLUMNS: tuple[str, ...] = ("is_noisy", "noise_kind")
 
@@ -111,6 +122,8 @@ class PairSample:
     error_status: str | None = None  # set by a reader that could not read the pair
     error: str | None = None
     original_sha256: str | None = None  # the input's own hash of the original bytes
+    member_offset: int | None = None  # the image member's data in an uncompressed tar
+    member_size: int | None = None
 
     @property
     def image_sha256(self) -> str | None:
@@ -135,6 +148,9 @@ def audit_row(
         "caption": sample.caption,
         "sha256": sample.image_sha256,
     }
+    if sample.member_offset is not None and sample.image_bytes is not None:
+        row.update(member_offset=sample.member_offset, member_size=sample.member_size,
+                   member_crc32=zlib.crc32(sample.image_bytes), member_ext=sample.image_format)
     for lang, text in sorted(sample.captions.items()):
         row[f"caption_{lang}"] = text
     for name, value in sample.meta.items():

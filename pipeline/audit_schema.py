@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pairsift.models.records import AUDIT_COLUMNS, is_embedding_column
+from pairsift.models.records import AUDIT_COLUMNS, is_internal_column
 from pairsift.models.storage.atomic import exists, filesystem
 from pairsift.models.training.scoring import audited_columns
 
@@ -71,7 +71,7 @@ def audit_schema(pass1_files: Iterable[str], score_files: Iterable[str],
     found: dict[str, pa.DataType] = {}
     for schema in filter(None, pass1):
         for name, kind in zip(schema.names, schema.types, strict=True):
-            if not is_embedding_column(name):
+            if not is_internal_column(name):
                 _merge(found, name, kind)
     for schema in filter(None, scores):
         for name in audited_columns(schema.names, langs):

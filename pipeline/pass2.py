@@ -1,7 +1,8 @@
 """Pass 2 (Beam, parallel over input shards): label every pair, write curated shards + audit.
 
-Each worker re-reads its input shard (one sequential read, no shuffle of image bytes), joins
-it by key with the shard's pass-1 rows and scores, and writes OUT/audit/NNNNN.parquet (one
+Each worker labels its input shard's pass-1 rows with their scores and copies the kept
+images' bytes from the input by the byte ranges pass 1 recorded (no tar parsing, no decoding,
+dropped members never read; inputs without ranges are read again in full), and writes OUT/audit/NNNNN.parquet (one
 row per input pair) and OUT/shards/NNNNN.{tar,parquet,_stats.json} (kept pairs, original
 bytes). The stats file is written last: it marks the shard complete for a resumed run.
 """
@@ -9,6 +10,7 @@ bytes). The stats file is written last: it marks the shard complete for a resume
 from __future__ import annotations
 
 import logging
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,12 +23,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
-from pairsift.models.records import Status, is_embedding_column
+from pairsift.models.records import Status, is_internal_column
 from pairsift.models.storage.atomic import exists, read_json
 from pairsift.models.storage.tables import read_table, write_rows
 from pairsift.models.training.scoring import audited_columns
 from pairsift.pipeline.audit_schema import audit_schema, without
-from pairsift.pipeline.io.readers import InputShard, read_shard
+from pairsift.pipeline.io.byte_ranges import read_ranges
+from pairsift.pipeline.io.readers import InputShard, byte_ranged, read_shard
 from pairsift.pipeline.io.shard_writer import ShardSample, shard_complete, write_shard
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
@@ -67,8 +70,60 @@ class CurateShard(beam.DoFn):
         assert self.fit is not None
         pass1 = _rows_by_key(self.layout.embeddings_file(shard.name), skip_embeddings=True)
         scored = ShardLabels.of(self.layout, shard.name, self.fit, self.cfg)
-        scored_rows, per_key = scored.rows, scored.per_key
+        curate = self._by_ranges if ranged_rows(shard, pass1) else self._by_reading
+        audit, kept = curate(shard, pass1, scored)
+        write_rows(self.layout.audit_file(name), audit, schema=self.schema)
+        write_shard(
+            self.layout.shards,
+            name,
+            kept,
+            stats=shard_stats(shard.name, audit, len(kept)),
+            schema=without(self.schema, "index"),
+            count_by="label",
+            complete=not any(r["status"] == Status.REREAD_ERROR.value for r in audit),  # a rerun retries a shard whose pairs could not be re-read
+        )
+        yield name
 
+    def _by_ranges(
+        self, shard: InputShard, pass1: dict[str, dict[str, Any]], scored: ShardLabels
+    ) -> tuple[list[dict[str, Any]], list[ShardSample]]:
+        """Audit rows from pass 1's rows alone; the kept images copied by the byte ranges pass
+        1 recorded (one range read, no tar parsing, dropped members never read), each checked
+        against its CRC-32."""
+        audit: list[dict[str, Any]] = []
+        chosen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        keep_labels = set(self.cfg.output.keep_labels)
+        for key, base in pass1.items():
+            dup = bool(scored.rows.get(key, {}).get("duplicate", False))
+            row = finish_audit_row(base, key, shard.name, dup, scored.per_key.get(key))
+            audit.append(row)
+            if row.get("label") in keep_labels:
+                chosen.append((row, base))
+        failure = ""
+        try:
+            images = read_ranges(shard.path, [b["member_offset"] for _, b in chosen],
+                                 [b["member_size"] for _, b in chosen])
+        except Exception as exc:  # noqa: BLE001 - every kept pair gets the reason
+            images = [None] * len(chosen)  # type: ignore[list-item]
+            failure = f"{type(exc).__name__}: {exc}"
+        langs = list(self.cfg.translate.target_langs)
+        kept: list[ShardSample] = []
+        for (row, base), image in zip(chosen, images, strict=True):
+            if image is not None and zlib.crc32(image) == base["member_crc32"]:
+                kept.append(self._shard_sample(image, base["member_ext"], row, langs))
+                continue
+            reason = failure if image is None else "its bytes changed since pass 1 (CRC-32 differs)"
+            row.update(status=Status.REREAD_ERROR.value, label=None,
+                       error=f"embedded in pass 1, but pass 2 could not re-read its image: {reason}")
+        for row in audit:
+            count_outcome(row["status"], row.get("label"))
+        return audit, kept
+
+    def _by_reading(
+        self, shard: InputShard, pass1: dict[str, dict[str, Any]], scored: ShardLabels
+    ) -> tuple[list[dict[str, Any]], list[ShardSample]]:
+        """Audit rows and kept samples by reading the whole shard again: the fallback for
+        inputs without byte ranges (compressed tars, tables, folders)."""
         audit: list[dict[str, Any]] = []
         kept: list[ShardSample] = []
         keep_labels = set(self.cfg.output.keep_labels)
@@ -78,8 +133,9 @@ class CurateShard(beam.DoFn):
             if sample.key not in pass1 and sample.error_status == Status.READ_ERROR.value:
                 failure = sample.error  # the shard itself failed to read: no pair of its own
                 continue
-            dup = bool(scored_rows.get(sample.key, {}).get("duplicate", False))
-            row = finish_audit_row(pass1.get(sample.key), sample.key, shard.name, dup, per_key.get(sample.key))
+            dup = bool(scored.rows.get(sample.key, {}).get("duplicate", False))
+            row = finish_audit_row(pass1.get(sample.key), sample.key, shard.name, dup,
+                                   scored.per_key.get(sample.key))
             if row["status"] == Status.OK.value and sample.image_bytes is None:
                 # embedded in pass 1, but this read failed (a URL that failed the second time)
                 row.update(status=Status.REREAD_ERROR.value, label=None,
@@ -93,19 +149,9 @@ class CurateShard(beam.DoFn):
         for row in lost:
             count_outcome(row["status"], None)
         audit.extend(lost)
-        write_rows(self.layout.audit_file(name), audit, schema=self.schema)
-        write_shard(
-            self.layout.shards,
-            name,
-            kept,
-            stats=shard_stats(shard.name, audit, len(kept)),
-            schema=without(self.schema, "index"),
-            count_by="label",
-            complete=not any(r["status"] == Status.REREAD_ERROR.value for r in audit),  # a rerun retries a shard whose pairs could not be re-read
-        )
-        yield name
+        return audit, kept
 
-    def _shard_sample(self, image: bytes, fmt: str | None, row: dict[str, Any], langs: list[str]) -> ShardSample:
+    def _shard_sample(self, image: bytes | memoryview, fmt: str | None, row: dict[str, Any], langs: list[str]) -> ShardSample:
         ext = IMAGE_EXT_ALIASES.get((fmt or "jpg").lower(), (fmt or "jpg").lower())
         files = {ext: image, "txt": (row.get("caption") or "").encode("utf-8"), "json": sample_json(row)}
         if self.cfg.output.write_translations:
@@ -115,6 +161,16 @@ class CurateShard(beam.DoFn):
                     files[f"{lang}.txt"] = text.encode("utf-8")
         parquet_row = {k: v for k, v in row.items() if k != "index"}
         return ShardSample(row["key"], files, parquet_row)
+
+
+def ranged_rows(shard: InputShard, pass1: dict[str, dict[str, Any]]) -> bool:
+    """Whether pass 2 can copy the shard's kept images by byte range: an uncompressed tar
+    whose pass-1 rows all carry their image's range (a run begun before ranges existed, or
+    another input kind, reads the shard again)."""
+    return byte_ranged(shard) and all(
+        row.get("member_offset") is not None
+        for row in pass1.values() if row["status"] == Status.OK.value
+    )
 
 
 @dataclass
@@ -154,7 +210,7 @@ def reread_rows(
     for key, base in pass1.items():
         if key in seen:
             continue
-        row = {k: v for k, v in base.items() if not is_embedding_column(k)}
+        row = {k: v for k, v in base.items() if not is_internal_column(k)}
         row.update(status=Status.REREAD_ERROR.value, label=None,
                    error=f"embedded in pass 1, but pass 2 could not re-read its bytes: {reason}")
         rows.append(row)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pairsift.models.noise.fit import NoiseFit
-from pairsift.models.records import Status, is_embedding_column
+from pairsift.models.records import Status, is_internal_column
 
 
 def label_scores(scores: dict[str, np.ndarray], fit: NoiseFit) -> dict[str, np.ndarray]:
@@ -67,7 +67,7 @@ def finish_audit_row(
             "error": "pair missing from pass-1 output (input changed after pass 1?)",
             "label": None,
         }
-    row = {k: v for k, v in base.items() if not is_embedding_column(k)}
+    row = {k: v for k, v in base.items() if not is_internal_column(k)}
     row.setdefault("label", None)
     if row["status"] != Status.OK.value:
         return row

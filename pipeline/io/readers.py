@@ -172,8 +172,14 @@ def _read_tar_whole(shard: InputShard) -> Iterator[PairSample]:
     return merge_sidecar(_read_tar(shard), shard.path, shard.name)
 
 
+def byte_ranged(shard: InputShard) -> bool:
+    """Whether a member's data offset in the tar stream is its offset in the file: an
+    uncompressed tar, whose kept images pass 2 copies by byte range."""
+    return shard.kind == "tar" and shard.path.endswith(".tar")
+
+
 def _read_tar(shard: InputShard) -> Iterator[PairSample]:
-    builder = _SampleBuilder(shard.name)
+    builder = _SampleBuilder(shard.name, ranged=byte_ranged(shard))
     try:
         with fsspec.open(shard.path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
             unsafe: set[str] = set()  # keys already reported: one row per unsafe pair
@@ -199,7 +205,7 @@ def _read_tar(shard: InputShard) -> Iterator[PairSample]:
                     builder.oversize.append((setting, f"{member.name} ({member.size} bytes > {setting})"))
                     continue
                 handle = tar.extractfile(member)
-                builder.add(ext, handle.read() if handle else b"")
+                builder.add(ext, handle.read() if handle else b"", member.offset_data)
     except Exception as exc:  # noqa: BLE001 - a cut or corrupt tar: keep what was read
         yield from builder.flush()
         yield unreadable_row(shard.name, builder.index, exc)
@@ -210,20 +216,23 @@ def _read_tar(shard: InputShard) -> Iterator[PairSample]:
 class _SampleBuilder:
     """Collects consecutive tar members of one key into a ``PairSample``."""
 
-    def __init__(self, shard_name: str) -> None:
+    def __init__(self, shard_name: str, ranged: bool = False) -> None:
         self.shard_name = shard_name
+        self.ranged = ranged  # offsets are file offsets (an uncompressed tar)
         self.index = 0
         self.raw_key: str | None = None
         self.files: dict[str, bytes] = {}
+        self.offsets: dict[str, int] = {}  # each member's data offset in the tar
         self.skipped: list[str] = []  # the key's members that are not regular files
         self.oversize: list[tuple[str, str]] = []  # the key's members over the read cap
         self.keys = UniqueKeys()
 
     def start(self, raw_key: str) -> None:
-        self.raw_key, self.files, self.skipped, self.oversize = raw_key, {}, [], []
+        self.raw_key, self.files, self.offsets, self.skipped, self.oversize = raw_key, {}, {}, [], []
 
-    def add(self, ext: str, data: bytes) -> None:
+    def add(self, ext: str, data: bytes, offset: int) -> None:
         self.files[ext] = data
+        self.offsets[ext] = offset
 
     def error(self, raw_key: str, status: Status, message: str) -> PairSample:
         sample = self.keys.sample(raw_key, self.shard_name, self.index)
@@ -256,6 +265,9 @@ class _SampleBuilder:
         image_ext = next((e for e in IMAGE_EXTENSIONS if e in files), None)
         if image_ext is not None:
             sample.image_bytes, sample.image_format = files[image_ext], image_ext
+            if self.ranged:
+                sample.member_offset = self.offsets[image_ext]
+                sample.member_size = len(files[image_ext])
         if "txt" in files:
             sample.caption = decode_caption(files["txt"], sample)
         for ext, data in files.items():  # KEY.<lang>.txt translations shipped with the input
