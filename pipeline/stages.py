@@ -37,6 +37,7 @@ class RunContext:
     parts: list[Any] = field(default_factory=list)  # --embeddings: clip-retrieval parts
     counters: dict[str, int] = field(default_factory=dict)  # Beam counters, summed
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)  # high-water mark after each
     fit_info: dict[str, Any] = field(default_factory=dict)
     noise_fit: NoiseFit | None = None
     tally: Any = None  # pipeline.tally.Tally: counts over the audit
@@ -127,6 +128,7 @@ def _run_summary(ctx: RunContext) -> None:
     )
     summary["shards"] = {f"{i:05d}": s.name for i, s in enumerate(ctx.shards)}
     summary["final_model"] = ctx.final_info
+    summary["peak_rss_mib"] = dict(ctx.peak_rss_mib)
     # summary.json holds timings, so it is the one output that differs between runs
     write_json(ctx.layout.summary, summary)
     write_report(ctx.layout.report, summary, read_json(ctx.layout.histograms)["loss"])
@@ -199,4 +201,15 @@ def run_stages(ctx: RunContext, stages: tuple[Stage, ...] = STAGES) -> RunContex
         start = time.monotonic()
         stage.run(ctx)
         ctx.timings[stage.name] = time.monotonic() - start
+        ctx.peak_rss_mib[stage.name] = peak_rss_mib()
     return ctx
+
+
+def peak_rss_mib() -> float:
+    """The high-water mark so far of this process's resident memory, or of any child process
+    that has ended (SDK workers), whichever is higher: after a stage, the most it used."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024.0, 1)  # KiB on Linux
