@@ -98,8 +98,7 @@ def write_part_audit(layout: RunLayout, cfg: PairsiftConfig, fit: NoiseFit, sche
     base = {r["key"]: r for r in read_table(layout.embeddings_file(name), skip_embeddings=True).to_pylist()}
     labels = ShardLabels.of(layout, name, fit, cfg)
     audit = [
-        finish_audit_row(row, key, name, bool(labels.rows.get(key, {}).get("duplicate", False)),
-                         labels.per_key.get(key))
+        finish_audit_row(row, key, name, labels.is_duplicate(key), labels.scored(key))
         for key, row in base.items()
     ]
     write_rows(layout.audit_file(name), audit, schema=schema)
@@ -145,7 +144,9 @@ class CurateByKey(CurateShard):
                 row = {**row, "sha256": sample.image_sha256}
                 kept.append(self._shard_sample(sample.image_bytes, sample.image_format, row,
                                                list(self.cfg.translate.target_langs)))
-        write_shard(self.layout.shards, name, kept, stats=shard_stats(shard.name, seen, len(kept)),
+        stats = shard_stats(shard.name, [r["status"] for r in seen],
+                            [r.get("label") for r in seen], len(kept))
+        write_shard(self.layout.shards, name, kept, stats=stats,
                     schema=without(self.schema, "index"), count_by="label")
         yield name
 

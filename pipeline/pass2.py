@@ -13,27 +13,29 @@ import logging
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
-from pairsift.models.records import Status, is_internal_column
+from pairsift.models.records import BYTE_RANGE_COLUMNS, Status, is_internal_column
 from pairsift.models.storage.atomic import exists, read_json
-from pairsift.models.storage.tables import read_table, write_rows
+from pairsift.models.storage.tables import read_table, write_table
 from pairsift.models.training.scoring import audited_columns
+from pairsift.pipeline.audit_columns import AuditColumns
 from pairsift.pipeline.audit_schema import audit_schema, without
 from pairsift.pipeline.io.byte_ranges import read_ranges
 from pairsift.pipeline.io.readers import InputShard, byte_ranged, read_shard
 from pairsift.pipeline.io.shard_writer import ShardSample, shard_complete, write_shard
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
-from pairsift.transforms.curate import finish_audit_row, label_scores, sample_json
+from pairsift.transforms.curate import clean_float, finish_audit_row, label_scores, sample_json
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +44,6 @@ IMAGE_EXT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
 
 def output_name(index: int) -> str:
     return f"{index:05d}"
-
-
-def _rows_by_key(path: str, skip_embeddings: bool) -> dict[str, dict[str, Any]]:
-    if not exists(path):
-        return {}
-    table = read_table(path, skip_embeddings=skip_embeddings)
-    return {row["key"]: row for row in table.to_pylist()}
 
 
 class CurateShard(beam.DoFn):
@@ -68,64 +63,62 @@ class CurateShard(beam.DoFn):
             yield name
             return
         assert self.fit is not None
-        pass1 = _rows_by_key(self.layout.embeddings_file(shard.name), skip_embeddings=True)
+        pass1 = read_table(self.layout.embeddings_file(shard.name), skip_embeddings=True)
         scored = ShardLabels.of(self.layout, shard.name, self.fit, self.cfg)
-        curate = self._by_ranges if ranged_rows(shard, pass1) else self._by_reading
-        audit, kept = curate(shard, pass1, scored)
-        write_rows(self.layout.audit_file(name), audit, schema=self.schema)
+        if ranged_rows(shard, pass1):
+            audit, kept = self._by_ranges(shard, pass1, scored)
+        else:
+            rows = {row["key"]: row for row in pass1.to_pylist()}
+            audit = AuditColumns.from_rows(self._by_reading(shard, rows, scored, kept := []))
+        write_table(self.layout.audit_file(name), audit.table(self.schema))
+        audit.count_outcomes()
+        statuses = audit.columns["status"]
         write_shard(
             self.layout.shards,
             name,
             kept,
-            stats=shard_stats(shard.name, audit, len(kept)),
+            stats=shard_stats(shard.name, statuses, audit.columns["label"], len(kept)),
             schema=without(self.schema, "index"),
             count_by="label",
-            complete=not any(r["status"] == Status.REREAD_ERROR.value for r in audit),  # a rerun retries a shard whose pairs could not be re-read
+            complete=Status.REREAD_ERROR.value not in statuses,  # a rerun retries a shard whose pairs could not be re-read
         )
         yield name
 
     def _by_ranges(
-        self, shard: InputShard, pass1: dict[str, dict[str, Any]], scored: ShardLabels
-    ) -> tuple[list[dict[str, Any]], list[ShardSample]]:
-        """Audit rows from pass 1's rows alone; the kept images copied by the byte ranges pass
-        1 recorded (one range read, no tar parsing, dropped members never read), each checked
-        against its CRC-32."""
-        audit: list[dict[str, Any]] = []
-        chosen: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        keep_labels = set(self.cfg.output.keep_labels)
-        for key, base in pass1.items():
-            dup = bool(scored.rows.get(key, {}).get("duplicate", False))
-            row = finish_audit_row(base, key, shard.name, dup, scored.per_key.get(key))
-            audit.append(row)
-            if row.get("label") in keep_labels:
-                chosen.append((row, base))
+        self, shard: InputShard, pass1: pa.Table, scored: ShardLabels
+    ) -> tuple[AuditColumns, list[ShardSample]]:
+        """The audit from pass 1's rows alone; the kept images copied by the byte ranges pass
+        1 recorded (merged range reads, no tar parsing, dropped members never read), each
+        checked against its CRC-32."""
+        audit = AuditColumns.label(pass1, scored)
+        chosen = list(audit.rows_where(set(self.cfg.output.keep_labels)))
+        ranges = {name: pass1.column(name).to_pylist() if name in pass1.column_names
+                  else [None] * pass1.num_rows for name in BYTE_RANGE_COLUMNS}
         failure = ""
         try:
-            images = read_ranges(shard.path, [b["member_offset"] for _, b in chosen],
-                                 [b["member_size"] for _, b in chosen])
+            images = read_ranges(shard.path, [ranges["member_offset"][i] for i in chosen],
+                                 [ranges["member_size"][i] for i in chosen])
         except Exception as exc:  # noqa: BLE001 - every kept pair gets the reason
             images = [None] * len(chosen)  # type: ignore[list-item]
             failure = f"{type(exc).__name__}: {exc}"
         langs = list(self.cfg.translate.target_langs)
         kept: list[ShardSample] = []
-        for (row, base), image in zip(chosen, images, strict=True):
-            if image is not None and zlib.crc32(image) == base["member_crc32"]:
-                kept.append(self._shard_sample(image, base["member_ext"], row, langs))
+        for i, image in zip(chosen, images, strict=True):
+            if image is not None and zlib.crc32(image) == ranges["member_crc32"][i]:
+                kept.append(self._shard_sample(image, ranges["member_ext"][i], audit.row(i), langs))
                 continue
             reason = failure if image is None else "its bytes changed since pass 1 (CRC-32 differs)"
-            row.update(status=Status.REREAD_ERROR.value, label=None,
-                       error=f"embedded in pass 1, but pass 2 could not re-read its image: {reason}")
-        for row in audit:
-            count_outcome(row["status"], row.get("label"))
+            audit.fail(i, Status.REREAD_ERROR,
+                       f"embedded in pass 1, but pass 2 could not re-read its image: {reason}")
         return audit, kept
 
     def _by_reading(
-        self, shard: InputShard, pass1: dict[str, dict[str, Any]], scored: ShardLabels
-    ) -> tuple[list[dict[str, Any]], list[ShardSample]]:
-        """Audit rows and kept samples by reading the whole shard again: the fallback for
-        inputs without byte ranges (compressed tars, tables, folders)."""
+        self, shard: InputShard, pass1: dict[str, dict[str, Any]], scored: ShardLabels,
+        kept: list[ShardSample],
+    ) -> list[dict[str, Any]]:
+        """Audit rows, and the kept samples into ``kept``, by reading the whole shard again:
+        the fallback for inputs without byte ranges (compressed tars, tables, folders)."""
         audit: list[dict[str, Any]] = []
-        kept: list[ShardSample] = []
         keep_labels = set(self.cfg.output.keep_labels)
         langs = list(self.cfg.translate.target_langs)
         failure = None
@@ -133,23 +126,18 @@ class CurateShard(beam.DoFn):
             if sample.key not in pass1 and sample.error_status == Status.READ_ERROR.value:
                 failure = sample.error  # the shard itself failed to read: no pair of its own
                 continue
-            dup = bool(scored.rows.get(sample.key, {}).get("duplicate", False))
-            row = finish_audit_row(pass1.get(sample.key), sample.key, shard.name, dup,
-                                   scored.per_key.get(sample.key))
+            row = finish_audit_row(pass1.get(sample.key), sample.key, shard.name,
+                                   scored.is_duplicate(sample.key), scored.scored(sample.key))
             if row["status"] == Status.OK.value and sample.image_bytes is None:
                 # embedded in pass 1, but this read failed (a URL that failed the second time)
                 row.update(status=Status.REREAD_ERROR.value, label=None,
                            error=f"embedded in pass 1, but pass 2 could not re-read its image: "
                                  f"{sample.error or 'no image bytes'}")
             audit.append(row)
-            count_outcome(row["status"], row.get("label"))
             if row.get("label") in keep_labels and sample.image_bytes is not None:
                 kept.append(self._shard_sample(sample.image_bytes, sample.image_format, row, langs))
-        lost = reread_rows(pass1, {r["key"] for r in audit}, failure)
-        for row in lost:
-            count_outcome(row["status"], None)
-        audit.extend(lost)
-        return audit, kept
+        audit.extend(reread_rows(pass1, {r["key"] for r in audit}, failure))
+        return audit
 
     def _shard_sample(self, image: bytes | memoryview, fmt: str | None, row: dict[str, Any], langs: list[str]) -> ShardSample:
         ext = IMAGE_EXT_ALIASES.get((fmt or "jpg").lower(), (fmt or "jpg").lower())
@@ -163,41 +151,67 @@ class CurateShard(beam.DoFn):
         return ShardSample(row["key"], files, parquet_row)
 
 
-def ranged_rows(shard: InputShard, pass1: dict[str, dict[str, Any]]) -> bool:
+def ranged_rows(shard: InputShard, pass1: pa.Table) -> bool:
     """Whether pass 2 can copy the shard's kept images by byte range: an uncompressed tar
     whose pass-1 rows all carry their image's range (a run begun before ranges existed, or
     another input kind, reads the shard again)."""
-    return byte_ranged(shard) and all(
-        row.get("member_offset") is not None
-        for row in pass1.values() if row["status"] == Status.OK.value
-    )
+    if not byte_ranged(shard) or pass1.num_rows == 0:
+        return byte_ranged(shard)
+    ok = pc.equal(pass1.column("status"), Status.OK.value)
+    if "member_offset" not in pass1.column_names:
+        return not pc.any(ok).as_py()  # no image to copy
+    return not pc.any(pc.and_(ok, pc.is_null(pass1.column("member_offset")))).as_py()
 
 
 @dataclass
 class ShardLabels:
-    """One shard's labelled pairs: its score rows by key, and per unique pair the audit's
-    score columns and the noise fit's division (label, p_clean, soft_label, ...)."""
+    """One shard's labelled pairs, by column: per scored row (its key, whether it is a
+    duplicate), the audit's score columns and the noise fit's division (label, p_clean,
+    soft_label, ...) as the audit stores them (rounded; None for a duplicate)."""
 
-    rows: dict[str, dict[str, Any]]
-    per_key: dict[str, dict[str, Any]]
+    keys: list[str]
+    duplicate: np.ndarray
+    values: dict[str, list[Any]]
+    position: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.position = {key: i for i, key in enumerate(self.keys)}
 
     @classmethod
     def of(cls, layout: RunLayout, shard_name: str, fit: NoiseFit, cfg: PairsiftConfig) -> ShardLabels:
         """Label the shard's unique scored pairs with ``fit`` (pass 2, and any run that
         starts from embeddings, label through here)."""
-        scored_rows = _rows_by_key(layout.scores_file(shard_name), skip_embeddings=False)
-        unique_keys = [k for k, r in scored_rows.items() if not r["duplicate"]]
-        names = [n for n in next(iter(scored_rows.values()), {}) if n not in ("key", "duplicate")]
-        scores = {n: np.array([scored_rows[k][n] for k in unique_keys], dtype=np.float64)
+        path = layout.scores_file(shard_name)
+        table = read_table(path) if exists(path) else pa.table({"key": pa.array([], pa.string())})
+        keys = table.column("key").to_pylist()
+        if "duplicate" not in table.column_names:
+            return cls(keys, np.zeros(len(keys), dtype=bool), {})
+        duplicate = np.asarray(table.column("duplicate").to_numpy(zero_copy_only=False), dtype=bool)
+        unique = np.flatnonzero(~duplicate)
+        names = [n for n in table.column_names if n not in ("key", "duplicate")]
+        scores = {n: np.asarray(table.column(n).to_numpy(zero_copy_only=False), dtype=np.float64)[unique]
                   for n in names}
-        labels = label_scores(scores, fit)
-        audited = audited_columns(names, cfg.translate.target_langs)
-        per_key: dict[str, dict[str, Any]] = {}
-        for i, key in enumerate(unique_keys):
-            values: dict[str, Any] = {n: scores[n][i] for n in audited}
-            values.update({n: labels[n][i] for n in labels})
-            per_key[key] = values
-        return cls(scored_rows, per_key)
+        columns = {n: scores[n] for n in audited_columns(names, cfg.translate.target_langs)}
+        columns.update(label_scores(scores, fit))
+        values: dict[str, list[Any]] = {}
+        for name, column in columns.items():
+            cells: list[Any] = [None] * len(keys)
+            stored = column.tolist() if column.dtype.kind == "U" else [clean_float(v) for v in column.tolist()]
+            for i, value in zip(unique.tolist(), stored, strict=True):
+                cells[i] = value
+            values[name] = cells
+        return cls(keys, duplicate, values)
+
+    def is_duplicate(self, key: str) -> bool:
+        i = self.position.get(key)
+        return i is not None and bool(self.duplicate[i])
+
+    def scored(self, key: str) -> dict[str, Any] | None:
+        """The audit's score and label values of a unique scored pair; None for any other."""
+        i = self.position.get(key)
+        if i is None or self.duplicate[i] or not self.values:
+            return None
+        return {name: cells[i] for name, cells in self.values.items()}
 
 
 def reread_rows(
@@ -221,25 +235,18 @@ DOWNLOAD_STATUSES = frozenset({Status.DOWNLOAD_ERROR.value, Status.HTTP_ERROR.va
                                Status.TIMEOUT.value, Status.CONNECTION_ERROR.value})
 
 
-def shard_stats(input_shard: str, audit: list[dict[str, Any]], kept: int) -> dict[str, Any]:
+def shard_stats(input_shard: str, statuses: list[str], labels: list[str | None], kept: int) -> dict[str, Any]:
     """``_stats.json`` of a curated shard, with img2dataset's keys in img2dataset's meanings
     (``count``: input pairs, ``successes``: pairs written to the shard, ``failed_to_download``,
     ``status_dict``: pairs per outcome) beside pairsift's own (``by_label``: kept pairs per label)."""
-    outcomes = Counter(r.get("label") or r["status"] for r in audit)
+    outcomes = Counter(label or status for status, label in zip(statuses, labels, strict=True))
     return {
-        "count": len(audit),
+        "count": len(statuses),
         "successes": kept,
-        "failed_to_download": sum(1 for r in audit if r["status"] in DOWNLOAD_STATUSES),
+        "failed_to_download": sum(1 for status in statuses if status in DOWNLOAD_STATUSES),
         "status_dict": dict(sorted(outcomes.items())),
         "input_shard": input_shard,
     }
-
-
-def count_outcome(status: str, label: str | None) -> None:
-    """Beam counters per status and label (shown by the runner and in summary.json)."""
-    beam.metrics.Metrics.counter("pairsift", f"status_{status}").inc()
-    if label:
-        beam.metrics.Metrics.counter("pairsift", f"label_{label}").inc()
 
 
 def run_pass2(

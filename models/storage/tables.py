@@ -59,7 +59,16 @@ def _column(rows: Sequence[dict[str, Any]], name: str) -> pa.Array:
 
 
 def _typed(rows: Sequence[dict[str, Any]], field: pa.Field) -> pa.Array:
-    values = [_plain(row.get(field.name)) for row in rows]
+    return typed_array([row.get(field.name) for row in rows], field)
+
+
+def typed_array(values: Sequence[Any], field: pa.Field) -> pa.Array:
+    """One column's values as ``field``'s type (numpy scalars as Python values)."""
+    try:  # the common case, in C: values arrow converts as they are
+        return pa.array(values, type=field.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        pass
+    values = [_plain(v) for v in values]
     if pa.types.is_string(field.type):  # a column whose files disagreed on its type
         values = [v if v is None or isinstance(v, str) else str(v) for v in values]
     return pa.array(values, type=field.type)
