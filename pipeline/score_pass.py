@@ -26,7 +26,7 @@ from pairsift.models.noise.division import division_uncertainty
 from pairsift.models.noise.fit import NoiseFit, NoiseHistograms
 from pairsift.models.records import Status, is_embedding_column
 from pairsift.models.storage.atomic import exists, read_json, write_json
-from pairsift.models.storage.tables import embedding_matrix, read_matching, read_table, write_rows
+from pairsift.models.storage.tables import embedding_matrix, read_matching, read_table, write_table
 from pairsift.models.training.scoring import loss_range, target_view_columns
 from pairsift.pipeline.combiners import SumOf, WriteSum
 from pairsift.pipeline.layout import RunLayout
@@ -149,13 +149,13 @@ class ScoreShard(beam.DoFn):
                 for name in target_view_columns(scores, lang):
                     scores[name] = np.where(mask, scores[name], np.nan)
             scores.update(self._null_scores(shard_name, matrices, keys, duplicate))
-        rows = []
-        for i, key in enumerate(keys):
-            row: dict[str, Any] = {"key": key, "duplicate": bool(duplicate[i])}
-            row.update({name: float(values[i]) for name, values in scores.items()})
-            rows.append(row)
-        write_rows(out_path, rows, columns=["key", "duplicate", *sorted(scores)] if rows else ["key", "duplicate", "loss"])
-        beam.metrics.Metrics.counter("pairsift", "scored").inc(len(rows))
+        names = sorted(scores) if keys else ["loss"]
+        columns: dict[str, Any] = {"key": pa.array(keys, pa.string()),
+                                   "duplicate": pa.array(duplicate.astype(bool), pa.bool_())}
+        columns.update({name: pa.array(np.asarray(scores.get(name, np.zeros(0)), dtype=np.float64))
+                        for name in names})
+        write_table(out_path, pa.table(columns))
+        beam.metrics.Metrics.counter("pairsift", "scored").inc(len(keys))
         yield self._histograms(scores, duplicate)
 
 
@@ -172,7 +172,7 @@ class ScoreShard(beam.DoFn):
         out: dict[str, np.ndarray] = {}
         image, text = matrices["image_emb"], matrices["text_emb"]
         if self.neighbours is not None:
-            out["consistency"] = self._consistency(shard_name, keys, image, text)
+            out["consistency"] = self._consistency(shard_name, keys, image, text, duplicate)
         unique = np.flatnonzero(~duplicate)
         if not self.null or len(unique) < 2:
             return out
@@ -186,16 +186,17 @@ class ScoreShard(beam.DoFn):
         return out
 
     def _consistency(
-        self, shard_name: str, keys: list[str], image: np.ndarray, text: np.ndarray
+        self, shard_name: str, keys: list[str], image: np.ndarray, text: np.ndarray,
+        duplicate: np.ndarray,
     ) -> np.ndarray:
-        """Each pair's neighbour consistency: the fit's value, or a search for a pair the fit
-        did not sample."""
+        """Each unique pair's neighbour consistency: the fit's value, or a search for a pair
+        the fit did not sample (NaN for duplicates: no histogram or label reads theirs)."""
         known = read_matching(self.layout.fit_consistency, "source_shard", shard_name,
                               ["key", "consistency"])
         by_key = dict(zip(known.column("key").to_pylist(),
                           known.column("consistency").to_numpy(zero_copy_only=False), strict=True))
         out = np.asarray([by_key.get(key, np.nan) for key in keys], dtype=np.float64)
-        missing = np.flatnonzero([key not in by_key for key in keys])
+        missing = np.flatnonzero(np.asarray([key not in by_key for key in keys], dtype=bool) & ~duplicate)
         if len(missing):
             rows = self.neighbours.rows_of([keys[i] for i in missing])
             out[missing] = self.neighbours.score(image[missing], text[missing], rows, rows)
