@@ -11,7 +11,9 @@ import dataclasses
 import posixpath
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
 
 import fsspec
 
@@ -31,6 +33,7 @@ from pairsift.pipeline.io.shards import (
     scalar_meta,
 )
 from pairsift.pipeline.io.table_reader import read_table_shard
+from pairsift.pipeline.io.tar_stream import iter_members, read_data
 
 __all__ = ["InputShard", "discover_shards", "expand_braces", "read_shard"]
 
@@ -178,12 +181,29 @@ def byte_ranged(shard: InputShard) -> bool:
     return shard.kind == "tar" and shard.path.endswith(".tar")
 
 
+def _members(raw: Any, shard: InputShard) -> Iterator[tuple[Any, Callable[[], bytes]]]:
+    """Each member (name, size, offset_data, isfile(), isdir()) with a reader of its data:
+    an uncompressed tar by the fast header parser, any other through ``tarfile``."""
+    if byte_ranged(shard):
+        for member, reader in iter_members(raw):
+            yield member, partial(read_data, member, reader)
+        return
+    with tarfile.open(fileobj=raw, mode="r|*") as tar:
+        for member in tar:
+            yield member, partial(_extracted, tar, member)
+
+
+def _extracted(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(member)
+    return handle.read() if handle else b""
+
+
 def _read_tar(shard: InputShard) -> Iterator[PairSample]:
     builder = _SampleBuilder(shard.name, ranged=byte_ranged(shard))
     try:
-        with fsspec.open(shard.path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
+        with fsspec.open(shard.path, "rb") as raw:
             unsafe: set[str] = set()  # keys already reported: one row per unsafe pair
-            for member in tar:
+            for member, data in _members(raw, shard):
                 if member.isdir():
                     continue
                 raw_key, ext = _split_member(member.name)
@@ -204,8 +224,7 @@ def _read_tar(shard: InputShard) -> Iterator[PairSample]:
                 if member.size > cap:  # from the header: never read in
                     builder.oversize.append((setting, f"{member.name} ({member.size} bytes > {setting})"))
                     continue
-                handle = tar.extractfile(member)
-                builder.add(ext, handle.read() if handle else b"", member.offset_data)
+                builder.add(ext, data(), member.offset_data)
     except Exception as exc:  # noqa: BLE001 - a cut or corrupt tar: keep what was read
         yield from builder.flush()
         yield unreadable_row(shard.name, builder.index, exc)
