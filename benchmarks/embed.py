@@ -66,7 +66,7 @@ def preprocess(samples: list[PairSample], cfg: EncoderConfig, max_pixels: int):
     each batch); returns tensors and seconds."""
     from pairsift.models.encoders.base import resize_target
     from pairsift.models.encoders.factory import build_image_transform
-    from pairsift.models.encoders.imaging import ImageDecodeError, decode_rgb
+    from pairsift.models.encoders.imaging import ImageDecodeError, decode_pixels
 
     transform = build_image_transform(cfg.spec, cfg.image_size)
     min_side = resize_target(transform)
@@ -74,10 +74,10 @@ def preprocess(samples: list[PairSample], cfg: EncoderConfig, max_pixels: int):
     kept: list[tuple[Any, PairSample]] = []
     for sample in samples:
         try:
-            image, _, _ = decode_rgb(sample.image_bytes, max_pixels, min_side)
+            pixels, _, _ = decode_pixels(sample.image_bytes, transform, max_pixels, min_side)
         except ImageDecodeError:
             continue
-        kept.append((transform.to_uint8(image), sample))
+        kept.append((pixels, sample))
     return kept, time.perf_counter() - start
 
 

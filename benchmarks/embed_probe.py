@@ -43,7 +43,7 @@ def randomize(encoder, seed: int) -> None:
 
 def embed_all(samples, encoder, batch_size: int, max_pixels: int):
     from pairsift.models.encoders.base import resize_target, stack_pixels
-    from pairsift.models.encoders.imaging import ImageDecodeError, decode_rgb
+    from pairsift.models.encoders.imaging import ImageDecodeError, decode_pixels
 
     transform = encoder.image_transform()
     min_side = resize_target(transform)
@@ -52,10 +52,10 @@ def embed_all(samples, encoder, batch_size: int, max_pixels: int):
         chunk, pixels = [], []
         for sample in samples[start : start + batch_size]:
             try:
-                image, _, _ = decode_rgb(sample.image_bytes, max_pixels, min_side)
+                decoded, _, _ = decode_pixels(sample.image_bytes, transform, max_pixels, min_side)
             except ImageDecodeError:
                 continue
-            pixels.append(transform.to_uint8(image))
+            pixels.append(decoded)
             chunk.append(sample)
         if not chunk:
             continue

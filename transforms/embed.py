@@ -42,7 +42,7 @@ from pairsift.models.encoders.factory import (
     build_image_transform,
     build_text_encoder,
 )
-from pairsift.models.encoders.imaging import ImageDecodeError, decode_rgb
+from pairsift.models.encoders.imaging import ImageDecodeError, decode_pixels
 from pairsift.models.records import PairSample, Status, audit_row
 
 LOG = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ class PixelDecoder:
 
     def __call__(self, sample: PairSample) -> tuple[dict[str, Any], EmbedInput] | dict[str, Any]:
         try:
-            image, width, height = decode_rgb(sample.image_bytes, self.max_image_pixels, self.min_side)
-            pixels = self.transform.to_uint8(image)  # normalised per batch by the model
+            pixels, width, height = decode_pixels(sample.image_bytes, self.transform,
+                                                  self.max_image_pixels, self.min_side)
         except ImageDecodeError as exc:
             return audit_row(sample, Status.DECODE_ERROR, str(exc))
         except Exception as exc:  # noqa: BLE001 - a transform's failure costs this pair only

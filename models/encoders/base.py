@@ -107,6 +107,13 @@ class ImageTransform:
         array = np.array(self.geometry(image), dtype=np.uint8)  # HWC, writable copy
         return torch.from_numpy(array).permute(2, 0, 1)
 
+    def tensor_to_uint8(self, rgb: np.ndarray) -> torch.Tensor:
+        """The geometry on a decoded HWC uint8 array, as a tensor (torchvision's antialiased
+        resize, close to Pillow's: at most a few levels apart); CHW, a view of HWC memory
+        like :meth:`to_uint8`'s, so :func:`stack_pixels` batches it as one copy."""
+        chw = self.geometry(torch.from_numpy(rgb).permute(2, 0, 1))
+        return chw.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 [B, C, H, W] (any device) → float32 normalised."""
         mean = torch.tensor(self.mean, device=batch.device).view(1, -1, 1, 1)

@@ -49,3 +49,41 @@ def test_exif_orientation_is_applied_and_the_file_size_reported() -> None:
     assert (width, height) == (40, 20)  # the audit keeps the file's own size
     top = np.asarray(decoded)[:5].mean(axis=(0, 1))
     assert top[2] > 150 and top[0] < 100  # the blue stripe is now on top
+
+
+def _jpeg(image: Image.Image, **save: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=92, **save)
+    return out.getvalue()
+
+
+def _smooth(width: int, height: int) -> Image.Image:
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), (x + y) % 256], -1)
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+def test_the_fast_jpeg_path_gives_pillows_pixels_within_a_few_levels() -> None:
+    import pytest
+
+    from pairsift.models.encoders.base import make_transform
+    from pairsift.models.encoders.imaging import ImageDecodeError, decode_jpeg_fast, decode_pixels
+
+    transform = make_transform(32, (0.5,) * 3, (0.5,) * 3)
+    for width, height in ((64, 64), (300, 200)):
+        data = _jpeg(_smooth(width, height))
+        assert decode_jpeg_fast(data, 10**8, 32) is not None
+        fast, w, h = decode_pixels(data, transform, 10**8, 32)
+        image, _, _ = decode_rgb(data, 10**8, 32)
+        slow = transform.to_uint8(image)
+        assert (w, h) == (width, height) and fast.shape == slow.shape == (3, 32, 32)
+        assert int((fast.int() - slow.int()).abs().max()) <= 8
+        assert fast.permute(1, 2, 0).is_contiguous()  # batched as one copy
+    with pytest.raises(ImageDecodeError, match="over the limit"):
+        decode_jpeg_fast(_jpeg(_smooth(64, 64)), 100, 32)
+    # what the fast path leaves to Pillow: EXIF (orientation), CMYK, other formats
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    assert decode_jpeg_fast(_jpeg(_smooth(40, 20), exif=exif), 10**8, 16) is None
+    assert decode_jpeg_fast(_jpeg(_smooth(40, 20).convert("CMYK")), 10**8, 16) is None
+    assert decode_jpeg_fast(_png(_smooth(40, 20)), 10**8, 16) is None
