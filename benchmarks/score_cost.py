@@ -2,7 +2,8 @@
 
 The score pass computes, per shard, the bank scores (loss, uncertainty, ...: heads plus K
 negatives), the same for the caption-swapped null, and the neighbour consistency of the pairs
-and of the null (``pairs × anchors`` dot products per side). This times each on random vectors
+(once per pair, in the fit, which the score pass reuses; an inverted-file search of
+``probes`` lists, or an exact one over every anchor). This times each on random vectors
 of the towers' width, in one process and one run, so the ratios say what the consistency adds
 on this machine; the absolute rates depend on it.
 """
@@ -28,8 +29,9 @@ def _best_seconds(work: Callable[[], Any], rounds: int) -> float:
 
 
 def measure(pairs: int, anchors: int, dim: int, k: int, negatives: int, rounds: int,
-            seed: int = 0) -> dict[str, Any]:
-    """Pairs per second of the bank scores and of the neighbour consistency, and their ratio."""
+            seed: int = 0, probes: int = 8) -> dict[str, Any]:
+    """Pairs per second of the bank scores and of the neighbour consistency, searched exactly
+    and by the IVF index with ``probes`` lists (index build excluded: once per worker)."""
     from pairsift.models.config import TrainConfig
     from pairsift.models.noise.consistency import NeighbourIndex
     from pairsift.models.pairdata import PairEmbeddings
@@ -45,15 +47,22 @@ def measure(pairs: int, anchors: int, dim: int, k: int, negatives: int, rounds: 
     heads = ProjectionHeads(dim, dim, dim, identity=True).eval()
     cfg = TrainConfig(num_negatives=negatives)
     state = build_scoring_state(heads, PairEmbeddings(image=anchor_image, text=anchor_text), cfg, seed)
-    index = NeighbourIndex.build(anchor_image, anchor_text, [str(i) for i in range(anchors)], k)
+    keys = [str(i) for i in range(anchors)]
+    exact = NeighbourIndex.build(anchor_image, anchor_text, keys, k)
+    ivf = NeighbourIndex.build(anchor_image, anchor_text, keys, k, probes=probes, seed=seed)
+    for index in (exact, ivf):
+        index.score(image[:8], text[:8])  # builds the faiss index
     matrices = {"image_emb": image, "text_emb": text}
     bank = _best_seconds(lambda: score_in_chunks(state, matrices, []), rounds)
-    consistency = _best_seconds(lambda: index.score(image, text), rounds)
+    exact_s = _best_seconds(lambda: exact.score(image, text), rounds)
+    ivf_s = _best_seconds(lambda: ivf.score(image, text), rounds)
     return {
         "pairs": pairs, "anchors": anchors, "dim": dim, "neighbours": k, "negatives": negatives,
+        "probes": ivf.probes,
         "bank_scores_pairs_per_s": round(pairs / bank, 1),
-        "consistency_pairs_per_s": round(pairs / consistency, 1),
-        "consistency_over_bank_time": round(consistency / bank, 2),
+        "consistency_pairs_per_s": round(pairs / ivf_s, 1),
+        "exact_consistency_pairs_per_s": round(pairs / exact_s, 1),
+        "consistency_over_bank_time": round(ivf_s / bank, 2),
     }
 
 
@@ -63,15 +72,17 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = [
-        measure(args.pairs, anchors, args.dim, args.neighbours, args.negatives, args.rounds)
+        measure(args.pairs, anchors, args.dim, args.neighbours, args.negatives, args.rounds,
+                probes=args.probes)
         for anchors in args.anchors
     ]
     print(f"# pairsift bench score (torch threads {torch.get_num_threads()}; best of {args.rounds})")
-    print("| anchors | bank scores pairs/s | consistency pairs/s | consistency time / bank time |")
-    print("|---|---|---|---|")
+    print("| anchors | bank scores pairs/s | consistency pairs/s (IVF, probes) | exact search pairs/s "
+          "| IVF consistency time / bank time |")
+    print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['anchors']} | {r['bank_scores_pairs_per_s']} | {r['consistency_pairs_per_s']} "
-              f"| {r['consistency_over_bank_time']} |")
+              f"({r['probes']}) | {r['exact_consistency_pairs_per_s']} | {r['consistency_over_bank_time']} |")
     if args.json:
         print(json.dumps(rows))
     return 0
@@ -86,6 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="anchor counts to time (consistency.max_anchors)")
     parser.add_argument("--dim", type=int, default=512, help="tower width")
     parser.add_argument("--neighbours", type=int, default=30)
+    parser.add_argument("--probes", type=int, default=8, help="IVF lists a query (consistency.probes)")
     parser.add_argument("--negatives", type=int, default=64, help="bank size (train.num_negatives)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")

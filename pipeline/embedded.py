@@ -123,11 +123,11 @@ def label_embedded(
     keys: list[str] = []
     values: dict[str, list[Any]] = {c: [] for c in LABEL_COLUMNS}
     for shard in shards:
-        labelled = ShardLabels.of(layout, shard.name, ctx.noise_fit, cfg).per_key
+        labelled = ShardLabels.of(layout, shard.name, ctx.noise_fit, cfg)
         for key in shard.keys:
             names.append(shard.name)
             keys.append(key)
-            row = labelled.get(key, {})
+            row = labelled.scored(key) or {}
             for column in LABEL_COLUMNS:
                 values[column].append(row.get(column))
     columns = {"label": np.asarray(values["label"], dtype=object).astype(str)}
