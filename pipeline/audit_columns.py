@@ -1,4 +1,4 @@
-"""A shard's audit as columns: pass 2 labels 10,000 pairs with list operations per column
+"""A shard's labels and audit as columns: pass 2 labels 10,000 pairs with list operations per column
 instead of a dict per row (the row path cost pass 2 most of its time).
 
 The values are the ones :func:`~pairsift.transforms.curate.finish_audit_row` gives row by row
@@ -10,17 +10,73 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 
+from pairsift.models.config import PairsiftConfig
+from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.records import Status, is_internal_column
-from pairsift.models.storage.tables import ordered_columns, typed_array
+from pairsift.models.storage.atomic import exists
+from pairsift.models.storage.tables import ordered_columns, read_table, typed_array
+from pairsift.models.training.scoring import audited_columns
+from pairsift.pipeline.layout import RunLayout
+from pairsift.transforms.curate import clean_float, label_scores
 
-if TYPE_CHECKING:
-    from pairsift.pipeline.pass2 import ShardLabels
+
+@dataclass
+class ShardLabels:
+    """One shard's labelled pairs, by column: per scored row (its key, whether it is a
+    duplicate), the audit's score columns and the noise fit's division (label, p_clean,
+    soft_label, ...) as the audit stores them (rounded; None for a duplicate)."""
+
+    keys: list[str]
+    duplicate: np.ndarray
+    values: dict[str, list[Any]]
+    position: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.position = {key: i for i, key in enumerate(self.keys)}
+
+    @classmethod
+    def of(cls, layout: RunLayout, shard_name: str, fit: NoiseFit, cfg: PairsiftConfig) -> ShardLabels:
+        """Label the shard's unique scored pairs with ``fit`` (pass 2, and any run that
+        starts from embeddings, label through here)."""
+        path = layout.scores_file(shard_name)
+        table = read_table(path) if exists(path) else pa.table({"key": pa.array([], pa.string())})
+        keys = table.column("key").to_pylist()
+        if "duplicate" not in table.column_names:
+            return cls(keys, np.zeros(len(keys), dtype=bool), {})
+        duplicate = np.asarray(table.column("duplicate").to_numpy(zero_copy_only=False), dtype=bool)
+        unique = np.flatnonzero(~duplicate)
+        names = [n for n in table.column_names if n not in ("key", "duplicate")]
+        scores = {n: np.asarray(table.column(n).to_numpy(zero_copy_only=False), dtype=np.float64)[unique]
+                  for n in names}
+        columns = {n: scores[n] for n in audited_columns(names, cfg.translate.target_langs)}
+        columns.update(label_scores(scores, fit))
+        values: dict[str, list[Any]] = {}
+        for name, column in columns.items():
+            cells: list[Any] = [None] * len(keys)
+            stored = column.tolist() if column.dtype.kind == "U" else [clean_float(v) for v in column.tolist()]
+            for i, value in zip(unique.tolist(), stored, strict=True):
+                cells[i] = value
+            values[name] = cells
+        return cls(keys, duplicate, values)
+
+    def is_duplicate(self, key: str) -> bool:
+        i = self.position.get(key)
+        return i is not None and bool(self.duplicate[i])
+
+    def scored(self, key: str) -> dict[str, Any] | None:
+        """The audit's score and label values of a unique scored pair; None for any other."""
+        i = self.position.get(key)
+        if i is None or self.duplicate[i] or not self.values:
+            return None
+        return {name: cells[i] for name, cells in self.values.items()}
+
 
 DUPLICATE_REASON = "same image bytes and caption as an earlier pair"
 UNSCORED_REASON = "no score for an embedded pair"

@@ -99,10 +99,10 @@ def label_embedded(
     """Fit, score, fit the noise model and label ``shards`` under ``output``, as `pairsift
     run` does after pass 1 (its stages, its RunLayout, its per-shard labelling). The target
     languages are the ones the shards carry vectors for."""
+    from pairsift.pipeline.audit_columns import ShardLabels
     from pairsift.pipeline.audit_schema import audit_schema
     from pairsift.pipeline.embedding_run import write_part_audit
     from pairsift.pipeline.options import make_options
-    from pairsift.pipeline.pass2 import ShardLabels
     from pairsift.pipeline.stages import STAGES, RunContext, run_stages
     from pairsift.pipeline.tally import run_tally
 

@@ -22,6 +22,7 @@ from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.storage.atomic import exists, list_files, read_json
 from pairsift.models.storage.tables import read_table, write_rows
+from pairsift.pipeline.audit_columns import ShardLabels
 from pairsift.pipeline.audit_schema import audit_schema, without
 from pairsift.pipeline.io.clip_retrieval import EmbeddingPart, part_rows
 from pairsift.pipeline.io.readers import InputShard, read_shard
@@ -29,7 +30,7 @@ from pairsift.pipeline.io.shard_writer import write_shard
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
 from pairsift.pipeline.pass1 import EMBEDDING_ROW_GROUP
-from pairsift.pipeline.pass2 import CurateShard, ShardLabels, forget_tally, output_name, shard_stats
+from pairsift.pipeline.pass2 import CurateShard, forget_tally, output_name, shard_stats
 from pairsift.transforms.curate import finish_audit_row
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,9 @@ import logging
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -27,15 +25,14 @@ from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.records import BYTE_RANGE_COLUMNS, Status, is_internal_column
 from pairsift.models.storage.atomic import exists, read_json
 from pairsift.models.storage.tables import read_table, write_table
-from pairsift.models.training.scoring import audited_columns
-from pairsift.pipeline.audit_columns import AuditColumns
+from pairsift.pipeline.audit_columns import AuditColumns, ShardLabels
 from pairsift.pipeline.audit_schema import audit_schema, without
 from pairsift.pipeline.io.byte_ranges import read_ranges
 from pairsift.pipeline.io.readers import InputShard, byte_ranged, read_shard
 from pairsift.pipeline.io.shard_writer import ShardSample, shard_complete, write_shard
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
-from pairsift.transforms.curate import clean_float, finish_audit_row, label_scores, sample_json
+from pairsift.transforms.curate import finish_audit_row, sample_json
 
 log = logging.getLogger(__name__)
 
@@ -161,57 +158,6 @@ def ranged_rows(shard: InputShard, pass1: pa.Table) -> bool:
     if "member_offset" not in pass1.column_names:
         return not pc.any(ok).as_py()  # no image to copy
     return not pc.any(pc.and_(ok, pc.is_null(pass1.column("member_offset")))).as_py()
-
-
-@dataclass
-class ShardLabels:
-    """One shard's labelled pairs, by column: per scored row (its key, whether it is a
-    duplicate), the audit's score columns and the noise fit's division (label, p_clean,
-    soft_label, ...) as the audit stores them (rounded; None for a duplicate)."""
-
-    keys: list[str]
-    duplicate: np.ndarray
-    values: dict[str, list[Any]]
-    position: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.position = {key: i for i, key in enumerate(self.keys)}
-
-    @classmethod
-    def of(cls, layout: RunLayout, shard_name: str, fit: NoiseFit, cfg: PairsiftConfig) -> ShardLabels:
-        """Label the shard's unique scored pairs with ``fit`` (pass 2, and any run that
-        starts from embeddings, label through here)."""
-        path = layout.scores_file(shard_name)
-        table = read_table(path) if exists(path) else pa.table({"key": pa.array([], pa.string())})
-        keys = table.column("key").to_pylist()
-        if "duplicate" not in table.column_names:
-            return cls(keys, np.zeros(len(keys), dtype=bool), {})
-        duplicate = np.asarray(table.column("duplicate").to_numpy(zero_copy_only=False), dtype=bool)
-        unique = np.flatnonzero(~duplicate)
-        names = [n for n in table.column_names if n not in ("key", "duplicate")]
-        scores = {n: np.asarray(table.column(n).to_numpy(zero_copy_only=False), dtype=np.float64)[unique]
-                  for n in names}
-        columns = {n: scores[n] for n in audited_columns(names, cfg.translate.target_langs)}
-        columns.update(label_scores(scores, fit))
-        values: dict[str, list[Any]] = {}
-        for name, column in columns.items():
-            cells: list[Any] = [None] * len(keys)
-            stored = column.tolist() if column.dtype.kind == "U" else [clean_float(v) for v in column.tolist()]
-            for i, value in zip(unique.tolist(), stored, strict=True):
-                cells[i] = value
-            values[name] = cells
-        return cls(keys, duplicate, values)
-
-    def is_duplicate(self, key: str) -> bool:
-        i = self.position.get(key)
-        return i is not None and bool(self.duplicate[i])
-
-    def scored(self, key: str) -> dict[str, Any] | None:
-        """The audit's score and label values of a unique scored pair; None for any other."""
-        i = self.position.get(key)
-        if i is None or self.duplicate[i] or not self.values:
-            return None
-        return {name: cells[i] for name, cells in self.values.items()}
 
 
 def reread_rows(
