@@ -206,6 +206,7 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     version, cores = code_version(), _cores()
     work = Path(args.work or tempfile.mkdtemp(prefix="pairsift-stages-"))
+    work.mkdir(parents=True, exist_ok=True)
     data = Path(args.data) if args.data else work / "input"
     if not args.data:
         build_input(data, args.pairs, args.shard_size, args.seed)
