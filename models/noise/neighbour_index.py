@@ -71,6 +71,9 @@ def spherical_kmeans(x: np.ndarray, lists: int, seed: int) -> np.ndarray:
 def _search_index(anchors: np.ndarray, centroids: np.ndarray | None, probes: int) -> tuple[Any, ...]:
     """A faiss inner-product index over ``anchors``: IVF on ``centroids``, or flat (exact),
     with the objects it points at (the IVF index does not own its quantizer)."""
+    import logging
+
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing
     import faiss
 
     dim = anchors.shape[1]
