@@ -233,8 +233,9 @@ def fit_noise(cfg: PairsiftConfig, layout: RunLayout) -> NoiseFit:
 
     hists = NoiseHistograms.from_dict(read_json(layout.histograms))
     if NeighbourIndex.exists(layout.neighbours):  # the fit's null (ScoreShard._null_scores)
-        null_counts = NeighbourIndex.meta(layout.neighbours)["null_counts"]
-        hists.null_consistency = np.asarray(null_counts, dtype=np.int64)
+        null_counts = NeighbourIndex.meta(layout.neighbours).get("null_counts")
+        if null_counts is not None:  # absent: anchors saved by an earlier version
+            hists.null_consistency = np.asarray(null_counts, dtype=np.int64)
     if cfg.mixture.null_model == "shuffled" and hists.null_loss.sum() < 2:
         log.warning("mixture: too few null losses (%d), using the two components",
                     int(hists.null_loss.sum()))
