@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 
 import torch
 
@@ -77,6 +78,9 @@ def _image_tower(spec: str) -> tuple[str, str | None]:
     return _split_tag(body)
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 def _spec_seed(spec: str) -> int:
     return int.from_bytes(hashlib.sha256(spec.encode("utf-8")).digest()[:4], "little")
 
@@ -92,8 +96,10 @@ def build_encoder(
     Built under a seed derived from the spec: a tower without pretrained weights then gets
     the same random init in every worker and every run, so embeddings stay comparable
     across shards and reruns stay byte-identical. The caller's RNG state is left untouched.
+    The RNG is the process's: workers that are threads of one process (Beam's
+    multi_threading mode) build one at a time, or their random inits would interleave.
     """
-    with torch.random.fork_rng(devices=[]):
+    with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(_spec_seed(spec))
         return _build_encoder(spec, device, image_size, precision)
 

@@ -246,3 +246,23 @@ def test_uint8_batches_are_normalised_like_the_float_transform() -> None:
     assert torch.equal(as_uint8, torch.stack([transform.to_uint8(im) for im in images]))
     torch.testing.assert_close(transform.normalize(as_uint8), as_float)
     torch.testing.assert_close(enc.encode_images(as_uint8), enc.encode_images(as_float))
+
+
+def test_random_init_towers_built_by_concurrent_threads_are_the_same() -> None:
+    """Beam's multi_threading workers build their towers at once, in one process: the
+    seeded random init must not interleave (it once gave each worker other weights)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from pairsift.models.encoders.factory import build_encoder
+
+    def weights(_: int) -> list[torch.Tensor]:
+        encoder = build_encoder("open_clip:pairsift-tiny")
+        return [p.detach().clone() for p in encoder.model.parameters()]
+
+    alone = weights(0)
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(weights, range(4)))
+    for built in together:
+        assert all(torch.equal(a, b) for a, b in zip(alone, built, strict=True))
