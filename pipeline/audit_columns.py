@@ -24,7 +24,7 @@ from pairsift.models.storage.atomic import exists
 from pairsift.models.storage.tables import ordered_columns, read_table, typed_array
 from pairsift.models.training.scoring import audited_columns
 from pairsift.pipeline.layout import RunLayout
-from pairsift.transforms.curate import clean_float, label_scores
+from pairsift.transforms.curate import DUPLICATE_REASON, UNSCORED_REASON, clean_float, label_scores
 
 
 @dataclass
@@ -76,10 +76,6 @@ class ShardLabels:
         if i is None or self.duplicate[i] or not self.values:
             return None
         return {name: cells[i] for name, cells in self.values.items()}
-
-
-DUPLICATE_REASON = "same image bytes and caption as an earlier pair"
-UNSCORED_REASON = "no score for an embedded pair"
 
 
 @dataclass

@@ -152,8 +152,10 @@ def ranged_rows(shard: InputShard, pass1: pa.Table) -> bool:
     """Whether pass 2 can copy the shard's kept images by byte range: an uncompressed tar
     whose pass-1 rows all carry their image's range (a run begun before ranges existed, or
     another input kind, reads the shard again)."""
-    if not byte_ranged(shard) or pass1.num_rows == 0:
-        return byte_ranged(shard)
+    if not byte_ranged(shard):
+        return False
+    if pass1.num_rows == 0:
+        return True
     ok = pc.equal(pass1.column("status"), Status.OK.value)
     if "member_offset" not in pass1.column_names:
         return not pc.any(ok).as_py()  # no image to copy

@@ -15,6 +15,10 @@ import numpy as np
 from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.records import Status, is_internal_column
 
+# the reasons of an embedded pair that gets no label (pipeline/audit_columns.py gives the same)
+DUPLICATE_REASON = "same image bytes and caption as an earlier pair"
+UNSCORED_REASON = "no score for an embedded pair"
+
 
 def label_scores(scores: dict[str, np.ndarray], fit: NoiseFit) -> dict[str, np.ndarray]:
     """The noise fit's division of a shard's scored pairs: label, p_clean, soft_label,
@@ -73,11 +77,11 @@ def finish_audit_row(
         return row
     if duplicate:
         row["status"] = Status.DUPLICATE.value
-        row["error"] = "same image bytes and caption as an earlier pair"
+        row["error"] = DUPLICATE_REASON
         return row
     if scored is None:
         row["status"] = Status.EMBED_ERROR.value
-        row["error"] = "no score for an embedded pair"
+        row["error"] = UNSCORED_REASON
         return row
     for name, value in scored.items():
         row[name] = value if isinstance(value, str) else clean_float(value)
