@@ -149,7 +149,7 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     folds = fold_of_keys(data.keys, max(cfg.train.division_folds, 1))
     neighbours = neighbour_consistency(data, cfg, cfg.seed)
     result = train(data, cfg, identity_init=aligned, progress=_log_epoch, folds=folds,
-                   neighbours=neighbours)
+                   neighbours=neighbours, divide_last=False)
     save_heads(result.heads, layout.heads)
     state = build_scoring_state(result.heads, data, cfg.train, cfg.seed)
     state.fold_heads = result.fold_heads

@@ -8,10 +8,12 @@ terms are then 0, not NaN).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from pairsift.models.noise.evidential import evidence
+from pairsift.models.noise.special import digamma as fast_digamma
 
 
 def _zero(img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
@@ -63,13 +65,27 @@ def hinge_topk(
     sims = _sims(img, txt)
     pos = sims.diag()
     m = torch.as_tensor(margin, dtype=sims.dtype, device=sims.device).expand(b)
-    eye = torch.eye(b, dtype=torch.bool, device=sims.device)
-    cost_i2t = (m[:, None] - pos[:, None] + sims).clamp_min(0).masked_fill(eye, 0.0)
-    cost_t2i = (m[None, :] - pos[None, :] + sims).clamp_min(0).masked_fill(eye, 0.0)
     k = max(1, min(topk, b - 1))
-    top_i2t = cost_i2t.topk(k, dim=1).values.mean(dim=1)
-    top_t2i = cost_t2i.topk(k, dim=0).values.mean(dim=0)
+    # The cost is increasing in s_ij along a row (and a column), so the top-k negatives are
+    # the k most similar other captions (images). They are found without autograd, and only
+    # those k cells per row and column are recomputed with it: backward scatters [B, k].
+    with torch.no_grad():
+        others = sims.masked_fill(torch.eye(b, dtype=torch.bool, device=sims.device), -2.0)
+        pick_i2t = others.topk(k, dim=1).indices
+        pick_t2i = others.topk(k, dim=0).indices
+    own = torch.arange(b, device=sims.device)
+    top_i2t = _picked_cost(sims.gather(1, pick_i2t), m - pos, pick_i2t == own[:, None])
+    top_t2i = _picked_cost(sims.gather(0, pick_t2i), m - pos, pick_t2i == own[None, :], dim=0)
     return top_i2t + top_t2i
+
+
+def _picked_cost(
+    picked: torch.Tensor, offset: torch.Tensor, is_own: torch.Tensor, dim: int = 1
+) -> torch.Tensor:
+    """Mean over ``dim`` of [offset + s]_+ at the picked cells (the own caption counts 0)."""
+    shape = (-1, 1) if dim == 1 else (1, -1)
+    cost = (offset.reshape(shape) + picked).clamp_min(0).masked_fill(is_own, 0.0)
+    return cost.mean(dim=dim)
 
 
 def hinge_schedule(epoch: int, warmup_epochs: int, warmup_topk: int) -> int:
@@ -96,31 +112,65 @@ def evidential_loss(
     caption (image) as target, plus λ·KL(Dir(α̃) ‖ Dir(1)) with the target's evidence removed.
 
     Evidence is elementwise in the similarity, so one [B, B] matrix of α serves both directions
-    (rows: image→text, columns: text→image) and every special function runs once.
+    (rows: image→text, columns: text→image). The gradient is written out
+    (:class:`_EvidentialRisk`): autograd's would evaluate ψ and ψ' of every cell again.
     """
-    b = img.shape[0]
-    if b < 2:
+    if img.shape[0] < 2:
         return _zero(img, txt)
-    alpha = evidence(_sims(img, txt), tau) + 1.0
-    pos = torch.digamma(alpha.diag())
-    eye = torch.eye(b, dtype=torch.bool, device=img.device)
-    tilde = torch.where(eye, torch.ones_like(alpha), alpha)
-    lg = torch.lgamma(tilde)
-    mom = (tilde - 1.0) * torch.digamma(tilde)
-    lg_c = torch.lgamma(torch.tensor(float(b), dtype=alpha.dtype, device=alpha.device))
-    total = torch.zeros(b, dtype=alpha.dtype, device=alpha.device)
-    for dim in (1, 0):
-        risk = torch.digamma(alpha.sum(dim=dim)) - pos
-        s_t = tilde.sum(dim=dim)
-        kl = (
-            torch.lgamma(s_t)
-            - lg_c
-            - lg.sum(dim=dim)
-            + mom.sum(dim=dim)
-            - torch.digamma(s_t) * (s_t - b)
-        )
-        total = total + risk + kl_weight * kl
-    return 0.5 * total
+    return _EvidentialRisk.apply(_sims(img, txt), float(tau), float(kl_weight))
+
+
+class _EvidentialRisk(torch.autograd.Function):
+    """:func:`evidential_loss` of a [B, B] similarity matrix, with its own backward.
+
+    With A = α, T = α̃ (A off the diagonal, 1 on it), row sums R, R̃ and column sums C, C̃:
+    out_i = ½[ψ(R_i) + ψ(C_i) − 2ψ(A_ii) + λ(KL_row_i + KL_col_i)], where
+    KL = ln Γ(S̃) − ln Γ(B) + Σ g(T) − ψ(S̃)(S̃ − B) and g(t) = (t − 1)ψ(t) − ln Γ(t).
+    So ∂KL/∂S̃ = −ψ'(S̃)(S̃ − B) and g'(t) = (t − 1)ψ'(t): backward needs ψ' of every cell
+    once, forward ψ and ln Γ once (ψ by :func:`pairsift.models.noise.special.digamma`).
+    """
+
+    @staticmethod
+    def forward(ctx, sims: torch.Tensor, tau: float, kl_weight: float) -> torch.Tensor:
+        b = sims.shape[0]
+        if tau <= 0:
+            raise ValueError(f"evidence temperature must be positive, got {tau}")
+        squashed = torch.tanh(sims)
+        ev = torch.exp(squashed / tau)  # pairsift.models.noise.evidential.evidence, keeping tanh
+        alpha = ev + 1.0
+        eye = torch.eye(b, dtype=torch.bool, device=sims.device)
+        tilde = alpha.masked_fill(eye, 1.0)
+        cells = (tilde - 1.0) * fast_digamma(tilde) - torch.lgamma(tilde)
+        lg_c = math.lgamma(b)
+        total = -2.0 * torch.digamma(alpha.diagonal())
+        sums = []
+        for dim in (1, 0):
+            s, s_t = alpha.sum(dim=dim), tilde.sum(dim=dim)
+            kl = torch.lgamma(s_t) - lg_c + cells.sum(dim=dim) - torch.digamma(s_t) * (s_t - b)
+            total = total + torch.digamma(s) + kl_weight * kl
+            sums += [s, s_t]
+        ctx.save_for_backward(squashed, ev, tilde, alpha.diagonal(), *sums)
+        ctx.tau, ctx.kl_weight = tau, kl_weight
+        return 0.5 * total
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        squashed, ev, tilde, diag, rows, rows_t, cols, cols_t = ctx.saved_tensors
+        lam, b = ctx.kl_weight, squashed.shape[0]
+
+        def trigamma(x: torch.Tensor) -> torch.Tensor:
+            return torch.special.polygamma(1, x)
+
+        kl_row = trigamma(rows_t) * (rows_t - b)  # −∂KL/∂S̃ per row, and per column below
+        kl_col = trigamma(cols_t) * (cols_t - b)
+        per_row = grad_out * (trigamma(rows) - lam * kl_row)
+        per_col = grad_out * (trigamma(cols) - lam * kl_col)
+        cell = (tilde - 1.0) * trigamma(tilde)  # g'(T); 0 on the diagonal, where T = 1
+        grad = per_row[:, None] + per_col[None, :] + lam * cell * (grad_out[:, None] + grad_out[None, :])
+        # the diagonal: α_ii enters ψ(A_ii) twice and not the KL terms (T_ii is fixed at 1)
+        grad.diagonal().add_(grad_out * (lam * (kl_row + kl_col) - 2.0 * trigamma(diag)))
+        grad_sims = 0.5 * grad * ev * (1.0 - squashed.square()) / ctx.tau
+        return grad_sims, None, None
 
 
 def complementary_loss(img: torch.Tensor, txt: torch.Tensor, temperature: float) -> torch.Tensor:

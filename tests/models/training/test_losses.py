@@ -113,3 +113,51 @@ def test_evidential_loss_matches_reference_formula() -> None:
 
     expected = 0.5 * (rows(sims) + rows(sims.t()))
     torch.testing.assert_close(L.evidential_loss(img, txt, 0.1, 0.3), expected)
+
+
+def _reference_evidential(img: torch.Tensor, txt: torch.Tensor, tau: float, lam: float) -> torch.Tensor:
+    """The loss as autograd differentiates it, cell by cell (the hand-written backward's check)."""
+    b = img.shape[0]
+    alpha = torch.exp(torch.tanh((img @ txt.t()).clamp(-1, 1)) / tau) + 1.0
+    eye = torch.eye(b, dtype=torch.bool)
+    tilde = torch.where(eye, torch.ones_like(alpha), alpha)
+    total = torch.zeros(b, dtype=alpha.dtype)
+    for dim in (1, 0):
+        s_t = tilde.sum(dim=dim)
+        kl = (torch.lgamma(s_t) - torch.lgamma(torch.tensor(float(b), dtype=alpha.dtype))
+              - torch.lgamma(tilde).sum(dim) + ((tilde - 1) * torch.digamma(tilde)).sum(dim)
+              - torch.digamma(s_t) * (s_t - b))
+        total = total + torch.digamma(alpha.sum(dim)) - torch.digamma(alpha.diag()) + lam * kl
+    return 0.5 * total
+
+
+@pytest.mark.parametrize("batch", [2, 3, 33])
+def test_evidential_loss_gradient_is_autograds(batch: int) -> None:
+    img, txt = (t.detach().double().requires_grad_() for t in _emb(batch, seed=batch))
+    weight = torch.rand(batch, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ours = torch.autograd.grad((L.evidential_loss(img, txt, 0.1, 0.3) * weight).sum(), (img, txt))
+    ref = torch.autograd.grad((_reference_evidential(img, txt, 0.1, 0.3) * weight).sum(), (img, txt))
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    torch.autograd.gradcheck(lambda i, t: L.evidential_loss(i, t, 0.5, 0.3), (img, txt))
+
+
+@pytest.mark.parametrize(("batch", "topk"), [(2, 1), (5, 3), (40, 8)])
+def test_hinge_topk_equals_the_full_cost_matrices(batch: int, topk: int) -> None:
+    img, txt = (t.detach().double().requires_grad_() for t in _emb(batch, seed=7 + batch))
+    margin = torch.linspace(0.05, 0.4, batch, dtype=torch.float64).requires_grad_()
+
+    def full(i: torch.Tensor, t: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        sims = (i @ t.t()).clamp(-1, 1)
+        pos, eye = sims.diag(), torch.eye(batch, dtype=torch.bool)
+        k = min(topk, batch - 1)
+        rows = (m[:, None] - pos[:, None] + sims).clamp_min(0).masked_fill(eye, 0.0)
+        cols = (m[None, :] - pos[None, :] + sims).clamp_min(0).masked_fill(eye, 0.0)
+        return rows.topk(k, dim=1).values.mean(1) + cols.topk(k, dim=0).values.mean(0)
+
+    ours, ref = L.hinge_topk(img, txt, margin, topk), full(img, txt, margin)
+    torch.testing.assert_close(ours, ref)
+    g_ours = torch.autograd.grad(ours.sum(), (img, txt, margin))
+    g_ref = torch.autograd.grad(ref.sum(), (img, txt, margin))
+    for a, b in zip(g_ours, g_ref, strict=True):
+        torch.testing.assert_close(a, b)
