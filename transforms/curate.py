@@ -39,20 +39,22 @@ def clean_float(value: Any) -> float | None:
     if value is None:
         return None
     value = float(value)
-    return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+    return round(value, 6) if math.isfinite(value) else None
+
+
+# one encoder for every sample: json.dumps with options builds a new one each call
+_SAMPLE_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+_NOT_IN_SAMPLE_JSON = ("caption", "index")
 
 
 def sample_json(row: dict[str, Any]) -> bytes:
     """``KEY.json`` of a kept sample: its label and every score, auditable on its own."""
-    payload: dict[str, Any] = {}
-    for name in sorted(row):
-        if name.startswith(("caption_",)) or name in ("caption", "index"):
-            continue
-        value = row[name]
-        if isinstance(value, float):
-            value = clean_float(value)
-        payload[name] = value
-    return json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    payload = {
+        name: clean_float(value) if isinstance(value, float) else value
+        for name, value in row.items()
+        if name not in _NOT_IN_SAMPLE_JSON and not name.startswith("caption_")
+    }
+    return _SAMPLE_ENCODER.encode(payload).encode("utf-8")
 
 
 def finish_audit_row(

@@ -22,7 +22,11 @@ def _members() -> list[tuple[str, bytes]]:
             ("\u00fc.txt", b"z"), ("k_1.json", b"{}" * 300), ("d.jpg", b"w" * 512)]
 
 
-def test_the_tar_writer_writes_the_bytes_tarfile_writes() -> None:
+@pytest.mark.parametrize("flush_bytes", [TarStream.FLUSH_BYTES, 1, 1500])
+def test_the_tar_writer_writes_the_bytes_tarfile_writes(
+    flush_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(TarStream, "FLUSH_BYTES", flush_bytes)  # blocks flushed mid-member run
     reference = io.BytesIO()
     with tarfile.open(fileobj=reference, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in _members():
