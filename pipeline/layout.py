@@ -68,6 +68,15 @@ class RunLayout:
         """A curated shard's ``_stats.json``, written last: the shard's completion marker."""
         return shard_paths(self.shards, output_name)["stats"]
 
+    @property
+    def images(self) -> str:
+        """Pass 1's copy of a table shard's images (fetched URLs, named files)."""
+        return join(self.root, "images")
+
+    def images_file(self, shard_name: str) -> str:
+        """An uncompressed tar of the shard's embedded images, which pass 2 copies by range."""
+        return join(self.images, f"{shard_name}.tar")
+
     def audit_file(self, shard_name: str) -> str:
         return join(self.audit, f"{shard_name}.parquet")
 

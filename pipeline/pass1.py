@@ -4,7 +4,8 @@ One DoFn call does all of it for one input shard (:class:`EmbedShard`): batches 
 from the shard's own pairs in input order, so the vectors, and every byte downstream, do not
 depend on how the runner splits work or how many workers it runs; no row is shuffled. The
 parquet holds every pair of the shard: embedded pairs with their vectors and pairs that
-stopped early with their status and reason. It is the shard's completion marker, so a rerun
+stopped early with their status and reason. A table shard's embedded images are also kept in
+OUT/images/SHARD.tar, where pass 2 copies them by range (a URL is fetched once). It is the shard's completion marker, so a rerun
 embeds only shards without one. Locally, shards run in waves of ``wave_size`` so that the
 progress line moves; a remote runner gets all pending shards as one job.
 """
@@ -22,9 +23,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.records import PairSample, Status, audit_row, text_sha256
-from pairsift.models.storage.atomic import exists
+from pairsift.models.storage.atomic import atomic_open, exists
 from pairsift.models.storage.tables import write_rows
-from pairsift.pipeline.io.readers import InputShard, read_shard
+from pairsift.pipeline.io.readers import InputShard, keeps_image_copy, read_shard
+from pairsift.pipeline.io.shard_writer import TarStream
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import is_local, new_pipeline, run_pipeline
 from pairsift.pipeline.progress import StageProgress
@@ -75,7 +77,7 @@ class EmbedShard(beam.DoFn):
     def process(self, shard: InputShard) -> Iterator[str]:
         path = self.layout.embeddings_file(shard.name)
         if not exists(path):  # a retried bundle finds the shard already written
-            rows = sorted(self.shard_rows(read_shard(shard)), key=lambda r: r["index"])
+            rows = sorted(self._rows(shard), key=lambda r: r["index"])
             for row in rows:
                 caption = row.get("caption")
                 row["caption_sha256"] = text_sha256(caption) if isinstance(caption, str) else None
@@ -86,8 +88,23 @@ class EmbedShard(beam.DoFn):
                        row_group_size=EMBEDDING_ROW_GROUP)
         yield shard.name
 
-    def shard_rows(self, samples: Iterable[PairSample]) -> Iterator[dict[str, Any]]:
-        """Every sample's row: an audit row where validation stops it, else its embedding."""
+    def _rows(self, shard: InputShard) -> list[dict[str, Any]]:
+        """The shard's rows; a table shard's embedded images are also copied into
+        OUT/images/SHARD.tar (written before the rows, which mark the shard done), so that
+        pass 2 copies them by range and never fetches a URL or opens a named file again."""
+        if not keeps_image_copy(shard):
+            return list(self.shard_rows(read_shard(shard)))
+        with atomic_open(self.layout.images_file(shard.name), "wb") as handle:
+            copy = TarStream(handle)
+            rows = list(self.shard_rows(read_shard(shard), copy))
+            copy.close()
+        return rows
+
+    def shard_rows(
+        self, samples: Iterable[PairSample], copy: TarStream | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every sample's row: an audit row where validation stops it, else its embedding;
+        with ``copy``, each embedded image is appended to it and its row records where."""
         chunk: list[PairSample] = []
         for sample in samples:
             keep, status, reason = validate(sample, self.limits)
@@ -97,6 +114,10 @@ class EmbedShard(beam.DoFn):
                 yield audit_row(sample, status, reason)
                 continue
             Metrics.counter("pairsift", "validate_ok").inc()
+            if copy is not None and sample.image_bytes is not None:
+                sample.member_size = len(sample.image_bytes)
+                sample.member_offset = copy.add(f"{sample.index}.{sample.image_format or 'bin'}",
+                                                sample.image_bytes)
             sample.caption = sample.caption.strip() if sample.caption else sample.caption
             chunk.append(sample)
             if len(chunk) == self.chunk_size:

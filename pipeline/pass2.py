@@ -1,8 +1,9 @@
 """Pass 2 (Beam, parallel over input shards): label every pair, write curated shards + audit.
 
 Each worker labels its input shard's pass-1 rows with their scores and copies the kept
-images' bytes from the input by the byte ranges pass 1 recorded (no tar parsing, no decoding,
-dropped members never read; inputs without ranges are read again in full), and writes OUT/audit/NNNNN.parquet (one
+images' bytes by the byte ranges pass 1 recorded, from an uncompressed input tar or from pass
+1's copy of a table shard's images (no tar parsing, no decoding, dropped members never read, no
+URL fetched again; other inputs are read again in full), and writes OUT/audit/NNNNN.parquet (one
 row per input pair) and OUT/shards/NNNNN.{tar,parquet,_stats.json} (kept pairs, original
 bytes). The stats file is written last: it marks the shard complete for a resumed run.
 """
@@ -28,7 +29,7 @@ from pairsift.models.storage.tables import read_table, write_table
 from pairsift.pipeline.audit_columns import AuditColumns, ShardLabels
 from pairsift.pipeline.audit_schema import audit_schema, without
 from pairsift.pipeline.io.byte_ranges import read_ranges
-from pairsift.pipeline.io.readers import InputShard, byte_ranged, read_shard
+from pairsift.pipeline.io.readers import InputShard, byte_ranged, keeps_image_copy, read_shard
 from pairsift.pipeline.io.shard_writer import ShardSample, shard_complete, write_shard
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
@@ -62,8 +63,9 @@ class CurateShard(beam.DoFn):
         assert self.fit is not None
         pass1 = read_table(self.layout.embeddings_file(shard.name), skip_embeddings=True)
         scored = ShardLabels.of(self.layout, shard.name, self.fit, self.cfg)
-        if ranged_rows(shard, pass1):
-            audit, kept = self._by_ranges(shard, pass1, scored)
+        source = range_source(shard, self.layout)
+        if source is not None and ranged_rows(pass1):
+            audit, kept = self._by_ranges(source, pass1, scored)
         else:
             rows = {row["key"]: row for row in pass1.to_pylist()}
             audit = AuditColumns.from_rows(self._by_reading(shard, rows, scored, kept := []))
@@ -82,18 +84,18 @@ class CurateShard(beam.DoFn):
         yield name
 
     def _by_ranges(
-        self, shard: InputShard, pass1: pa.Table, scored: ShardLabels
+        self, source: str, pass1: pa.Table, scored: ShardLabels
     ) -> tuple[AuditColumns, list[ShardSample]]:
-        """The audit from pass 1's rows alone; the kept images copied by the byte ranges pass
-        1 recorded (merged range reads, no tar parsing, dropped members never read), each
-        checked against its CRC-32."""
+        """The audit from pass 1's rows alone; the kept images copied from ``source`` by the
+        byte ranges pass 1 recorded (merged range reads, no tar parsing, dropped members never
+        read), each checked against its CRC-32."""
         audit = AuditColumns.label(pass1, scored)
         chosen = list(audit.rows_where(set(self.cfg.output.keep_labels)))
         ranges = {name: pass1.column(name).to_pylist() if name in pass1.column_names
                   else [None] * pass1.num_rows for name in BYTE_RANGE_COLUMNS}
         failure = ""
         try:
-            images = read_ranges(shard.path, [ranges["member_offset"][i] for i in chosen],
+            images = read_ranges(source, [ranges["member_offset"][i] for i in chosen],
                                  [ranges["member_size"][i] for i in chosen])
         except Exception as exc:  # noqa: BLE001 - every kept pair gets the reason
             images = [None] * len(chosen)  # type: ignore[list-item]
@@ -148,12 +150,18 @@ class CurateShard(beam.DoFn):
         return ShardSample(row["key"], files, parquet_row)
 
 
-def ranged_rows(shard: InputShard, pass1: pa.Table) -> bool:
-    """Whether pass 2 can copy the shard's kept images by byte range: an uncompressed tar
-    whose pass-1 rows all carry their image's range (a run begun before ranges existed, or
-    another input kind, reads the shard again)."""
-    if not byte_ranged(shard):
-        return False
+def range_source(shard: InputShard, layout: RunLayout) -> str | None:
+    """The file pass 1's byte ranges point into: an uncompressed tar itself, or pass 1's
+    copy of a table shard's images (OUT/images); None: the shard is read again."""
+    if byte_ranged(shard):
+        return shard.path
+    copy = layout.images_file(shard.name)
+    return copy if keeps_image_copy(shard) and exists(copy) else None
+
+
+def ranged_rows(pass1: pa.Table) -> bool:
+    """Whether every embedded pair's pass-1 row carries its image's byte range (a run begun
+    before ranges existed reads the shard again)."""
     if pass1.num_rows == 0:
         return True
     ok = pc.equal(pass1.column("status"), Status.OK.value)

@@ -181,6 +181,12 @@ def byte_ranged(shard: InputShard) -> bool:
     return shard.kind == "tar" and shard.path.endswith(".tar")
 
 
+def keeps_image_copy(shard: InputShard) -> bool:
+    """Whether pass 1 keeps a copy of the shard's embedded images for pass 2 (OUT/images):
+    a table's rows name URLs or files that pass 2 would otherwise fetch or open again."""
+    return shard.kind == "table"
+
+
 def _members(raw: Any, shard: InputShard) -> Iterator[tuple[Any, Callable[[], bytes]]]:
     """Each member (name, size, offset_data, isfile(), isdir()) with a reader of its data:
     an uncompressed tar by the fast header parser, any other through ``tarfile``."""

@@ -91,15 +91,18 @@ class TarStream:
         self._pending: list[bytes | memoryview] = []
         self._pending_bytes = 0
 
-    def add(self, name: str, data: bytes | memoryview) -> None:
+    def add(self, name: str, data: bytes | memoryview) -> int:
+        """Append one member; returns the offset of its data in the archive."""
         header = member_header(name, len(data))
         padding = -len(data) % tarfile.BLOCKSIZE
         self._pending += (header, data, _ZEROS[:padding]) if padding else (header, data)
         size = len(header) + len(data) + padding
+        data_offset = self.offset + len(header)
         self.offset += size
         self._pending_bytes += size
         if self._pending_bytes >= self.FLUSH_BYTES:
             self.flush()
+        return data_offset
 
     def flush(self) -> None:
         if self._pending:

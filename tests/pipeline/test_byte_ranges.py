@@ -100,7 +100,7 @@ def test_reading_the_shards_again_gives_the_bytes_of_the_range_copy(
     from pairsift.pipeline import pass2
 
     inp, out = _copy_run(finished_run, noisy_input, tmp_path)
-    monkeypatch.setattr(pass2, "ranged_rows", lambda shard, rows: False)
+    monkeypatch.setattr(pass2, "ranged_rows", lambda rows: False)
     pinned_run(str(inp), str(out), run_config(), wave_size=2)
     for folder in ("shards", "audit"):
         for path in sorted((finished_run / folder).iterdir()):

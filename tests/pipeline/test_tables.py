@@ -187,7 +187,54 @@ def test_a_table_without_a_caption_column_among_others_keeps_every_row(tmp_path:
     assert {s.error_status for s in rows} == {"read_error"} and "no caption column" in rows[0].error
 
 
-def test_a_url_that_fails_in_pass_two_is_a_reread_error_not_a_silent_drop(
+class _Counted(_Served):
+    hits: Counter = Counter()
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        _Counted.hits[self.path] += 1
+        super().do_GET()
+
+
+def test_a_url_is_fetched_once_and_pass_two_copies_it_from_out(
+    tmp_path: Path, run_config, pinned_run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tarfile
+
+    pairs, base, httpd = _serve_synth(tmp_path, 24, seed=6, noise=0.0)
+    httpd.RequestHandlerClass = _Counted
+    _Counted.hits.clear()
+    pq.write_table(pa.table({"url": [f"{base}/i/{s.key}.jpg" for s in pairs],
+                             "caption": [s.caption for s in pairs], "key": [s.key for s in pairs]}),
+                   tmp_path / "t.parquet")
+    from pairsift.pipeline import stages
+
+    real_pass2 = stages._run_pass2
+
+    def pass2_after_every_link_dies(ctx) -> None:  # noqa: ANN001
+        _Served.files.clear()
+        real_pass2(ctx)
+
+    monkeypatch.setattr(stages, "STAGES", tuple(
+        stages.Stage(s.name, s.markers, pass2_after_every_link_dies) if s.name == "pass2" else s
+        for s in stages.STAGES))
+    try:
+        pinned_run(str(tmp_path / "t.parquet"), str(tmp_path / "out"), run_config())
+    finally:
+        httpd.shutdown()
+    assert set(_Counted.hits.values()) == {1} and len(_Counted.hits) == len(pairs)
+    audit = pl.read_parquet(tmp_path / "out" / "audit" / "*.parquet")
+    assert set(audit["status"]) == {"ok"}
+    served = {s.key: s.image_bytes for s in pairs}
+    with tarfile.open(next((tmp_path / "out" / "shards").glob("*.tar"))) as tar:
+        images = {m.name.split(".")[0]: tar.extractfile(m).read() for m in tar
+                  if m.name.endswith(".jpg")}
+    kept = audit.filter(pl.col("label").is_in(["clean", "hard"]))["key"].to_list()
+    assert kept and sorted(images) == sorted(kept)
+    assert all(images[k] == served[k] for k in kept)  # the bytes fetched in pass 1
+    assert list((tmp_path / "out" / "images").glob("*.tar"))
+
+
+def test_a_changed_image_copy_is_a_reread_error_not_a_wrong_image(
     tmp_path: Path, run_config, pinned_run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pairs, base, httpd = _serve_synth(tmp_path, 24, seed=6, noise=0.0)
@@ -198,12 +245,19 @@ def test_a_url_that_fails_in_pass_two_is_a_reread_error_not_a_silent_drop(
 
     real_pass2 = stages._run_pass2
 
-    def pass2_after_a_link_dies(ctx) -> None:  # noqa: ANN001
-        del _Served.files[f"/i/{pairs[0].key}.jpg"]
+    def pass2_after_the_copy_changes(ctx) -> None:  # noqa: ANN001
+        import tarfile
+
+        copy = next((tmp_path / "out" / "images").glob("*.tar"))
+        raw = bytearray(copy.read_bytes())
+        with tarfile.open(copy) as tar:
+            for member in tar:
+                raw[member.offset_data + member.size // 2] ^= 0xFF  # each image's middle
+        copy.write_bytes(bytes(raw))
         real_pass2(ctx)
 
     monkeypatch.setattr(stages, "STAGES", tuple(
-        stages.Stage(s.name, s.markers, pass2_after_a_link_dies) if s.name == "pass2" else s
+        stages.Stage(s.name, s.markers, pass2_after_the_copy_changes) if s.name == "pass2" else s
         for s in stages.STAGES))
     try:
         with pytest.raises(SystemExit, match="could not be re-read in pass 2"):
@@ -211,5 +265,6 @@ def test_a_url_that_fails_in_pass_two_is_a_reread_error_not_a_silent_drop(
     finally:
         httpd.shutdown()
     audit = pl.read_parquet(tmp_path / "out" / "audit" / "*.parquet")
-    row = audit.filter(pl.col("key") == pairs[0].key).row(0, named=True)
-    assert row["status"] == "reread_error" and "HTTP 404" in row["error"] and row["label"] is None
+    failed = audit.filter(pl.col("status") == "reread_error")
+    assert failed.height == len(pairs) - audit.filter(pl.col("label") == "noisy").height
+    assert all("CRC-32" in e for e in failed["error"]) and failed["label"].is_null().all()
