@@ -179,18 +179,45 @@ def complementary_loss(img: torch.Tensor, txt: torch.Tensor, temperature: float)
     log(1 − p) is computed as log(−expm1(log p)) with log p capped just below 0, so a
     saturated softmax gives a large but finite loss and gradient.
     """
-    b = img.shape[0]
-    if b < 2:
+    if img.shape[0] < 2:
         return _zero(img, txt)
-    logits = _sims(img, txt) / temperature
-    eye = torch.eye(b, dtype=torch.bool, device=img.device)
+    return _ComplementaryRisk.apply(_sims(img, txt) / temperature)
 
-    def rows(z: torch.Tensor) -> torch.Tensor:
-        logp = (z - torch.logsumexp(z, dim=1, keepdim=True)).clamp(max=-1e-6)
-        comp = torch.log(-torch.expm1(logp)).masked_fill(eye, 0.0)
-        return -comp.sum(dim=1) / (b - 1)
 
-    return 0.5 * (rows(logits) + rows(logits.t()))
+_LOG_P_CAP = -1e-6  # log p is capped here: log(1 − p) stays finite for a saturated softmax
+
+
+class _ComplementaryRisk(torch.autograd.Function):
+    """:func:`complementary_loss` of [B, B] logits, with its own backward (autograd's keeps
+    six [B, B] intermediates a direction). Per row, with p = softmax and q = 1 − p:
+    ∂out_i/∂log p_ij = p_ij / ((B − 1) q_ij) off the diagonal where log p is not capped, and
+    ∂log p_ij/∂z_il = δ_jl − p_il, so ∂/∂z = r − p·Σ_j r_j."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor) -> torch.Tensor:
+        b = logits.shape[0]
+        eye = torch.eye(b, dtype=torch.bool, device=logits.device)
+        total = torch.zeros(b, dtype=logits.dtype, device=logits.device)
+        saved = []
+        for z in (logits, logits.t()):
+            log_p = z - torch.logsumexp(z, dim=1, keepdim=True)
+            q = -torch.expm1(log_p.clamp(max=_LOG_P_CAP))
+            total = total - torch.log(q).masked_fill(eye, 0.0).sum(dim=1) / (b - 1)
+            saved += [log_p, q]
+        ctx.save_for_backward(*saved)
+        return 0.5 * total
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:
+        log_p_rows, q_rows, log_p_cols, q_cols = ctx.saved_tensors
+        b = q_rows.shape[0]
+        eye = torch.eye(b, dtype=torch.bool, device=q_rows.device)
+        scale = (0.5 / (b - 1)) * grad_out[:, None]
+        grads = []
+        for log_p, q in ((log_p_rows, q_rows), (log_p_cols, q_cols)):
+            r = ((1.0 - q) / q * scale).masked_fill(eye | (log_p > _LOG_P_CAP), 0.0)
+            grads.append(r - torch.exp(log_p) * r.sum(dim=1, keepdim=True))
+        return grads[0] + grads[1].t()
 
 
 def mutual_learning_loss(

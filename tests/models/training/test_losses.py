@@ -161,3 +161,30 @@ def test_hinge_topk_equals_the_full_cost_matrices(batch: int, topk: int) -> None
     g_ref = torch.autograd.grad(ref.sum(), (img, txt, margin))
     for a, b in zip(g_ours, g_ref, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def _reference_complementary(img: torch.Tensor, txt: torch.Tensor, temperature: float) -> torch.Tensor:
+    b = img.shape[0]
+    logits = (img @ txt.t()).clamp(-1, 1) / temperature
+    eye = torch.eye(b, dtype=torch.bool)
+
+    def rows(z: torch.Tensor) -> torch.Tensor:
+        logp = (z - torch.logsumexp(z, dim=1, keepdim=True)).clamp(max=-1e-6)
+        return -torch.log(-torch.expm1(logp)).masked_fill(eye, 0.0).sum(dim=1) / (b - 1)
+
+    return 0.5 * (rows(logits) + rows(logits.t()))
+
+
+@pytest.mark.parametrize(("batch", "temperature"), [(2, 0.05), (9, 0.5), (33, 0.05), (6, 1e-3)])
+def test_complementary_loss_gradient_is_autograds(batch: int, temperature: float) -> None:
+    img, txt = (t.detach().double().requires_grad_() for t in _emb(batch, seed=batch + 20))
+    if temperature < 0.01:  # a saturated softmax: some log p capped (no gradient there)
+        txt = img.detach().clone().requires_grad_()
+    weight = torch.rand(batch, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ours = L.complementary_loss(img, txt, temperature)
+    ref = _reference_complementary(img, txt, temperature)
+    torch.testing.assert_close(ours, ref)
+    g_ours = torch.autograd.grad((ours * weight).sum(), (img, txt))
+    g_ref = torch.autograd.grad((ref * weight).sum(), (img, txt))
+    for a, b in zip(g_ours, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
