@@ -12,8 +12,10 @@ job drops the accelerator and takes the `--cpu_*` settings of :class:`PairsiftDa
 
 from __future__ import annotations
 
+import copy
 import difflib
 import logging
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -21,6 +23,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
+    DirectOptions,
     GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
@@ -29,6 +32,8 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineState
+
+from pairsift.models.config import PairsiftConfig
 
 LOCAL_RUNNERS = (None, "", "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner")
 DATAFLOW_RUNNERS = ("DataflowRunner", "TestDataflowRunner")
@@ -91,6 +96,62 @@ def check_flags(extra_args: Sequence[str], own_flags: Sequence[str]) -> None:
 
 def is_local(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner in LOCAL_RUNNERS
+
+
+# a local pass 1 of at least this many shards and bytes runs one worker process per core
+# (unless the user chose with --direct_num_workers / --direct_running_mode): below it, the
+# processes' start-up (torch and the towers, a few seconds each) costs more than they save
+AUTO_WORKERS_MIN_SHARDS = 4
+AUTO_WORKERS_MIN_BYTES = 64 * 2**20
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def local_workers(options: PipelineOptions) -> int:
+    """How many worker processes (or threads) the local runner runs; 1 elsewhere."""
+    if not is_local(options):
+        return 1
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode not in ("multi_processing", "multi_threading"):
+        return 1
+    return max(1, int(direct.direct_num_workers or 1))
+
+
+def parallel_local_options(
+    options: PipelineOptions, shards: int, input_bytes: int
+) -> PipelineOptions:
+    """``options`` for a local job over ``shards`` heavy shards of ``input_bytes`` in all
+    (pass 1): one worker process per core when the user chose no ``--direct_*`` setting and
+    the work is big enough (:data:`AUTO_WORKERS_MIN_SHARDS`, :data:`AUTO_WORKERS_MIN_BYTES`);
+    the one in-process worker otherwise. Measured on 2 cores, 100,000 synth pairs: pass 1 in
+    75 s with one worker, 47 s with two."""
+    given = options.get_all_options(drop_default=True)
+    # the flags as typed: "--direct_num_workers 1" is Beam's default, so drop_default hides it
+    typed = [str(f).split("=", 1)[0] for f in getattr(options, "_flags", [])]
+    cores = usable_cores()
+    small = shards < AUTO_WORKERS_MIN_SHARDS or input_bytes < AUTO_WORKERS_MIN_BYTES
+    if (not is_local(options) or small or cores < 2
+            or {"--direct_num_workers", "--direct_running_mode"} & set(typed)):
+        return options
+    return PipelineOptions.from_dictionary({
+        **given, "direct_num_workers": min(cores, shards),
+        "direct_running_mode": "multi_processing"})
+
+
+def worker_threads(cfg: PairsiftConfig, options: PipelineOptions) -> PairsiftConfig:
+    """``cfg`` as a job's workers see it: ``encoder.threads`` 0 (automatic) shares the cores
+    among the local runner's worker processes (at least 1 each). Two processes of torch's
+    default (every core) on 2 cores took pass 1 from 47 s to 304 s, spinning on each other's
+    threads. A number set in the config is kept: what byte-identical runs across machines
+    and worker counts pin."""
+    workers = local_workers(options)
+    if cfg.encoder.threads > 0 or workers <= 1:
+        return cfg
+    out = copy.deepcopy(cfg)
+    out.encoder.threads = max(1, usable_cores() // workers)
+    return out
 
 
 def is_dataflow(options: PipelineOptions) -> bool:

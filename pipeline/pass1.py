@@ -6,12 +6,15 @@ depend on how the runner splits work or how many workers it runs; no row is shuf
 parquet holds every pair of the shard: embedded pairs with their vectors and pairs that
 stopped early with their status and reason. A table shard's embedded images are also kept in
 OUT/images/SHARD.tar, where pass 2 copies them by range (a URL is fetched once). It is the shard's completion marker, so a rerun
-embeds only shards without one. Locally, shards run in waves of ``wave_size`` so that the
-progress line moves; a remote runner gets all pending shards as one job.
+embeds only shards without one. Locally, a pass 1 of at least four shards runs one worker
+process per core, all shards in one job, the progress line following their files; with one
+worker, shards run in waves of ``wave_size`` so that the progress line moves. A remote runner
+gets all pending shards as one job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -28,8 +31,15 @@ from pairsift.models.storage.tables import write_rows
 from pairsift.pipeline.io.readers import InputShard, keeps_image_copy, read_shard
 from pairsift.pipeline.io.shard_writer import TarStream
 from pairsift.pipeline.layout import RunLayout
-from pairsift.pipeline.options import is_local, new_pipeline, run_pipeline
-from pairsift.pipeline.progress import StageProgress
+from pairsift.pipeline.options import (
+    is_local,
+    local_workers,
+    new_pipeline,
+    parallel_local_options,
+    run_pipeline,
+    worker_threads,
+)
+from pairsift.pipeline.progress import FilePoller, StageProgress
 from pairsift.transforms.validate import CaptionLimits, validate
 
 log = logging.getLogger(__name__)
@@ -60,7 +70,7 @@ class EmbedShard(beam.DoFn):
         from pairsift.transforms.embed import ShardEmbedder
         from pairsift.transforms.translate import ShardTranslator
 
-        set_torch_threads(self.cfg.encoder.threads)  # from the config, never the worker count
+        set_torch_threads(self.cfg.encoder.threads)  # the config's (options.worker_threads)
         # always runs: with no target language it only identifies each caption's language
         self.translator = ShardTranslator(self.cfg.translate, self.cfg.encoder.device)
         self.translator.setup()
@@ -142,6 +152,21 @@ def build_pass1(
     )
 
 
+def input_bytes(shards: list[InputShard]) -> int:
+    """The bytes of the shards' files, where a size is cheap to ask (a folder chunk, or a
+    file whose size cannot be read, counts 0)."""
+    import fsspec
+
+    total = 0
+    for path in sorted({s.path for s in shards if s.kind in ("tar", "table")}):
+        try:
+            fs, local = fsspec.core.url_to_fs(path)
+            total += int(fs.size(local) or 0)
+        except Exception:  # noqa: BLE001 - a size is a hint for the worker count only
+            continue
+    return total
+
+
 def pending_shards(shards: list[InputShard], layout: RunLayout) -> list[InputShard]:
     return [s for s in shards if not exists(layout.embeddings_file(s.name))]
 
@@ -160,15 +185,25 @@ def run_pass1(
     counters: dict[str, int] = {}
     if not todo:
         return counters
-    wave = len(todo) if (wave_size <= 0 or not is_local(options)) else wave_size
+    options = parallel_local_options(options, len(todo), input_bytes(todo))
+    workers = local_workers(options)
+    cfg = worker_threads(cfg, options)
+    if workers > 1:
+        log.info("pass 1: %d local worker processes, %d torch threads each", workers,
+                 cfg.encoder.threads)
+    # several local workers run every pending shard in one job (each job starts its
+    # processes afresh), and the progress line follows the shards' files instead of waves
+    wave = len(todo) if (wave_size <= 0 or not is_local(options) or workers > 1) else wave_size
     progress = StageProgress("pass 1 (embed)", total=len(shards), done=done, unit="shards")
     for start in range(0, len(todo), wave):
         batch = todo[start : start + wave]
         pipeline = new_pipeline(options, "pass 1")
         build_pass1(pipeline, batch, cfg, layout)
         written = [layout.embeddings_file(s.name) for s in batch]
-        for name, value in run_pipeline(pipeline, "pass 1", must_exist=written).items():
-            counters[name] = counters.get(name, 0) + value
-        progress.advance(len(batch))
+        with FilePoller(progress, written, exists) if workers > 1 else contextlib.nullcontext():
+            for name, value in run_pipeline(pipeline, "pass 1", must_exist=written).items():
+                counters[name] = counters.get(name, 0) + value
+        if workers <= 1:
+            progress.advance(len(batch))
     progress.finish()
     return counters

@@ -46,3 +46,36 @@ class StageProgress:
         elapsed = time.monotonic() - self.started
         log.info("%s: done in %s", self.stage, format_seconds(elapsed))
         return elapsed
+
+
+class FilePoller:
+    """Advances ``progress`` as the files ``paths`` appear, from a background thread: a
+    Beam job that runs all its shards at once (several worker processes) still shows them
+    finishing one by one. ``exists`` is the storage check (local or fsspec)."""
+
+    def __init__(self, progress: StageProgress, paths: list[str], exists, every_s: float = 2.0) -> None:  # noqa: ANN001
+        import threading
+
+        self.progress, self.exists, self.every_s = progress, exists, every_s
+        self._waiting = list(paths)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="progress", daemon=True)
+
+    def __enter__(self) -> FilePoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._check()  # what finished since the last look
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._check()
+
+    def _check(self) -> None:
+        found = [p for p in self._waiting if self.exists(p)]
+        if found:
+            self._waiting = [p for p in self._waiting if p not in set(found)]
+            self.progress.advance(len(found))

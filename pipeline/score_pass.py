@@ -30,7 +30,7 @@ from pairsift.models.storage.tables import embedding_matrix, read_matching, read
 from pairsift.models.training.scoring import loss_range, target_view_columns
 from pairsift.pipeline.combiners import SumOf, WriteSum
 from pairsift.pipeline.layout import RunLayout
-from pairsift.pipeline.options import new_pipeline, run_pipeline
+from pairsift.pipeline.options import new_pipeline, run_pipeline, worker_threads
 from pairsift.transforms.score import (
     score_in_chunks,
 )
@@ -209,7 +209,7 @@ def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOpti
 
     shard_names = embedding_shard_names(layout)
     pipeline = new_pipeline(options, "score pass")
-    build_score_pass(pipeline, cfg, layout, shard_names)
+    build_score_pass(pipeline, worker_threads(cfg, options), layout, shard_names)
     return run_pipeline(pipeline, "score pass", must_exist=[layout.histograms])
 
 

@@ -87,7 +87,8 @@ def test_a_failed_beam_job_is_one_line_naming_the_cause(noisy_input, tmp_path, m
         raise RuntimeError("worker exploded on purpose")
 
     monkeypatch.setattr(pass1.EmbedShard, "shard_rows", explode)
-    code = console_main(["run", "--input", str(noisy_input), "--output", str(tmp_path / "o")])
+    code = console_main(["run", "--input", str(noisy_input), "--output", str(tmp_path / "o"),
+                         "--direct_num_workers", "1"])  # the patched step runs in this process
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len([line for line in err if line.startswith("pairsift: error:")]) == 1
     assert "worker exploded on purpose" in err[-1] and "Traceback" not in "\n".join(err)
