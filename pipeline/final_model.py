@@ -45,7 +45,7 @@ def retrains(kept_pairs: int, cfg: PairsiftConfig) -> bool:
 def run_final_model(cfg: PairsiftConfig, layout: RunLayout, kept_pairs: int) -> dict:
     """Train ``OUT/model`` on the tally job's kept sample (``kept_pairs``: how many pairs
     pass 2 kept in all). Skipped when its completion marker exists."""
-    from pairsift.models.encoders.base import set_torch_threads
+    from pairsift.models.threads import set_torch_threads
     from pairsift.models.training.trainer import train
 
     set_torch_threads(cfg.encoder.threads)

@@ -125,7 +125,7 @@ def save_model(directory: str, heads, cfg: PairsiftConfig, languages: list[str],
 
 def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     """Train heads and freeze the scoring state. Skipped when its completion marker exists."""
-    from pairsift.models.encoders.base import set_torch_threads
+    from pairsift.models.threads import set_torch_threads
     from pairsift.models.training.epoch_division import neighbour_consistency
     from pairsift.models.training.heads import save_heads
     from pairsift.models.training.scoring import build_scoring_state, fold_of_keys

@@ -66,7 +66,7 @@ class EmbedShard(beam.DoFn):
         self.chunk_size = max(CHUNK_PAIRS // batch, 1) * batch
 
     def setup(self) -> None:
-        from pairsift.models.encoders.base import set_torch_threads
+        from pairsift.models.threads import set_torch_threads
         from pairsift.transforms.embed import ShardEmbedder
         from pairsift.transforms.translate import ShardTranslator
 

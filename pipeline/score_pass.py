@@ -86,8 +86,8 @@ class ScoreShard(beam.DoFn):
         self.neighbours: Any = None
 
     def setup(self) -> None:
-        from pairsift.models.encoders.base import set_torch_threads
         from pairsift.models.noise.consistency import NeighbourIndex
+        from pairsift.models.threads import set_torch_threads
         from pairsift.models.training.scoring import ScoringState
 
         set_torch_threads(self.cfg.encoder.threads)

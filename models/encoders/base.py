@@ -41,14 +41,6 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def set_torch_threads(threads: int) -> None:
-    """torch's intra-op thread count from the config (``encoder.threads``; 0 keeps torch's
-    default for the machine): the same in every process, so a run's numbers never depend on
-    which process, or how many, did the work."""
-    if threads > 0 and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-
-
 def autocast_dtype(device: str, precision: str) -> torch.dtype | None:
     """The autocast dtype for a device: reduced precision pays off on GPUs, not on CPUs."""
     if precision not in PRECISIONS:
