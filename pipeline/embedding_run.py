@@ -21,12 +21,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.storage.atomic import exists, list_files, read_json
-from pairsift.models.storage.tables import read_table, write_rows
+from pairsift.models.storage.tables import read_table, rows_to_table, write_rows
 from pairsift.pipeline.audit_columns import ShardLabels
-from pairsift.pipeline.audit_schema import audit_schema, without
+from pairsift.pipeline.audit_schema import audit_schema
 from pairsift.pipeline.io.clip_retrieval import EmbeddingPart, part_rows
 from pairsift.pipeline.io.readers import InputShard, read_shard
 from pairsift.pipeline.io.shard_writer import write_shard
+from pairsift.pipeline.kept_samples import KeptImage, kept_samples
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
 from pairsift.pipeline.pass1 import EMBEDDING_ROW_GROUP
@@ -136,19 +137,23 @@ class CurateByKey(CurateShard):
             yield name
             return
         labelled = {row["key"]: row for row in grouped if row is not None}
-        kept, seen = [], []
+        kept: list[KeptImage] = []
+        kept_rows: list[dict[str, Any]] = []
+        seen = []
         for sample in read_shard(shard):
             row = labelled.get(sample.key)
             seen.append(row or {"status": "unlabelled", "label": None})
             if row and row.get("label") in self.cfg.output.keep_labels and sample.image_bytes is not None:
                 # the curated row hashes the image it ships (the audit has only a fingerprint)
-                row = {**row, "sha256": sample.image_sha256}
-                kept.append(self._shard_sample(sample.image_bytes, sample.image_format, row,
-                                               list(self.cfg.translate.target_langs)))
+                kept_rows.append({**row, "sha256": sample.image_sha256})
+                kept.append(KeptImage(len(kept), sample.image_bytes, sample.image_format))
+        samples, curated = kept_samples(
+            rows_to_table(kept_rows, schema=self.schema), kept,
+            list(self.cfg.translate.target_langs), self.cfg.output.write_translations)
         stats = shard_stats(shard.name, [r["status"] for r in seen],
-                            [r.get("label") for r in seen], len(kept))
-        write_shard(self.layout.shards, name, kept, stats=stats,
-                    schema=without(self.schema, "index"), count_by="label")
+                            [r.get("label") for r in seen], len(samples))
+        write_shard(self.layout.shards, name, samples, stats=stats, table=curated,
+                    count_by="label")
         yield name
 
 

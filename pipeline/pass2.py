@@ -27,18 +27,16 @@ from pairsift.models.records import BYTE_RANGE_COLUMNS, Status, is_internal_colu
 from pairsift.models.storage.atomic import exists, read_json
 from pairsift.models.storage.tables import read_table, write_table
 from pairsift.pipeline.audit_columns import AuditColumns, ShardLabels
-from pairsift.pipeline.audit_schema import audit_schema, without
+from pairsift.pipeline.audit_schema import audit_schema
 from pairsift.pipeline.io.byte_ranges import read_ranges
 from pairsift.pipeline.io.readers import InputShard, byte_ranged, keeps_image_copy, read_shard
-from pairsift.pipeline.io.shard_writer import ShardSample, shard_complete, write_shard
+from pairsift.pipeline.io.shard_writer import shard_complete, write_shard
+from pairsift.pipeline.kept_samples import KeptImage, kept_samples
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
-from pairsift.transforms.curate import finish_audit_row, sample_json
+from pairsift.transforms.curate import finish_audit_row
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
-
 
 def output_name(index: int) -> str:
     return f"{index:05d}"
@@ -69,15 +67,18 @@ class CurateShard(beam.DoFn):
         else:
             rows = {row["key"]: row for row in pass1.to_pylist()}
             audit = AuditColumns.from_rows(self._by_reading(shard, rows, scored, kept := []))
-        write_table(self.layout.audit_file(name), audit.table(self.schema))
+        table = audit.table(self.schema)
+        write_table(self.layout.audit_file(name), table)
         audit.count_outcomes()
         statuses = audit.columns["status"]
+        samples, curated = kept_samples(table, kept, list(self.cfg.translate.target_langs),
+                                        self.cfg.output.write_translations)
         write_shard(
             self.layout.shards,
             name,
-            kept,
-            stats=shard_stats(shard.name, statuses, audit.columns["label"], len(kept)),
-            schema=without(self.schema, "index"),
+            samples,
+            stats=shard_stats(shard.name, statuses, audit.columns["label"], len(samples)),
+            table=curated,
             count_by="label",
             complete=Status.REREAD_ERROR.value not in statuses,  # a rerun retries a shard whose pairs could not be re-read
         )
@@ -85,7 +86,7 @@ class CurateShard(beam.DoFn):
 
     def _by_ranges(
         self, source: str, pass1: pa.Table, scored: ShardLabels
-    ) -> tuple[AuditColumns, list[ShardSample]]:
+    ) -> tuple[AuditColumns, list[KeptImage]]:
         """The audit from pass 1's rows alone; the kept images copied from ``source`` by the
         byte ranges pass 1 recorded (merged range reads, no tar parsing, dropped members never
         read), each checked against its CRC-32."""
@@ -100,11 +101,10 @@ class CurateShard(beam.DoFn):
         except Exception as exc:  # noqa: BLE001 - every kept pair gets the reason
             images = [None] * len(chosen)  # type: ignore[list-item]
             failure = f"{type(exc).__name__}: {exc}"
-        langs = list(self.cfg.translate.target_langs)
-        kept: list[ShardSample] = []
+        kept: list[KeptImage] = []
         for i, image in zip(chosen, images, strict=True):
             if image is not None and zlib.crc32(image) == ranges["member_crc32"][i]:
-                kept.append(self._shard_sample(image, ranges["member_ext"][i], audit.row(i), langs))
+                kept.append(KeptImage(i, image, ranges["member_ext"][i]))
                 continue
             reason = failure if image is None else "its bytes changed since pass 1 (CRC-32 differs)"
             audit.fail(i, Status.REREAD_ERROR,
@@ -113,13 +113,12 @@ class CurateShard(beam.DoFn):
 
     def _by_reading(
         self, shard: InputShard, pass1: dict[str, dict[str, Any]], scored: ShardLabels,
-        kept: list[ShardSample],
+        kept: list[KeptImage],
     ) -> list[dict[str, Any]]:
         """Audit rows, and the kept samples into ``kept``, by reading the whole shard again:
         the fallback for inputs without byte ranges (compressed tars, tables, folders)."""
         audit: list[dict[str, Any]] = []
         keep_labels = set(self.cfg.output.keep_labels)
-        langs = list(self.cfg.translate.target_langs)
         failure = None
         for sample in read_shard(shard):
             if sample.key not in pass1 and sample.error_status == Status.READ_ERROR.value:
@@ -134,20 +133,9 @@ class CurateShard(beam.DoFn):
                                  f"{sample.error or 'no image bytes'}")
             audit.append(row)
             if row.get("label") in keep_labels and sample.image_bytes is not None:
-                kept.append(self._shard_sample(sample.image_bytes, sample.image_format, row, langs))
+                kept.append(KeptImage(len(audit) - 1, sample.image_bytes, sample.image_format))
         audit.extend(reread_rows(pass1, {r["key"] for r in audit}, failure))
         return audit
-
-    def _shard_sample(self, image: bytes | memoryview, fmt: str | None, row: dict[str, Any], langs: list[str]) -> ShardSample:
-        ext = IMAGE_EXT_ALIASES.get((fmt or "jpg").lower(), (fmt or "jpg").lower())
-        files = {ext: image, "txt": (row.get("caption") or "").encode("utf-8"), "json": sample_json(row)}
-        if self.cfg.output.write_translations:
-            for lang in langs:
-                text = row.get(f"caption_{lang}")
-                if isinstance(text, str):
-                    files[f"{lang}.txt"] = text.encode("utf-8")
-        parquet_row = {k: v for k, v in row.items() if k != "index"}
-        return ShardSample(row["key"], files, parquet_row)
 
 
 def range_source(shard: InputShard, layout: RunLayout) -> str | None:

@@ -6,7 +6,6 @@ and build its audit row and, for kept pairs, the ``KEY.json`` written beside the
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -40,21 +39,6 @@ def clean_float(value: Any) -> float | None:
         return None
     value = float(value)
     return round(value, 6) if math.isfinite(value) else None
-
-
-# one encoder for every sample: json.dumps with options builds a new one each call
-_SAMPLE_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
-_NOT_IN_SAMPLE_JSON = ("caption", "index")
-
-
-def sample_json(row: dict[str, Any]) -> bytes:
-    """``KEY.json`` of a kept sample: its label and every score, auditable on its own."""
-    payload = {
-        name: clean_float(value) if isinstance(value, float) else value
-        for name, value in row.items()
-        if name not in _NOT_IN_SAMPLE_JSON and not name.startswith("caption_")
-    }
-    return _SAMPLE_ENCODER.encode(payload).encode("utf-8")
 
 
 def finish_audit_row(

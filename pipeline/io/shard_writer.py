@@ -128,9 +128,11 @@ def write_shard(
     schema: pa.Schema | None = None,
     count_by: str | None = "status",
     complete: bool = True,
+    table: pa.Table | None = None,
 ) -> dict[str, Any]:
     """Write a whole shard atomically. Returns the stats, written to ``_stats.json`` (the
-    shard's completion marker) unless ``complete`` is false."""
+    shard's completion marker) unless ``complete`` is false. ``table``: the samples' parquet
+    rows already built by column (one per sample, in order), instead of their ``row``s."""
     paths = shard_paths(out_dir, shard_name)
     with atomic_open(paths["tar"], "wb") as raw:
         tar = TarStream(raw)
@@ -140,15 +142,15 @@ def write_shard(
             for ext in sorted(sample.files):
                 tar.add(f"{sample.key}.{ext}", sample.files[ext])
         tar.close()
-    rows = [s.row for s in samples]
-    table = rows_to_table(rows, schema=schema) if schema is not None else rows_to_table(rows)
+    if table is None:
+        rows = [s.row for s in samples]
+        table = rows_to_table(rows, schema=schema) if schema is not None else rows_to_table(rows)
     with atomic_open(paths["parquet"], "wb") as handle:
         pq.write_table(table, handle)
     summary: dict[str, Any] = {"count": len(samples)}
     if count_by is not None:
-        summary[f"by_{count_by}"] = dict(
-            sorted(Counter(str(r.get(count_by)) for r in rows).items())
-        )
+        values = table.column(count_by).to_pylist() if count_by in table.column_names else [None] * len(samples)
+        summary[f"by_{count_by}"] = dict(sorted(Counter(str(v) for v in values).items()))
     summary.update(stats or {})
     if complete:
         write_json(paths["stats"], summary)
