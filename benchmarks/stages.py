@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,10 +28,6 @@ from typing import Any
 
 TINY = "open_clip:pairsift-tiny"
 RUN_ORDER = ("pass1", "dedup", "fit", "score", "mixture", "pass2", "tally", "final_model")
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def build_input(path: Path, pairs: int, shard_size: int, seed: int) -> None:
@@ -202,9 +197,10 @@ def main(args: argparse.Namespace) -> int:
     import logging
 
     from pairsift.benchmarks.quality import code_version
+    from pairsift.pipeline.options import usable_cores
 
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
-    version, cores = code_version(), _cores()
+    version, cores = code_version(), usable_cores()
     work = Path(args.work or tempfile.mkdtemp(prefix="pairsift-stages-"))
     work.mkdir(parents=True, exist_ok=True)
     data = Path(args.data) if args.data else work / "input"

@@ -119,9 +119,6 @@ class AuditColumns:
         columns.update(filled)
         return cls(columns)
 
-    def row(self, i: int) -> dict[str, Any]:
-        return {name: cells[i] for name, cells in self.columns.items()}
-
     def rows_where(self, labels: set[str]) -> Iterator[int]:
         return (i for i, label in enumerate(self.columns["label"]) if label in labels)
 

@@ -71,4 +71,4 @@ def kept_samples(
             if isinstance(texts[i], str):
                 files[f"{lang}.txt"] = texts[i].encode("utf-8")
         samples.append(ShardSample(keys[i], files))
-    return samples, rows.drop_columns([n for n in ("index",) if n in names])
+    return samples, rows.drop_columns(["index"]) if "index" in names else rows

@@ -4,9 +4,9 @@ One DoFn call does all of it for one input shard (:class:`EmbedShard`): batches 
 from the shard's own pairs in input order, so the vectors, and every byte downstream, do not
 depend on how the runner splits work or how many workers it runs; no row is shuffled. The
 parquet holds every pair of the shard: embedded pairs with their vectors and pairs that
-stopped early with their status and reason. A table shard's embedded images are also kept in
-OUT/images/SHARD.tar, where pass 2 copies them by range (a URL is fetched once). It is the shard's completion marker, so a rerun
-embeds only shards without one. Locally, a pass 1 of at least four shards runs one worker
+stopped early with their status and reason. It is the shard's completion marker, so a rerun
+embeds only shards without one. A table shard's embedded images are also kept, in
+OUT/images/SHARD.tar (written first), where pass 2 copies them by range: a URL is fetched once. Locally, a pass 1 of at least four shards runs one worker
 process per core, all shards in one job, the progress line following their files; with one
 worker, shards run in waves of ``wave_size`` so that the progress line moves. A remote runner
 gets all pending shards as one job.
@@ -185,7 +185,8 @@ def run_pass1(
     counters: dict[str, int] = {}
     if not todo:
         return counters
-    options = parallel_local_options(options, len(todo), input_bytes(todo))
+    if is_local(options):  # sizes only matter to the local runner's worker count
+        options = parallel_local_options(options, len(todo), input_bytes(todo))
     workers = local_workers(options)
     cfg = worker_threads(cfg, options)
     if workers > 1:

@@ -38,6 +38,7 @@ from pairsift.transforms.curate import finish_audit_row
 
 log = logging.getLogger(__name__)
 
+
 def output_name(index: int) -> str:
     return f"{index:05d}"
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 log = logging.getLogger("pairsift.progress")
@@ -53,9 +55,8 @@ class FilePoller:
     Beam job that runs all its shards at once (several worker processes) still shows them
     finishing one by one. ``exists`` is the storage check (local or fsspec)."""
 
-    def __init__(self, progress: StageProgress, paths: list[str], exists, every_s: float = 2.0) -> None:  # noqa: ANN001
-        import threading
-
+    def __init__(self, progress: StageProgress, paths: list[str], exists: Callable[[str], bool],
+                 every_s: float = 2.0) -> None:
         self.progress, self.exists, self.every_s = progress, exists, every_s
         self._waiting = list(paths)
         self._stop = threading.Event()
@@ -75,7 +76,7 @@ class FilePoller:
             self._check()
 
     def _check(self) -> None:
-        found = [p for p in self._waiting if self.exists(p)]
+        found = {p for p in self._waiting if self.exists(p)}
         if found:
-            self._waiting = [p for p in self._waiting if p not in set(found)]
+            self._waiting = [p for p in self._waiting if p not in found]
             self.progress.advance(len(found))

@@ -1,7 +1,8 @@
-"""Labelling and the per-sample payload of pass 2 (pure functions; the IO lives in pipeline/).
+"""Labelling and the audit rows of pass 2 (pure functions; the IO lives in pipeline/).
 
 Given a shard's pass-1 rows, its scores and the fitted global state, decide each pair's label
-and build its audit row and, for kept pairs, the ``KEY.json`` written beside the image.
+and build its audit row (the kept pairs' ``KEY.json`` is built from those rows, by column, in
+pipeline/kept_samples.py).
 """
 
 from __future__ import annotations

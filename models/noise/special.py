@@ -18,7 +18,8 @@ _COEFFICIENTS = (-1 / 12, 1 / 120, -1 / 252, 1 / 240, -1 / 132)
 
 
 def digamma(x: torch.Tensor) -> torch.Tensor:
-    """ψ(x) = d ln Γ(x)/dx for x > 0 (not differentiable: for use inside a custom backward)."""
+    """ψ(x) = d ln Γ(x)/dx for x > 0; autograd does not see through it (the evidential
+    loss writes its own backward)."""
     y = x + SHIFT
     shift = x.reciprocal()
     for k in range(1, SHIFT):
