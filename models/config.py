@@ -58,8 +58,29 @@ class TranslateConfig:
 
 @dataclass
 class OutputConfig:
+    """What ships. ``write_translations`` (docs/output.md): "drop_translation" writes a
+    translation only when its own label is kept; "drop_pair" drops a pair whose translation
+    is labelled noisy; "all" writes every translation; "none" writes none (true and false
+    read as "drop_translation" and "none")."""
+
     keep_labels: list[str] = field(default_factory=lambda: ["clean", "hard"])
-    write_translations: bool = True
+    write_translations: str | bool = "drop_translation"  # true / false: older configs
+
+    def __post_init__(self) -> None:
+        if isinstance(self.write_translations, bool):
+            self.write_translations = "drop_translation" if self.write_translations else "none"
+        if self.write_translations not in TRANSLATION_POLICIES:
+            raise ValueError(f"output.write_translations must be one of "
+                             f"{', '.join(TRANSLATION_POLICIES)}, got {self.write_translations!r}")
+
+    def writes(self, lang_label: str | None) -> bool:
+        """Whether a translation with this label of its own ships (None or "": unlabelled)."""
+        if self.write_translations == "none":
+            return False
+        return self.write_translations == "all" or not lang_label or lang_label in self.keep_labels
+
+
+TRANSLATION_POLICIES = ("drop_translation", "drop_pair", "all", "none")
 
 
 @dataclass

@@ -56,11 +56,11 @@ class ShardLabels:
         scores = {n: np.asarray(table.column(n).to_numpy(zero_copy_only=False), dtype=np.float64)[unique]
                   for n in names}
         columns = {n: scores[n] for n in audited_columns(names, cfg.translate.target_langs)}
-        columns.update(label_scores(scores, fit))
+        columns.update(label_scores(scores, fit, cfg.output))
         values: dict[str, list[Any]] = {}
         for name, column in columns.items():
             cells: list[Any] = [None] * len(keys)
-            stored = column.tolist() if column.dtype.kind == "U" else [clean_float(v) for v in column.tolist()]
+            stored = _stored(name, column)
             for i, value in zip(unique.tolist(), stored, strict=True):
                 cells[i] = value
             values[name] = cells
@@ -76,6 +76,16 @@ class ShardLabels:
         if i is None or self.duplicate[i] or not self.values:
             return None
         return {name: cells[i] for name, cells in self.values.items()}
+
+
+def _stored(name: str, column: np.ndarray) -> list[Any]:
+    """A label column's cells as the audit stores them: floats rounded, strings as they are,
+    an empty per-language label or drop note as null (no such translation, nothing dropped)."""
+    if column.dtype.kind != "U":
+        return [clean_float(v) for v in column.tolist()]
+    if name.startswith("label_") or name == "translations_dropped":
+        return [v or None for v in column.tolist()]
+    return column.tolist()
 
 
 @dataclass

@@ -79,6 +79,11 @@ def audit_schema(pass1_files: Iterable[str], score_files: Iterable[str],
     for name in ("key", "source_shard", "status", "error", "label", "p_clean", "uncertainty",
                  "soft_label", "noise_kind_pred"):  # always there, if all null
         found.setdefault(name, FIXED_TYPES[name])
+    for lang in langs:  # the per-language division (pass 2 writes them; null for untranslated)
+        found.setdefault(f"label_{lang}", _STRING)
+        found.setdefault(f"p_clean_{lang}", _FLOAT)
+    if langs:
+        found.setdefault("translations_dropped", _STRING)
     types = {n: FIXED_TYPES.get(n, t) for n, t in found.items()}
     types = {n: _STRING if pa.types.is_null(t) else t for n, t in types.items()}
     head = [c for c in AUDIT_COLUMNS if c in types]

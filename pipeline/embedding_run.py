@@ -149,7 +149,7 @@ class CurateByKey(CurateShard):
                 kept.append(KeptImage(len(kept), sample.image_bytes, sample.image_format))
         samples, curated = kept_samples(
             rows_to_table(kept_rows, schema=self.schema), kept,
-            list(self.cfg.translate.target_langs), self.cfg.output.write_translations)
+            list(self.cfg.translate.target_langs), self.cfg.output)
         stats = shard_stats(shard.name, [r["status"] for r in seen],
                             [r.get("label") for r in seen], len(samples))
         write_shard(self.layout.shards, name, samples, stats=stats, table=curated,

@@ -155,6 +155,7 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     state.fold_heads = result.fold_heads
     state.save(layout.scoring_state)
     anchors = save_neighbours(neighbours, sample.select(["source_shard", "key"]), cfg, layout)
+    save_translation_anchors(data, cfg, layout)
     save_model(layout.model, result.heads, cfg, sorted(data.text_tgt), {"fit_pairs": int(len(data))})
     info = {
         "embedded_pairs": counts["embedded_pairs"],
@@ -195,6 +196,24 @@ def save_neighbours(
     log.info("fit: %d neighbour-consistency anchors, %s", len(neighbours.index),
              f"searched in {probes} IVF lists a query" if probes else "searched exactly")
     return len(neighbours.index)
+
+
+def save_translation_anchors(data: PairEmbeddings, cfg: PairsiftConfig, layout: RunLayout) -> None:
+    """Per target language, the fit pairs' (English, translation) anchors the score pass
+    measures every translation's margin against (at most ``consistency.max_anchors``, drawn
+    by key as the neighbour anchors are)."""
+    from pairsift.models.noise.neighbour_index import anchor_rows
+    from pairsift.models.noise.translation_margin import TranslationIndex
+
+    if data.text_src_ml is None or data.keys is None:
+        return
+    rows = anchor_rows(data.keys, cfg.consistency.max_anchors, cfg.seed + 2)
+    for lang, target in sorted(data.text_tgt.items()):
+        index = TranslationIndex.build(data.text_src_ml[rows], target[rows],
+                                       [data.keys[i] for i in rows], cfg.consistency.probes,
+                                       cfg.seed + 3)
+        index.save(layout.translation_anchors(lang))
+        log.info("fit: %d %s translation-margin anchors", len(index), lang)
 
 
 def _log_epoch(entry: dict) -> None:

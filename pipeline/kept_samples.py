@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
+from pairsift.models.config import OutputConfig
 from pairsift.pipeline.io.shard_writer import ShardSample
 
 IMAGE_EXT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
@@ -52,23 +53,27 @@ def sample_jsons(rows: pa.Table) -> list[bytes]:
 
 
 def kept_samples(
-    audit: pa.Table, kept: list[KeptImage], langs: list[str], write_translations: bool
+    audit: pa.Table, kept: list[KeptImage], langs: list[str], output: OutputConfig
 ) -> tuple[list[ShardSample], pa.Table]:
-    """The shard's samples, in ``kept``'s order, and their curated parquet rows."""
+    """The shard's samples, in ``kept``'s order, and their curated parquet rows. A
+    translation ships as ``KEY.<lang>.txt`` when ``output`` writes its own label
+    (``label_<lang>``; the sample's json keeps the label and ``translations_dropped``)."""
     rows = audit.take(pa.array([k.position for k in kept], pa.int64()))
     names = set(rows.column_names)
     keys = rows.column("key").to_pylist()
     captions = rows.column("caption").to_pylist() if "caption" in names else [None] * len(kept)
     translations = {
-        lang: rows.column(f"caption_{lang}").to_pylist()
-        for lang in (langs if write_translations else []) if f"caption_{lang}" in names
+        lang: (rows.column(f"caption_{lang}").to_pylist(),
+               rows.column(f"label_{lang}").to_pylist() if f"label_{lang}" in names
+               else [None] * len(kept))
+        for lang in langs if f"caption_{lang}" in names and output.write_translations != "none"
     }
     samples = []
     for i, (item, document) in enumerate(zip(kept, sample_jsons(rows), strict=True)):
         files = {image_ext(item.image_format): item.image,
                  "txt": (captions[i] or "").encode("utf-8"), "json": document}
-        for lang, texts in translations.items():
-            if isinstance(texts[i], str):
+        for lang, (texts, labels) in translations.items():
+            if isinstance(texts[i], str) and output.writes(labels[i]):
                 files[f"{lang}.txt"] = texts[i].encode("utf-8")
         samples.append(ShardSample(keys[i], files))
     return samples, rows.drop_columns(["index"]) if "index" in names else rows

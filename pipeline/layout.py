@@ -142,6 +142,10 @@ class RunLayout:
         """The neighbour-consistency anchors."""
         return self.fit_file("neighbours")
 
+    def translation_anchors(self, lang: str) -> str:
+        """One target language's translation-margin anchors (models/noise/translation_margin.py)."""
+        return join(self.fit, "translations", lang)
+
     @property
     def fit_consistency(self) -> str:
         """Each fit pair's neighbour consistency (source_shard, key, consistency), by shard."""

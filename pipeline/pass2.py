@@ -73,7 +73,7 @@ class CurateShard(beam.DoFn):
         audit.count_outcomes()
         statuses = audit.columns["status"]
         samples, curated = kept_samples(table, kept, list(self.cfg.translate.target_langs),
-                                        self.cfg.output.write_translations)
+                                        self.cfg.output)
         write_shard(
             self.layout.shards,
             name,

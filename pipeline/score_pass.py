@@ -84,9 +84,11 @@ class ScoreShard(beam.DoFn):
         self.seed = cfg.seed
         self.state: Any = None
         self.neighbours: Any = None
+        self.translations: dict[str, Any] = {}
 
     def setup(self) -> None:
         from pairsift.models.noise.consistency import NeighbourIndex
+        from pairsift.models.noise.translation_margin import TranslationIndex
         from pairsift.models.threads import set_torch_threads
         from pairsift.models.training.scoring import ScoringState
 
@@ -96,6 +98,10 @@ class ScoreShard(beam.DoFn):
         self.neighbours = NeighbourIndex.load(anchors) if NeighbourIndex.exists(anchors) else None
         # a language the fit saw too few translations of has no bank: score English view only
         self.langs = [lang for lang in self.langs if lang in self.state.bank_text_tgt]
+        self.translations = {
+            lang: TranslationIndex.load(self.layout.translation_anchors(lang)) for lang in self.langs
+            if TranslationIndex.exists(self.layout.translation_anchors(lang))
+        }
 
     def _duplicate_mask(self, shard_name: str, index: np.ndarray) -> np.ndarray:
         """Which of the shard's rows (by input position) the dedup job marked: its own
@@ -119,9 +125,11 @@ class ScoreShard(beam.DoFn):
             return np.asarray(scores[name])[unique] if name in scores else None
 
         u = division_uncertainty(scores, self.cfg.division)[unique]
-        return NoiseHistograms.of(
+        out = NoiseHistograms.of(
             bounds, self.cfg, values("loss"), u, values("null_loss"), values("consistency"),
         )
+        out.languages = language_histograms(scores, np.flatnonzero(unique), self.langs, self.cfg)
+        return out
 
     def process(self, shard_name: str) -> Iterator[NoiseHistograms]:
         """Why one piece: resume, read, score, mask missing target views, write: each step feeds
@@ -149,6 +157,9 @@ class ScoreShard(beam.DoFn):
                 for name in target_view_columns(scores, lang):
                     scores[name] = np.where(mask, scores[name], np.nan)
             scores.update(self._null_scores(shard_name, matrices, keys, duplicate))
+            for lang in self.langs:
+                scores.update(self._translation_scores(shard_name, lang, matrices, present,
+                                                       keys, duplicate))
         names = sorted(scores) if keys else ["loss"]
         columns: dict[str, Any] = {"key": pa.array(keys, pa.string()),
                                    "duplicate": pa.array(duplicate.astype(bool), pa.bool_())}
@@ -185,6 +196,44 @@ class ScoreShard(beam.DoFn):
         out["null_loss"] = null
         return out
 
+    def _translation_scores(
+        self, shard_name: str, lang: str, matrices: dict[str, np.ndarray],
+        present: dict[str, np.ndarray], keys: list[str], duplicate: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """A target language's translation margin (NaN without a translation), and its null:
+        the unique translated pairs with their translations swapped among themselves, scored
+        by the image–target loss and by the margin (the per-language fit's two nulls)."""
+        from pairsift.models.noise.null import derangement
+
+        name = f"text_emb_{lang}"
+        if name not in matrices:
+            return {}
+        has = present[name] & present.get("text_emb_ml", np.zeros(len(keys), dtype=bool))
+        n = len(keys)
+        out = {f"translation_margin_{lang}": np.full(n, np.nan),
+               f"null_loss_{lang}": np.full(n, np.nan),
+               f"null_translation_margin_{lang}": np.full(n, np.nan)}
+        index = self.translations.get(lang)
+        source, target = matrices.get("text_emb_ml"), matrices[name]
+        rows = np.flatnonzero(has)
+        if index is not None and len(rows):
+            own = index.rows_of([keys[i] for i in rows])
+            out[f"translation_margin_{lang}"][rows] = index.margin(source[rows], target[rows], own)
+        unique = np.flatnonzero(has & ~duplicate)
+        if not self.null or len(unique) < 2:
+            return out
+        swap = unique[derangement(len(unique), _shard_seed(self.seed + 1, f"{shard_name}:{lang}"))]
+        swapped = {"image_emb": matrices["image_emb"][unique], "text_emb": matrices["text_emb"][unique],
+                   name: target[swap]}
+        null = score_in_chunks(self.state, swapped, [lang], keys=[keys[i] for i in unique])
+        out[f"null_loss_{lang}"][unique] = null[f"loss_{lang}"]
+        if index is not None:
+            exclude = np.stack([index.rows_of([keys[i] for i in unique]),
+                                index.rows_of([keys[i] for i in swap])], axis=1)
+            out[f"null_translation_margin_{lang}"][unique] = index.margin(
+                source[unique], target[swap], exclude)
+        return out
+
     def _consistency(
         self, shard_name: str, keys: list[str], image: np.ndarray, text: np.ndarray,
         duplicate: np.ndarray,
@@ -202,6 +251,31 @@ class ScoreShard(beam.DoFn):
             out[missing] = self.neighbours.score(image[missing], text[missing], rows, rows)
             beam.metrics.Metrics.counter("pairsift", "consistency_searched").inc(len(missing))
         return out
+
+
+def language_histograms(scores: dict[str, np.ndarray], unique: np.ndarray, langs: list[str],
+                        cfg: PairsiftConfig) -> dict[str, NoiseHistograms]:
+    """Each target language's histograms over the unique pairs that carry its translation:
+    the image–target loss and u, their nulls, and the translation margin."""
+    from pairsift.models.noise.fit import language_view
+    from pairsift.models.noise.translation_margin import MARGIN_RANGE
+
+    out: dict[str, NoiseHistograms] = {}
+    for lang in langs:
+        view = language_view(scores, lang)
+        if view is None:
+            continue
+        rows = unique[np.isfinite(view["loss"][unique]) & np.isfinite(view["uncertainty"][unique])]
+
+        def values(name: str, rows: np.ndarray = rows) -> np.ndarray | None:
+            return np.asarray(scores[name])[rows] if name in scores else None
+
+        out[lang] = NoiseHistograms.of(
+            loss_range(cfg.train), cfg, view["loss"][rows], view["uncertainty"][rows],
+            values(f"null_loss_{lang}"), view["consistency"][rows] if "consistency" in view else None,
+            values(f"null_translation_margin_{lang}"), consistency_range=MARGIN_RANGE,
+        )
+    return out
 
 
 def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> dict[str, int]:

@@ -85,3 +85,17 @@ def finished_run(noisy_input: Path, tmp_path_factory: pytest.TempPathFactory) ->
     out = tmp_path_factory.mktemp("run") / "out"
     run_pinned(str(noisy_input), str(out), e2e_config(), wave_size=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def translated_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """80 synth pairs whose English captions are right and 40 % of whose Portuguese
+    captions are broken (replaced, or words dropped), in 2 shards."""
+    root = tmp_path_factory.mktemp("translated")
+    build_dataset(SynthSource(80, seed=4, image_size=64, image_format="jpg"), str(root / "in"),
+                  noise=0.4, mode="translation", seed=4, shard_size=40, ship_langs=["pt"],
+                  noise_langs=["pt"])
+    cfg = e2e_config()
+    cfg.translate.target_langs = ["pt"]
+    run_pinned(str(root / "in"), str(root / "out"), cfg)
+    return root / "out"

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from pairsift.models.config import OutputConfig
 from pairsift.models.noise.fit import NoiseFit
 from pairsift.models.records import Status, is_internal_column
 
@@ -20,19 +21,37 @@ DUPLICATE_REASON = "same image bytes and caption as an earlier pair"
 UNSCORED_REASON = "no score for an embedded pair"
 
 
-def label_scores(scores: dict[str, np.ndarray], fit: NoiseFit) -> dict[str, np.ndarray]:
+def label_scores(
+    scores: dict[str, np.ndarray], fit: NoiseFit, output: OutputConfig | None = None
+) -> dict[str, np.ndarray]:
     """The noise fit's division of a shard's scored pairs: label, p_clean, soft_label,
-    uncertainty, noise_kind_pred."""
+    uncertainty, noise_kind_pred; per target language ``label_<lang>`` and ``p_clean_<lang>``
+    ("" / NaN without that translation), and ``translations_dropped``, which says for a kept
+    pair which of its translations do not ship and why. Under ``write_translations``
+    "drop_pair" a noisy translation makes the pair noisy."""
     if not scores or len(next(iter(scores.values()))) == 0:
         return {}
+    output = output or OutputConfig()
     division = fit.label(scores)
-    return {
-        "label": np.asarray(division.label).astype(str),
+    label = np.asarray(division.label).astype(object)
+    out = {
         "p_clean": np.asarray(division.p_clean, dtype=np.float64),
         "soft_label": np.asarray(division.soft_label, dtype=np.float64),
         "uncertainty": np.asarray(division.uncertainty, dtype=np.float64),
         "noise_kind_pred": np.asarray(fit.noise_kind(scores["loss"])).astype(str),
     }
+    reasons = [[] for _ in range(len(label))]
+    for lang, view in fit.label_languages(scores).items():
+        out[f"label_{lang}"], out[f"p_clean_{lang}"] = view["label"], view["p_clean"]
+        for i in np.flatnonzero(view["label"] == "noisy"):
+            reasons[i].append(f"{lang}: translation labelled noisy "
+                              f"(p_clean_{lang} {view['p_clean'][i]:.3f})")
+    if output.write_translations == "drop_pair":
+        label[np.asarray([bool(r) for r in reasons], dtype=bool)] = "noisy"
+    if output.write_translations in ("drop_translation", "drop_pair"):
+        out["translations_dropped"] = np.asarray(["; ".join(r) for r in reasons], dtype=str)
+    out["label"] = label.astype(str)
+    return out
 
 
 def clean_float(value: Any) -> float | None:

@@ -36,7 +36,7 @@ from pairsift.models.noise.beta_em import (
     run_em,
     sort_by_mean,
 )
-from pairsift.models.noise.consistency import ConsistencyRatio
+from pairsift.models.noise.consistency import CONSISTENCY_RANGE, ConsistencyRatio
 from pairsift.models.noise.gaussian import fit_gaussian_histogram, gaussian_log_pdf
 from pairsift.models.noise.histogram import bin_centres, histogram
 from pairsift.models.noise.null import EmpiricalNull
@@ -80,13 +80,16 @@ class BetaMixture:
     # set by :meth:`with_consistency`: the neighbour-consistency likelihood ratio the division
     # multiplies the loss posterior's noise odds by (models/noise/consistency.py)
     consistency: ConsistencyRatio | None = None
+    # False: the posterior reads the fused score alone, from the prior 1 − π0 (a translation's
+    # fit: its image–target loss ranked broken translations worse than the margin alone)
+    loss_evidence: bool = True
     _lookup: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     # ----------------------------------------------------------------- fitting
     @classmethod
     def fit_histogram(
         cls, counts: np.ndarray, lo: float, hi: float, cfg: MixtureConfig,
-        null_counts: np.ndarray | None = None,
+        null_counts: np.ndarray | None = None, pi0_floor: float = 0.0,
     ) -> BetaMixture:
         """EM on bin centres weighted by counts (min–max normalised over occupied bins).
 
@@ -138,7 +141,7 @@ class BetaMixture:
             raise ValueError(f"unknown mixture null_model {cfg.null_model!r}")
         if null_counts is not None and cfg.null_model == "shuffled":
             model.null = EmpiricalNull.fit(
-                counts, null_counts, centres, x_min, x_max, cfg.eps, cfg.null_lambda
+                counts, null_counts, centres, x_min, x_max, cfg.eps, cfg.null_lambda, pi0_floor
             )
             if not 0.0 < cfg.null_max_ratio <= 1.0:
                 raise ValueError(f"null_max_ratio must be in (0, 1], got {cfg.null_max_ratio}")
@@ -262,7 +265,8 @@ class BetaMixture:
         return (1.0 - _TIE_BREAK) * smooth + _TIE_BREAK * order
 
     def with_consistency(
-        self, counts: np.ndarray, null_counts: np.ndarray, weight: float = 1.0
+        self, counts: np.ndarray, null_counts: np.ndarray, weight: float = 1.0,
+        value_range: tuple[float, float] = CONSISTENCY_RANGE,
     ) -> BetaMixture:
         """Attach the consistency ratio fitted on the observed and null consistency histograms
         (bins of :data:`CONSISTENCY_RANGE`). Only with an empirical null: its π0 is what
@@ -270,7 +274,8 @@ class BetaMixture:
         estimate of it (docs/noise_modelling.md, "The empirical null")."""
         if self.null is None:
             raise ValueError("the consistency ratio needs the empirical null (mixture.null_model)")
-        self.consistency = ConsistencyRatio.fit(counts, null_counts, self.noise_ratio, weight)
+        self.consistency = ConsistencyRatio.fit(counts, null_counts, self.noise_ratio, weight,
+                                                *value_range)
         return self
 
     def posterior(self, losses: np.ndarray, consistency: np.ndarray | None = None) -> np.ndarray:
@@ -278,7 +283,13 @@ class BetaMixture:
         p = self.posterior_clean(losses)
         if self.consistency is None or consistency is None:
             return p
-        return self.consistency.fuse(p, consistency)
+        if self.loss_evidence:
+            return self.consistency.fuse(p, consistency)
+        fused = self.consistency.fuse(np.full_like(p, 1.0 - self.noise_ratio), consistency)
+        # the ratio's lookup is flat in places; the score's own order breaks those ties
+        c = np.nan_to_num(np.asarray(consistency, dtype=np.float64), nan=self.consistency.lo)
+        lo, hi = self.consistency.lo, self.consistency.hi
+        return (1.0 - _TIE_BREAK) * fused + _TIE_BREAK * np.clip((c - lo) / (hi - lo), 0.0, 1.0)
 
     def keep_loss(self) -> float | None:
         """Raw loss below which the estimated clean share 1 − π0 of the pairs lies; None without
@@ -331,6 +342,7 @@ class BetaMixture:
             "null": None if self.null is None else self.null.to_dict(),
             "null_fallback": self.null_fallback,
             "consistency": None if self.consistency is None else self.consistency.to_dict(),
+            **({} if self.loss_evidence else {"loss_evidence": False}),
         }
 
     @classmethod
@@ -360,6 +372,7 @@ class BetaMixture:
             consistency=(
                 ConsistencyRatio.from_dict(data["consistency"]) if data.get("consistency") else None
             ),
+            loss_evidence=bool(data.get("loss_evidence", True)),
         )
 
 

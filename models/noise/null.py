@@ -46,6 +46,19 @@ def derangement(n: int, seed: int) -> np.ndarray:
     return out
 
 
+def storey_lower(counts: np.ndarray, null_counts: np.ndarray, lam: float) -> float:
+    """Storey's π0 on a score where *low* values are noise (the translation margin): the
+    observed share below the null's (1 − λ)-quantile over the null's, in whole bins."""
+    counts = np.asarray(counts, dtype=np.float64)
+    null_counts = np.asarray(null_counts, dtype=np.float64)
+    if counts.sum() <= 0 or null_counts.sum() <= 0:
+        return 0.0
+    cut = int(np.searchsorted(np.cumsum(null_counts) / null_counts.sum(), 1.0 - lam, side="left"))
+    below_null = null_counts[:cut].sum() / null_counts.sum()
+    below_obs = counts[:cut].sum() / counts.sum()
+    return float(np.clip(below_obs / below_null, 0.0, 1.0)) if below_null > 0 else 0.0
+
+
 def smoothed_density(x: np.ndarray, w: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Gaussian-kernel density of weighted points on ``grid`` (Silverman's bandwidth)."""
     n = float(w.sum())
@@ -89,9 +102,10 @@ class EmpiricalNull:
     @classmethod
     def fit(
         cls, counts: np.ndarray, null_counts: np.ndarray, centres: np.ndarray,
-        x_min: float, x_max: float, eps: float, lam: float,
+        x_min: float, x_max: float, eps: float, lam: float, pi0_floor: float = 0.0,
     ) -> EmpiricalNull:
-        """From the observed and null loss histograms on the same bins (``centres``)."""
+        """From the observed and null loss histograms on the same bins (``centres``);
+        ``pi0_floor``: another view's estimate of the same noise share, π0 taken as the larger."""
         counts = np.asarray(counts, dtype=np.float64)
         null_counts = np.asarray(null_counts, dtype=np.float64)
         if counts.shape != null_counts.shape or counts.shape != centres.shape:
@@ -107,6 +121,7 @@ class EmpiricalNull:
         above_null = null_counts[cut + 1 :].sum() / null_counts.sum()
         above_obs = counts[cut + 1 :].sum() / counts.sum()
         pi0 = float(np.clip(above_obs / above_null, 0.0, 1.0)) if above_null > 0 else 1.0
+        pi0 = max(pi0, float(np.clip(pi0_floor, 0.0, 1.0)))
         grid = np.linspace(eps, 1 - eps, _GRID)
         observed = np.maximum(smoothed_density(x, counts, grid), 1e-12)
         lfdr = np.clip(pi0 * beta_dist.pdf(grid, a0, b0) / observed, 0.0, 1.0)

@@ -143,9 +143,11 @@ def target_view_columns(names: Iterable[str], lang: str) -> list[str]:
 
 def audited_columns(names: Iterable[str], langs: Iterable[str]) -> list[str]:
     """The score columns the audit keeps: the English view's loss and similarity, the
-    neighbour and translation consistency, and every target-language view's scores."""
+    neighbour and translation consistency, and every target-language view's scores (not the
+    caption-swapped null's, which only feed the histograms)."""
     suffixes = tuple(f"_{lang}" for lang in langs)
-    return [n for n in names if n in AUDITED_SCORES or (suffixes and n.endswith(suffixes))]
+    return [n for n in names if n in AUDITED_SCORES
+            or (suffixes and n.endswith(suffixes) and not n.startswith("null_"))]
 
 
 def loss_range(cfg: TrainConfig) -> tuple[float, float]:

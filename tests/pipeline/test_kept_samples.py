@@ -7,6 +7,7 @@ import math
 
 import pyarrow as pa
 
+from pairsift.models.config import OutputConfig
 from pairsift.pipeline.kept_samples import KeptImage, kept_samples, sample_jsons
 
 
@@ -37,10 +38,23 @@ def test_the_json_is_the_row_less_captions_with_clean_floats() -> None:
 
 def test_kept_samples_follow_the_kept_order_with_their_files() -> None:
     kept = [KeptImage(2, b"img-c", "jpeg"), KeptImage(0, b"img-a", None)]
-    samples, curated = kept_samples(_audit(), kept, ["pt"], write_translations=True)
+    samples, curated = kept_samples(_audit(), kept, ["pt"], OutputConfig())
     assert [s.key for s in samples] == ["c", "a"]
     assert samples[0].files["jpg"] == b"img-c" and samples[0].files["txt"] == b""
     assert samples[0].files["pt.txt"] == "três".encode() and "pt.txt" in samples[1].files
     assert curated.column("key").to_pylist() == ["c", "a"] and "index" not in curated.column_names
-    without, _ = kept_samples(_audit(), kept, ["pt"], write_translations=False)
+    without, _ = kept_samples(_audit(), kept, ["pt"], OutputConfig(write_translations="none"))
     assert "pt.txt" not in without[1].files
+
+
+def test_a_translation_ships_only_when_its_own_label_is_kept() -> None:
+    audit = _audit().append_column("label_pt", pa.array(["noisy", None, "hard"], pa.string()))
+    audit = audit.append_column("translations_dropped", pa.array(
+        ["pt: translation labelled noisy (p_clean_pt 0.010)", None, None], pa.string()))
+    kept = [KeptImage(0, b"a", "png"), KeptImage(2, b"c", "png")]
+    samples, _ = kept_samples(audit, kept, ["pt"], OutputConfig())
+    assert "pt.txt" not in samples[0].files and samples[1].files["pt.txt"] == "três".encode()
+    doc = json.loads(samples[0].files["json"])
+    assert doc["label_pt"] == "noisy" and doc["translations_dropped"].startswith("pt: ")
+    every, _ = kept_samples(audit, kept, ["pt"], OutputConfig(write_translations="all"))
+    assert every[0].files["pt.txt"] == "um café".encode()
