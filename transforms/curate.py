@@ -40,15 +40,16 @@ def label_scores(
         "uncertainty": np.asarray(division.uncertainty, dtype=np.float64),
         "noise_kind_pred": np.asarray(fit.noise_kind(scores["loss"])).astype(str),
     }
-    reasons = [[] for _ in range(len(label))]
-    for lang, view in fit.label_languages(scores).items():
+    reasons: list[list[str]] = [[] for _ in range(len(label))]
+    languages = fit.label_languages(scores)
+    for lang, view in languages.items():
         out[f"label_{lang}"], out[f"p_clean_{lang}"] = view["label"], view["p_clean"]
         for i in np.flatnonzero(view["label"] == "noisy"):
             reasons[i].append(f"{lang}: translation labelled noisy "
                               f"(p_clean_{lang} {view['p_clean'][i]:.3f})")
     if output.write_translations == "drop_pair":
         label[np.asarray([bool(r) for r in reasons], dtype=bool)] = "noisy"
-    if output.write_translations in ("drop_translation", "drop_pair"):
+    if languages and output.write_translations in ("drop_translation", "drop_pair"):
         out["translations_dropped"] = np.asarray(["; ".join(r) for r in reasons], dtype=str)
     out["label"] = label.astype(str)
     return out

@@ -15,6 +15,7 @@ vouch for: w = clip(1 − σ/σ₀, 0, 1), ỹ = ½ + w·(y − ½).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -119,28 +120,31 @@ def match_information(alpha_self: torch.Tensor, alpha_total: torch.Tensor) -> to
 
 
 def fisher_weight(
-    alpha_self: torch.Tensor, alpha_total: torch.Tensor, num_classes: int
+    alpha_self: torch.Tensor, alpha_total: torch.Tensor, num_classes: int,
+    direction: torch.Tensor | float = 1.0,
 ) -> torch.Tensor:
-    """w = 1 − σ/σ₀ ∈ [0, 1]: how much of a label the opinion vouches for (0 = vacuous).
+    """w = erf(z/√2) ∈ [0, 1]: how far the opinion vouches for a label on ``direction``'s side
+    (+1 a match, −1 a mismatch).
 
-    σ is the Cramér–Rao standard error of the match probability μ = a/S under this opinion,
-    σ₀ the one under an opinion of the weakest possible strength (S = C, no evidence) with the
-    same mean. Comparing at the same μ matters: a vacuous opinion's mean 1/C sits near 0, where
-    a Beta is informative for reasons that have nothing to do with evidence.
+    z = direction·(μ − 1/C)/σ: how many Cramér–Rao standard errors σ = I_μ^{−1/2} the
+    opinion's match probability μ = a/S stands above (or below) the blank opinion's 1/C. A
+    blank opinion gives 0; evidence against a match firms a mismatch label and softens a
+    match label, never the other way round; and w reaches 1 as evidence grows, so a
+    well-determined pair keeps its label.
     """
     mu = alpha_self / alpha_total.clamp_min(_TINY)
-    info = match_information(alpha_self, alpha_total)
-    weakest = torch.full_like(alpha_total, float(num_classes))
-    info0 = match_information(mu * weakest, weakest)
-    ratio = torch.sqrt(info0 / info.clamp_min(_TINY))
-    return (1.0 - ratio).clamp(0.0, 1.0)
+    sigma = match_information(alpha_self, alpha_total).clamp_min(_TINY).rsqrt()
+    z = torch.as_tensor(direction, dtype=mu.dtype, device=mu.device) * (mu - 1.0 / num_classes) / sigma
+    return torch.erf(z / math.sqrt(2.0)).clamp(0.0, 1.0)
 
 
 def fisher_soften(
     label: torch.Tensor, alpha_self: torch.Tensor, alpha_total: torch.Tensor, num_classes: int
 ) -> torch.Tensor:
-    """Fisher-softened target ỹ = ½ + w·(y − ½): uninformative opinions give softer labels."""
-    w = fisher_weight(alpha_self, alpha_total, num_classes)
+    """Fisher-softened target ỹ = ½ + w·(y − ½), w read on the label's own side of ½: an
+    opinion that does not back the label's direction softens it towards ½."""
+    direction = torch.where(label >= 0.5, 1.0, -1.0).to(label.dtype)
+    w = fisher_weight(alpha_self, alpha_total, num_classes, direction)
     return 0.5 + w * (label - 0.5)
 
 

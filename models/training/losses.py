@@ -38,13 +38,17 @@ def trusted_margin(
     gamma: float,
     threshold: float,
     power: float = 1.0,
+    clean: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """UCPM: γ̂ for every pair, shrunk for hard pairs by ((1 − u)/(1 − u_thr))^p ∈ [0, 1].
+    """UCPM: the full margin γ for clean pairs (as UGNCL's reference gives them), γ̂ for the
+    others, shrunk for hard pairs by ((1 − u)/(1 − u_thr))^p ∈ [0, 1].
 
     Equal to γ̂ at the threshold and → 0 as u → 1. The base is clamped to [0, 1] before the
     fractional power: a negative base is what produces NaN margins in public code.
     """
     margin = soft_margin(soft_label, gamma)
+    if clean is not None:
+        margin = torch.where(clean, torch.full_like(margin, gamma), margin)
     denom = max(1.0 - threshold, 1e-6)
     base = ((1.0 - uncertainty) / denom).clamp(0.0, 1.0)
     shrink = torch.where(hard, torch.pow(base, power), torch.ones_like(base))
@@ -227,21 +231,27 @@ def mutual_learning_loss(
     clean_weight: torch.Tensor,
     temperature: float,
     push_margin: float = 0.2,
+    trust: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """UML adaptive mutual learning over image / English / target-language embeddings.
 
-    Clean-weighted part (w = the pair's soft clean weight): the English and target views
-    teach each other their image→caption distributions (symmetric KL, each side detached as
-    teacher) and the target caption is pulled to its English source. Noisy part (1 − w): the
-    target caption is pushed below ``push_margin`` cosine from its image and English caption.
+    Two questions, two weights. Whether the translation says what its English source says is
+    the translation's trust t (1 when unknown): the target caption is pulled to its source
+    with weight t and pushed below ``push_margin`` cosine from it with 1 − t. A noisy *pair*
+    keeps a correct translation of its (wrong) caption: "un coche rojo" still means "a red
+    car". Whether the caption fits the image is the pair's clean weight w: with 1 − w the
+    target caption is pushed below ``push_margin`` from the image, and with w·t the English
+    and target views teach each other their image→caption distributions (symmetric KL, each
+    side detached as teacher).
     """
     b = img.shape[0]
     w = clean_weight.clamp(0.0, 1.0)
+    t = torch.ones_like(w) if trust is None else trust.clamp(0.0, 1.0)
     cos_en = (txt_en * txt_tgt).sum(-1).clamp(-1.0, 1.0)
     cos_img = (img * txt_tgt).sum(-1).clamp(-1.0, 1.0)
-    pull = 1.0 - cos_en
-    push = 0.5 * ((cos_en - push_margin).clamp_min(0) + (cos_img - push_margin).clamp_min(0))
-    loss = w * pull + (1.0 - w) * push
+    loss = t * (1.0 - cos_en) + (1.0 - t) * (cos_en - push_margin).clamp_min(0)
+    loss = loss + (1.0 - w) * (cos_img - push_margin).clamp_min(0)
+    w = w * t
     if b >= 2:
         log_en = F.log_softmax(_sims(img, txt_en) / temperature, dim=1)
         log_tgt = F.log_softmax(_sims(img, txt_tgt) / temperature, dim=1)

@@ -83,6 +83,7 @@ def _pairsift_loss(b: Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
             t.margin,
             float(d["unc_thr"]),
             t.trusted_margin_power,
+            clean=d["clean"],
         )
     else:
         margin = torch.full_like(soft, t.margin)
@@ -112,14 +113,14 @@ def _pairsift_loss(b: Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
                 * L.complementary_loss(img[noisy], txt[noisy], t.temperature).mean()
             )
     if t.mutual_learning and emb["tgt"]:
+        pair = torch.where(d["noisy"], torch.zeros_like(p_clean), p_clean)
         for lang, tgt in emb["tgt"].items():
-            w = p_clean * d.get(f"trust_{lang}", torch.ones_like(p_clean))
-            weight = torch.where(d["noisy"], torch.zeros_like(w), w)
+            trust = d.get(f"trust_{lang}", torch.ones_like(p_clean))
             total = (
                 total
                 + t.mutual_weight
                 * L.mutual_learning_loss(
-                    img, emb["txt"], tgt, weight, t.temperature, t.push_margin
+                    img, emb["txt"], tgt, pair, t.temperature, t.push_margin, trust
                 ).mean()
             )
     return total

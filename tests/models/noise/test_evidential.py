@@ -121,8 +121,8 @@ def test_fisher_softening_properties() -> None:
     # more evidence in the same proportions -> monotonically closer to the label
     scales = [1.0, 2.0, 5.0, 20.0, 100.0, 1000.0]
     soft = [float(fisher_soften(label, ones * (1 + 3 * s), ones * (c + 10 * s), c)) for s in scales]
-    assert all(b > a for a, b in zip(soft, soft[1:], strict=False))
-    assert 0.5 < soft[0] < 0.6 and 0.9 < soft[-1] < 1.0
+    assert all(b >= a for a, b in zip(soft, soft[1:], strict=False)) and soft[0] < soft[2]
+    assert 0.5 < soft[0] < 0.99 and soft[-1] == pytest.approx(1.0)  # the weight reaches 1
     # the softened label always lies between 1/2 and the label, for labels on both sides
     y = torch.tensor([0.0, 0.2, 0.8, 1.0], dtype=torch.float64)
     a_self = torch.tensor([2.0, 40.0, 3.0, 500.0], dtype=torch.float64)
@@ -132,6 +132,25 @@ def test_fisher_softening_properties() -> None:
     assert torch.all((out - 0.5).abs() <= (y - 0.5).abs())
     w = fisher_weight(a_self, a_tot, c)
     assert torch.all((w >= 0) & (w <= 1))
+
+
+def test_fisher_softening_follows_the_labels_direction() -> None:
+    c, tau = 65, 0.1
+
+    def alphas(own: float, negatives: float) -> tuple[torch.Tensor, torch.Tensor]:
+        sims = torch.tensor([[own] + [negatives] * (c - 1)], dtype=torch.float64)
+        op = opinion(sims, tau)
+        return op.alpha[:, 0], op.strength
+
+    weak, strong = alphas(0.2, 0.1), alphas(0.3, -0.3)  # own 0.3 vs -0.3: more for a match
+    clean = torch.ones(1, dtype=torch.float64)
+    assert float(fisher_soften(clean, *strong, c)) > float(fisher_soften(clean, *weak, c))
+    assert float(fisher_soften(clean, *strong, c)) > 0.99
+    # the same strong match evidence does not back a mismatch label: it goes to 1/2
+    assert float(fisher_soften(torch.zeros(1, dtype=torch.float64), *strong, c)) == pytest.approx(0.5)
+    against = alphas(-0.3, 0.3)  # rivals far ahead: a mismatch label firms, a match softens
+    assert float(fisher_soften(torch.zeros(1, dtype=torch.float64), *against, c)) < 0.01
+    assert float(fisher_soften(clean, *against, c)) == pytest.approx(0.5)
 
 
 def test_fisher_softening_gradients_finite_at_extremes() -> None:

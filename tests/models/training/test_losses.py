@@ -72,6 +72,10 @@ def test_trusted_margin_extremes_and_shape() -> None:
     assert float(m[2]) == pytest.approx(0.2)  # at the threshold: gamma_hat itself
     assert float(m[3]) == pytest.approx(0.2 * 0.5**0.5)
     assert float(m[4]) == 0.0 and float(m[5]) == 0.0  # u >= 1: no negative base, margin 0
+    clean = torch.tensor([True, False, False, False, False, False, False, False])
+    full = L.trusted_margin(soft, unc, hard, gamma=0.2, threshold=0.5, power=0.5, clean=clean)
+    assert float(full[0].detach()) == pytest.approx(0.2)  # a clean pair gets the full margin (UGNCL)
+    assert torch.equal(full[1:], L.trusted_margin(soft, unc, hard, 0.2, 0.5, 0.5)[1:])
     assert float(m[6]) <= 0.2 and float(m[7]) == 0.0
 
 
@@ -89,13 +93,22 @@ def test_hinge_prefers_matched_pairs_and_schedule() -> None:
     assert L.hinge_schedule(0, 3, 8) == 8 and L.hinge_schedule(3, 3, 8) == 1
 
 
-def test_mutual_learning_pushes_noisy_target_away() -> None:
-    img, en = _emb(4, seed=2)
-    tgt = en.detach().clone().requires_grad_()
-    clean = L.mutual_learning_loss(img, en, tgt, torch.ones(4), 0.05)
-    noisy = L.mutual_learning_loss(img, en, tgt, torch.zeros(4), 0.05, push_margin=0.2)
-    assert float(noisy.detach().sum()) > 0  # identical target and English caption is pushed apart
-    assert float(clean.detach().sum()) == pytest.approx(0.0, abs=1e-5)  # and is perfect when clean
+def test_mutual_learning_keeps_a_noisy_pairs_faithful_translation_by_its_source() -> None:
+    en = F.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), dim=-1)
+    img = F.normalize(torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]), dim=-1)  # fits neither
+    tgt = en.clone().requires_grad_()  # "un coche rojo" for "a red car": a faithful translation
+    noisy_pair = L.mutual_learning_loss(img, en, tgt, torch.zeros(2), 0.05, 0.2, torch.ones(2))
+    assert float(noisy_pair.sum()) == pytest.approx(0.0, abs=1e-6)  # nothing pushes it away
+    broken = L.mutual_learning_loss(img, en, tgt, torch.zeros(2), 0.05, 0.2, torch.zeros(2))
+    assert float(broken.sum()) > 1.0  # an untrusted translation is pushed from its source
+    far = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # says something else entirely
+    assert float(L.mutual_learning_loss(img, en, far, torch.zeros(2), 0.05, 0.2, torch.zeros(2)).sum()) == 0.0
+    # a noisy pair's translation is still pushed from the image it does not describe
+    on_image = L.mutual_learning_loss(img, en, img.clone(), torch.zeros(2), 0.05, 0.2, torch.ones(2))
+    clean_pair = L.mutual_learning_loss(img, en, img.clone(), torch.ones(2), 0.05, 0.2, torch.ones(2))
+    assert float(on_image.sum()) > float(clean_pair.sum()) - 1e-6
+    aligned = L.mutual_learning_loss(img, en, en.clone(), torch.ones(2), 0.05)
+    assert float(aligned.sum()) == pytest.approx(0.0, abs=1e-5)  # perfect when clean and faithful
 
 
 def test_evidential_loss_matches_reference_formula() -> None:
