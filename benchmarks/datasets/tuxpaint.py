@@ -162,6 +162,10 @@ class TuxpaintSource(BaseSource):
     def extra(self, index: int) -> dict[str, Any]:
         return {"category": self.stamps[index].rel.split("/", 1)[0]}
 
+    def near_miss_group(self, index: int) -> int:
+        """The stamp's category folder (animals, food, ...): a frog's near miss is a blackbird."""
+        return stable_hash(self.stamps[index].rel.split("/", 1)[0])
+
     def extra_fields(self) -> list[str]:
         return ["category"]
 

@@ -86,6 +86,12 @@ class PairSource(Protocol):
         """Structured partial noise if the source knows its captions' content, else None."""
         ...
 
+    def near_miss_group(self, index: int) -> int | None:
+        """Items in one near-miss group are alike but not the same (another stamp of the
+        same category, a scene that differs only in colour): the donors of ``neighbour``
+        noise. Defined by the data, never by an embedding. None: the source has none."""
+        ...
+
 
 def stable_hash(text: str) -> int:
     """A process-independent 63-bit hash (Python's ``hash`` is salted per process)."""
@@ -148,6 +154,9 @@ class BaseSource:
         return []
 
     def partial(self, index: int, rng: np.random.Generator) -> PartialEdit | None:
+        return None
+
+    def near_miss_group(self, index: int) -> int | None:
         return None
 
     def noun_vocabulary(self) -> list[str]:

@@ -7,6 +7,10 @@
 - ``partial``: one content word (colour, shape, count, object noun) replaced.
 - ``translation``: the target-language caption replaced by another pair's, or corrupted with
   word drops and substitutions; the English caption stays correct.
+- ``neighbour``: a near-miss caption: the caption of another item of the same near-miss group,
+  which the data defines (another stamp of the same category, a scene that differs only in
+  colour), never an embedding, so that a test of it is not circular.
+- ``mixed``: a third each of caption shuffle, neighbour and partial noise.
 
 A plan is a few O(N) integer arrays derived from a seeded permutation, so a streaming builder
 can fetch the partner's caption or image by index while writing shard by shard. Shuffles are
@@ -21,13 +25,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-NOISE_MODES: tuple[str, ...] = ("caption", "image", "partial", "translation")
+NOISE_MODES: tuple[str, ...] = ("caption", "image", "partial", "translation", "neighbour", "mixed")
 NOISE_KINDS: dict[str, str] = {
     "caption": "caption_shuffle",
     "image": "image_shuffle",
     "partial": "partial",
     "translation": "translation",
+    "neighbour": "neighbour",
 }
+MIXED_PARTS: tuple[str, ...] = ("caption", "neighbour", "partial")
 _REPAIR_ATTEMPTS = 64
 
 
@@ -42,13 +48,25 @@ class NoisePlan:
     partner: np.ndarray  # int64[N]: caption/image donor for shuffles
     trans_partner: dict[str, np.ndarray] = field(default_factory=dict)  # lang -> int64[N]
     trans_replace: np.ndarray | None = None  # bool[N]: replace (True) or corrupt (False)
+    part: np.ndarray | None = None  # mixed: each noisy pair's own mode (index into MIXED_PARTS)
+    fallbacks: int = 0  # neighbour partners drawn outside the near-miss group (none was left)
 
     @property
     def size(self) -> int:
         return int(self.noisy.shape[0])
 
+    def mode_of(self, index: int) -> str:
+        """The noise a noisy pair carries (a mixed plan's part for that pair)."""
+        if self.mode == "mixed" and self.part is not None:
+            return MIXED_PARTS[int(self.part[index])]
+        return self.mode
+
     def kind(self, index: int) -> str:
-        return NOISE_KINDS[self.mode] if self.noisy[index] else "none"
+        return NOISE_KINDS[self.mode_of(index)] if self.noisy[index] else "none"
+
+    def takes_caption(self, index: int) -> bool:
+        """Whether a noisy pair carries its partner's caption (shuffle or near miss)."""
+        return bool(self.noisy[index]) and self.mode_of(index) in ("caption", "neighbour")
 
     def image_rows(self) -> np.ndarray:
         """Row of the clean image each pair shows (identity except for image shuffle)."""
@@ -60,8 +78,9 @@ class NoisePlan:
     def text_rows(self) -> np.ndarray:
         """Row of the clean caption each pair carries (identity except for caption shuffle)."""
         rows = np.arange(self.size, dtype=np.int64)
-        if self.mode == "caption":
-            rows[self.noisy] = self.partner[self.noisy]
+        takes = np.fromiter((self.takes_caption(i) for i in range(self.size)), dtype=bool,
+                            count=self.size)
+        rows[takes] = self.partner[takes]
         return rows
 
     def ratio(self, mask: np.ndarray | None = None) -> float:
@@ -161,11 +180,13 @@ def make_plan(
     rate: float,
     seed: int,
     lang_masks: dict[str, np.ndarray] | None = None,
+    near_miss: np.ndarray | None = None,
 ) -> NoisePlan:
     """Build the plan for ``mode`` at ``rate`` over ``candidates`` (e.g. the train split).
 
     ``groups[i]`` is item i's semantic group; ``lang_masks[lang][i]`` says whether item i has
-    a translation in ``lang`` (translation noise only touches pairs that have one).
+    a translation in ``lang`` (translation noise only touches pairs that have one);
+    ``near_miss[i]`` its near-miss group (neighbour and mixed noise).
     """
     if mode not in NOISE_MODES:
         raise ValueError(f"unknown noise mode {mode!r}: expected one of {', '.join(NOISE_MODES)}")
@@ -186,6 +207,11 @@ def make_plan(
     noisy[chosen] = True
     if mode in ("caption", "image") and chosen.size:
         partner[chosen] = derange(chosen, groups, rng, pool=candidates)
+    if mode in ("neighbour", "mixed"):
+        if near_miss is None:
+            raise ValueError(f"{mode} noise needs a source that defines near misses "
+                             "(tuxpaint: the stamp's category; synth: the scene's layout)")
+        _plan_near_misses(plan, chosen, candidates, groups, near_miss, rng)
     if mode == "translation":
         plan.trans_replace = np.zeros(size, dtype=bool)
         plan.trans_replace[chosen] = rng.random(chosen.size) < 0.5
@@ -198,6 +224,38 @@ def make_plan(
                 lang_partner[members] = derange(members, groups, rng, pool=pool)
             plan.trans_partner[lang] = lang_partner
     return plan
+
+
+def _plan_near_misses(
+    plan: NoisePlan, chosen: np.ndarray, candidates: np.ndarray, groups: np.ndarray,
+    near_miss: np.ndarray, rng: np.random.Generator,
+) -> None:
+    """Partners of neighbour noise: a random candidate of the same near-miss group with
+    another caption; where the group has none, a random candidate with another caption
+    (counted in ``plan.fallbacks``). A mixed plan splits ``chosen`` into thirds first."""
+    members = chosen
+    if plan.mode == "mixed":
+        plan.part = np.full(plan.size, -1, dtype=np.int64)
+        plan.part[chosen] = rng.permutation(np.arange(chosen.size) % len(MIXED_PARTS))
+        shuffled = chosen[plan.part[chosen] == MIXED_PARTS.index("caption")]
+        if shuffled.size:
+            plan.partner[shuffled] = derange(shuffled, groups, rng, pool=candidates)
+        members = chosen[plan.part[chosen] == MIXED_PARTS.index("neighbour")]
+    by_group: dict[int, np.ndarray] = {}
+    order = np.argsort(near_miss[candidates], kind="stable")
+    sorted_candidates = candidates[order]
+    keys, starts = np.unique(near_miss[sorted_candidates], return_index=True)
+    for key, block in zip(keys.tolist(), np.split(sorted_candidates, starts[1:]), strict=True):
+        by_group[key] = block
+    for i in members.tolist():
+        pool = by_group.get(int(near_miss[i]), candidates)
+        pool = pool[groups[pool] != groups[i]]
+        if pool.size == 0:
+            pool = candidates[groups[candidates] != groups[i]]
+            plan.fallbacks += 1
+        if pool.size == 0:
+            raise ValueError("cannot inject neighbour noise: every candidate has the same caption")
+        plan.partner[i] = pool[int(rng.integers(pool.size))]
 
 
 def pair_rng(seed: int, index: int, salt: int = 0) -> np.random.Generator:

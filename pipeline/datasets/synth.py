@@ -167,6 +167,11 @@ class SynthSource(BaseSource):
         )
         return stable_hash(repr(canonical))
 
+    def near_miss_group(self, index: int) -> int:
+        """The scene's layout, shapes and counts: its near misses differ only in colour."""
+        canonical = sorted((g.count, g.shape, str(g.position)) for g in self.scene(index).groups)
+        return stable_hash(repr(canonical))
+
     def texts(self, index: int) -> Texts:
         return _texts(self.scene(index).groups)
 

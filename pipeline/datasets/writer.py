@@ -63,7 +63,13 @@ def plan_for(
     groups = source_groups(source)
     train = np.flatnonzero(source_splits(source) == "train")
     masks = lang_masks(source, noise_langs) if mode == "translation" else None
-    return make_plan(groups, train, mode, rate, seed, masks)
+    near_miss = None
+    if mode in ("neighbour", "mixed"):
+        found = [source.near_miss_group(i) for i in range(len(source))]
+        if any(g is None for g in found):
+            raise ValueError(f"{mode} noise needs near misses; source {source.name!r} defines none")
+        near_miss = np.asarray(found, dtype=np.int64)
+    return make_plan(groups, train, mode, rate, seed, masks, near_miss)
 
 
 def noisy_texts(
@@ -71,13 +77,16 @@ def noisy_texts(
 ) -> tuple[Texts, int, str | None]:
     """Texts pair ``index`` carries under ``plan``: (texts, caption donor row, detail)."""
     text_row = index
-    if plan.mode == "caption" and plan.noisy[index]:
+    if plan.takes_caption(index):
         text_row = int(plan.partner[index])
     texts = source.texts(text_row)
     detail: str | None = None
     if not plan.noisy[index]:
         return texts, text_row, detail
-    if plan.mode == "partial":
+    mode = plan.mode_of(index)
+    if mode == "neighbour":
+        detail = f"near miss of {source.key(index)}"
+    if mode == "partial":
         rng = pair_rng(plan.seed, index)
         edit = source.partial(index, rng)
         if edit is None:
@@ -87,7 +96,7 @@ def noisy_texts(
             texts = Texts(caption, dict(texts.captions))
         else:
             texts, detail = edit.texts, edit.detail
-    elif plan.mode == "translation":
+    elif mode == "translation":
         captions = dict(texts.captions)
         changed: list[str] = []
         for salt, lang in enumerate(noise_langs):
@@ -230,5 +239,7 @@ def build_dataset(
         "train_noise_ratio": plan.ratio(train) if ground_truth else None,
         "by_split": {s: int((splits == s).sum()) for s in sorted(set(splits.tolist()))},
     }
+    if mode in ("neighbour", "mixed"):
+        summary["near_miss_fallbacks"] = plan.fallbacks
     write_json(join(out_dir, "_dataset.json"), summary)
     return summary

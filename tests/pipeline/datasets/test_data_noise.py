@@ -106,3 +106,58 @@ def test_corrupt_text_differs_from_the_original() -> None:
         assert corrupt_text("ein roter Kreis oben", "zwei blaue Sterne unten", rng) != (
             "ein roter Kreis oben"
         )
+
+
+def test_neighbour_noise_takes_a_caption_from_the_same_near_miss_group() -> None:
+    groups = np.arange(600) % 150  # four items share each caption
+    near_miss = np.arange(600) % 6  # six categories
+    plan = make_plan(groups, np.arange(600), "neighbour", 0.4, seed=2, near_miss=near_miss)
+    noisy = np.flatnonzero(plan.noisy)
+    assert noisy.size == 240 and plan.fallbacks == 0
+    partners = plan.partner[noisy]
+    assert np.all(near_miss[partners] == near_miss[noisy])  # a near miss, by the data
+    assert np.all(groups[partners] != groups[noisy])  # and really another caption
+    assert np.array_equal(plan.text_rows()[noisy], partners)
+    assert plan.kind(int(noisy[0])) == "neighbour" and plan.kind(int(np.flatnonzero(~plan.noisy)[0])) == "none"
+    with pytest.raises(ValueError, match="near misses"):
+        make_plan(groups, np.arange(600), "neighbour", 0.4, seed=2)
+
+
+def test_a_lone_item_of_its_near_miss_group_falls_back_to_any_other_caption() -> None:
+    groups = np.arange(40)
+    near_miss = np.zeros(40, dtype=np.int64)
+    near_miss[0] = 1  # alone in its group
+    plan = make_plan(groups, np.arange(40), "neighbour", 1.0, seed=0, near_miss=near_miss)
+    assert plan.fallbacks == 1 and plan.partner[0] != 0
+
+
+def test_mixed_noise_is_a_third_each_of_shuffle_neighbour_and_partial() -> None:
+    groups = np.arange(900) % 300
+    near_miss = np.arange(900) % 9
+    plan = make_plan(groups, np.arange(900), "mixed", 0.5, seed=4, near_miss=near_miss)
+    noisy = np.flatnonzero(plan.noisy)
+    kinds = [plan.kind(int(i)) for i in noisy]
+    assert {k: kinds.count(k) for k in set(kinds)} == {"caption_shuffle": 150, "neighbour": 150, "partial": 150}
+    neighbours = noisy[[k == "neighbour" for k in kinds]]
+    assert np.all(near_miss[plan.partner[neighbours]] == near_miss[neighbours])
+    partial = noisy[[k == "partial" for k in kinds]]
+    assert np.array_equal(plan.text_rows()[partial], partial)  # partial keeps its own caption, edited
+
+
+def test_synth_near_misses_differ_only_in_colour(tmp_path) -> None:
+    from pairsift.pipeline.datasets.synth import SynthSource
+    from pairsift.pipeline.datasets.writer import build_dataset, plan_for
+
+    source = SynthSource(3000, seed=5, image_size=32)
+    plan = plan_for(source, "neighbour", 0.5, seed=5, noise_langs=[])
+    assert plan.fallbacks < 0.05 * plan.noisy.sum()  # (10,000 scenes: none at all)
+    within = [i for i in np.flatnonzero(plan.noisy).tolist()
+              if source.near_miss_group(i) == source.near_miss_group(int(plan.partner[i]))]
+    for i in within[:60]:
+        mine, theirs = source.scene(i).groups, source.scene(int(plan.partner[i])).groups
+        assert sorted((g.count, g.shape, str(g.position)) for g in mine) == sorted(
+            (g.count, g.shape, str(g.position)) for g in theirs)
+        assert source.texts(i).caption != source.texts(int(plan.partner[i])).caption
+    small = SynthSource(200, seed=5, image_size=32)
+    summary = build_dataset(small, str(tmp_path), noise=0.5, mode="mixed", seed=5, shard_size=200)
+    assert summary["noisy"] > 0 and "near_miss_fallbacks" in summary
