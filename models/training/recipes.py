@@ -113,16 +113,21 @@ def _pairsift_loss(b: Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
                 * L.complementary_loss(img[noisy], txt[noisy], t.temperature).mean()
             )
     if t.mutual_learning and emb["tgt"]:
-        pair = torch.where(d["noisy"], torch.zeros_like(p_clean), p_clean)
-        for lang, tgt in emb["tgt"].items():
-            trust = d.get(f"trust_{lang}", torch.ones_like(p_clean))
-            total = (
-                total
-                + t.mutual_weight
-                * L.mutual_learning_loss(
-                    img, emb["txt"], tgt, pair, t.temperature, t.push_margin, trust
-                ).mean()
-            )
+        total = total + _mutual_learning(emb, d, cfg)
+    return total
+
+
+def _mutual_learning(emb: dict, d: dict, cfg: PairsiftConfig) -> torch.Tensor:
+    """UML across languages: the pair's clean weight (0 for noisy pairs) and each
+    translation's trust (1 where unknown) weigh their own parts of the loss."""
+    t, p_clean = cfg.train, d["p_clean"]
+    pair = torch.where(d["noisy"], torch.zeros_like(p_clean), p_clean)
+    total = torch.zeros((), dtype=torch.float32)
+    for lang, tgt in emb["tgt"].items():
+        trust = d.get(f"trust_{lang}", torch.ones_like(p_clean))
+        loss = L.mutual_learning_loss(emb["img"], emb["txt"], tgt, pair, t.temperature,
+                                      t.push_margin, trust)
+        total = total + t.mutual_weight * loss.mean()
     return total
 
 
