@@ -90,8 +90,36 @@ def _search_index(anchors: np.ndarray, centroids: np.ndarray | None, probes: int
     return index, quantizer
 
 
+class AnchorSearch:
+    """Key lookup and the lazily built faiss index of each side of a set of anchors; a
+    dataclass that mixes it in holds ``keys``, ``probes``, ``_row_of``, ``_search`` and
+    says which anchors and centroids each side searches (:meth:`_side`)."""
+
+    keys: list[str]
+    probes: int
+    _row_of: dict[str, int]
+    _search: dict[str, Any]
+
+    def _side(self, side: str) -> tuple[np.ndarray, np.ndarray | None]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def rows_of(self, keys: list[str]) -> np.ndarray:
+        """Anchor row of each key, −1 for a key that is not an anchor."""
+        if not self._row_of:
+            self._row_of = {key: i for i, key in enumerate(self.keys)}
+        return np.asarray([self._row_of.get(key, -1) for key in keys], dtype=np.int64)
+
+    def _index(self, side: str) -> Any:
+        if side not in self._search:
+            self._search[side] = _search_index(*self._side(side), self.probes)
+        return self._search[side][0]
+
+
 @dataclass
-class NeighbourIndex:
+class NeighbourIndex(AnchorSearch):
     """Anchor pairs (centred, normalised tower embeddings) to find a pair's neighbours among."""
 
     image: np.ndarray
@@ -128,21 +156,10 @@ class NeighbourIndex:
         return cls(v, t, image_mean, text_mean, list(keys), int(k), int(probes) if lists else 0,
                    centroids_v, centroids_t)
 
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def rows_of(self, keys: list[str]) -> np.ndarray:
-        """Anchor row of each key, −1 for a key that is not an anchor."""
-        if not self._row_of:
-            self._row_of = {key: i for i, key in enumerate(self.keys)}
-        return np.asarray([self._row_of.get(key, -1) for key in keys], dtype=np.int64)
-
-    def _index(self, side: str) -> Any:
-        if side not in self._search:
-            anchors = self.image if side == "image" else self.text
-            centroids = self.image_centroids if side == "image" else self.text_centroids
-            self._search[side] = _search_index(anchors, centroids, self.probes)
-        return self._search[side][0]
+    def _side(self, side: str) -> tuple[np.ndarray, np.ndarray | None]:
+        if side == "image":
+            return self.image, self.image_centroids
+        return self.text, self.text_centroids
 
     def score(
         self, image: np.ndarray, text: np.ndarray,

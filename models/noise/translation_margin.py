@@ -28,11 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from pairsift.models.noise.neighbour_index import (
-    _search_index,
-    list_count,
-    spherical_kmeans,
-)
+from pairsift.models.noise.neighbour_index import AnchorSearch, list_count, spherical_kmeans
 
 ANCHORS_FILE = "translation_anchors.safetensors"
 META_FILE = "translation.json"
@@ -56,7 +52,7 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class TranslationIndex:
+class TranslationIndex(AnchorSearch):
     """One language's anchors: unit English (multilingual tower) and translation embeddings."""
 
     source: np.ndarray
@@ -79,21 +75,10 @@ class TranslationIndex:
                    spherical_kmeans(x, lists, seed) if lists else None,
                    spherical_kmeans(y, lists, seed + 1) if lists else None)
 
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def rows_of(self, keys: list[str]) -> np.ndarray:
-        """Anchor row of each key, −1 for a key that is not an anchor."""
-        if not self._row_of:
-            self._row_of = {key: i for i, key in enumerate(self.keys)}
-        return np.asarray([self._row_of.get(key, -1) for key in keys], dtype=np.int64)
-
-    def _index(self, side: str) -> Any:
-        if side not in self._search:
-            anchors = self.source if side == "source" else self.target
-            centroids = self.source_centroids if side == "source" else self.target_centroids
-            self._search[side] = _search_index(anchors, centroids, self.probes)
-        return self._search[side][0]
+    def _side(self, side: str) -> tuple[np.ndarray, np.ndarray | None]:
+        if side == "source":
+            return self.source, self.source_centroids
+        return self.target, self.target_centroids
 
     def margin(self, source: np.ndarray, target: np.ndarray,
                exclude: np.ndarray | None = None) -> np.ndarray:
