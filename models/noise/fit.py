@@ -190,9 +190,10 @@ class NoiseFit:
         return out
 
     def _fit_into(self, hists: NoiseHistograms, cfg: PairsiftConfig, translation: bool) -> None:
-        """A translation's fit reads its noise share off both nulls, the larger: a broken
-        translation (words dropped) looks like a swapped one to the margin long before its
-        image–target loss does."""
+        """A translation's fit reads its noise share off the margin's null alone: the
+        image–target loss's null counts mismatched *pairs* (whose translations may be
+        faithful), and a broken translation (words dropped) looks like a swapped one to the
+        margin long before its image–target loss does."""
         out, division = self, self.division
         lo, hi = hists.loss_range
         # fitted for every method: the noise ratio and the partial/complete kind are reported
@@ -201,9 +202,10 @@ class NoiseFit:
             null = hists.null_loss if cfg.mixture.null_model == "shuffled" else None
             if null is not None and null.sum() < 2:  # one pair per shard: no swap possible
                 null = None
-            floor = (storey_lower(hists.consistency, hists.null_consistency, MARGIN_NULL_LAMBDA)
-                     if translation else 0.0)
-            out.mixture = BetaMixture.fit_histogram(hists.loss, lo, hi, cfg.mixture, null, floor)
+            share = None
+            if translation and min(hists.consistency.sum(), hists.null_consistency.sum()) >= 2:
+                share = storey_lower(hists.consistency, hists.null_consistency, MARGIN_NULL_LAMBDA)
+            out.mixture = BetaMixture.fit_histogram(hists.loss, lo, hi, cfg.mixture, null, share)
             out.mixture.loss_evidence = not translation or TRANSLATION_LOSS_EVIDENCE
             _fuse_consistency(out.mixture, hists, cfg)
             out.keep_posterior = _keep_posterior(out.mixture, hists, division)

@@ -89,7 +89,7 @@ class BetaMixture:
     @classmethod
     def fit_histogram(
         cls, counts: np.ndarray, lo: float, hi: float, cfg: MixtureConfig,
-        null_counts: np.ndarray | None = None, pi0_floor: float = 0.0,
+        null_counts: np.ndarray | None = None, pi0_override: float | None = None,
     ) -> BetaMixture:
         """EM on bin centres weighted by counts (min–max normalised over occupied bins).
 
@@ -141,7 +141,7 @@ class BetaMixture:
             raise ValueError(f"unknown mixture null_model {cfg.null_model!r}")
         if null_counts is not None and cfg.null_model == "shuffled":
             model.null = EmpiricalNull.fit(
-                counts, null_counts, centres, x_min, x_max, cfg.eps, cfg.null_lambda, pi0_floor
+                counts, null_counts, centres, x_min, x_max, cfg.eps, cfg.null_lambda, pi0_override
             )
             if not 0.0 < cfg.null_max_ratio <= 1.0:
                 raise ValueError(f"null_max_ratio must be in (0, 1], got {cfg.null_max_ratio}")

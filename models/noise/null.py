@@ -102,10 +102,11 @@ class EmpiricalNull:
     @classmethod
     def fit(
         cls, counts: np.ndarray, null_counts: np.ndarray, centres: np.ndarray,
-        x_min: float, x_max: float, eps: float, lam: float, pi0_floor: float = 0.0,
+        x_min: float, x_max: float, eps: float, lam: float, pi0_override: float | None = None,
     ) -> EmpiricalNull:
         """From the observed and null loss histograms on the same bins (``centres``);
-        ``pi0_floor``: another view's estimate of the same noise share, π0 taken as the larger."""
+        ``pi0_override``: the noise share as another view estimates it, used instead of
+        Storey's on these losses (a translation's fit: its noise is the margin's)."""
         counts = np.asarray(counts, dtype=np.float64)
         null_counts = np.asarray(null_counts, dtype=np.float64)
         if counts.shape != null_counts.shape or counts.shape != centres.shape:
@@ -121,7 +122,8 @@ class EmpiricalNull:
         above_null = null_counts[cut + 1 :].sum() / null_counts.sum()
         above_obs = counts[cut + 1 :].sum() / counts.sum()
         pi0 = float(np.clip(above_obs / above_null, 0.0, 1.0)) if above_null > 0 else 1.0
-        pi0 = max(pi0, float(np.clip(pi0_floor, 0.0, 1.0)))
+        if pi0_override is not None:
+            pi0 = float(np.clip(pi0_override, 0.0, 1.0))
         grid = np.linspace(eps, 1 - eps, _GRID)
         observed = np.maximum(smoothed_density(x, counts, grid), 1e-12)
         lfdr = np.clip(pi0 * beta_dist.pdf(grid, a0, b0) / observed, 0.0, 1.0)

@@ -67,6 +67,22 @@ def test_a_language_fit_ranks_broken_translations_and_round_trips() -> None:
     assert np.array_equal(again.label_languages(scores)["pt"]["label"], views["pt"]["label"])
 
 
+def test_faithful_translations_of_mismatched_pairs_are_not_dropped() -> None:
+    """Half the pairs carry a wrong caption, with its faithful translation: the image–target
+    loss is high for them, the margin is not; the translation's own label must not drop them."""
+    cfg = PairsiftConfig()
+    rng = np.random.default_rng(3)
+    scores, _, nulls = _scores(n=3000, seed=3)
+    wrong = rng.random(3000) < 0.5
+    scores["loss_pt"] = np.where(wrong, rng.normal(2.1, 0.3, 3000), rng.normal(1.0, 0.25, 3000)).clip(0.05)
+    scores["belief_pt"] = np.clip(1.0 - scores["loss_pt"] / 3.0, 0.0, 1.0)
+    scores["translation_margin_pt"] = rng.normal(0.02, 0.02, 3000)
+    fit = _fit(scores, nulls, cfg)
+    labels = fit.label_languages(scores)["pt"]["label"]
+    assert fit.languages["pt"].noise_ratio < 0.15  # the loss null alone would read ~0.5
+    assert (labels == "noisy").mean() < 0.15
+
+
 def test_pairs_without_a_translation_get_no_language_label() -> None:
     cfg = PairsiftConfig()
     scores, _, nulls = _scores(n=2000)
