@@ -18,7 +18,7 @@ def test_benchmark_commands_arrive_through_entry_points() -> None:
     top = _choices(build_parser())
     assert {"run", "demo", "train", "eval", "data", "bench"} <= set(top)
     bench = _choices(top["bench"])
-    assert set(bench) == {"bound", "compare", "crosslingual", "embed", "embed-probe", "from-embeddings", "driver-memory", "kill-resume", "quality", "score", "stages",
+    assert set(bench) == {"bound", "compare", "crosslingual", "embed", "embed-probe", "from-embeddings", "driver-memory", "kill-resume", "quality", "score", "stages", "translation-labels",
                           "translate"}
 
 

@@ -54,3 +54,17 @@ def test_a_kept_pair_ships_its_translation_only_when_that_label_is_kept(translat
     for row in kept.iter_rows(named=True):
         assert ("pt.txt" in members[row["key"]]) == (row["label_pt"] != "noisy"), row["key"]
         assert docs[row["key"]]["label_pt"] == row["label_pt"]
+
+
+def test_the_benchmark_reads_the_same_figures_off_the_run(translated_run: Path) -> None:
+    from pairsift.benchmarks.translation_labels import measure
+
+    row = measure(translated_run, "pt")
+    audit = _audit(translated_run)
+    broken = (audit["noise_kind"] == "translation").to_numpy()
+    assert row["pairs"] == len(audit) and row["broken_in_input"] == pytest.approx(broken.mean())
+    assert row["auc_lang"] == pytest.approx(roc_auc_score(broken, -audit["p_clean_pt"].to_numpy()))
+    kept = audit.filter(pl.col("label").is_in(["clean", "hard"]))
+    assert row["shipped"] == len(kept.filter(pl.col("label_pt") != "noisy"))
+    assert 0.0 <= row["broken_shipped"] < row["broken_in_input"]
+    assert "auc_english" not in row  # translation noise only: no English mismatch to detect
