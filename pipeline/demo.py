@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", default="demo_out", help="folder for the input set and the run")
     parser.add_argument("--pairs", type=int, default=800)
     parser.add_argument("--noise", type=float, default=0.5, help="share of pairs whose caption is shuffled")
-    parser.add_argument("--noise-mode", default="caption", choices=["caption", "image", "partial"])
+    parser.add_argument("--noise-mode", default="caption",
+                        choices=["caption", "image", "partial", "neighbour", "mixed"])
     parser.add_argument("--encoder", default="default", help="encoder spec (default: offline towers)")
     parser.add_argument("--image-size", type=int, default=128, help="tower input resolution (smaller = faster)")
     parser.add_argument("--seed", type=int, default=0)
