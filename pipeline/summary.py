@@ -85,6 +85,8 @@ def build_summary(
     }
     if input_pairs_expected is not None:
         summary["pairs"]["expected_input"] = input_pairs_expected
+    if tally.by_language:
+        summary["pairs"]["translations_by_label"] = tally.language_labels()
     return summary
 
 
@@ -120,6 +122,8 @@ def write_report(path: str, summary: dict[str, Any], histogram: list[int]) -> No
                     for w in summary.get("warnings", [])),
             table("Pairs by status", summary["pairs"]["by_status"]),
             table("Pairs by label", summary["pairs"]["by_label"]),
+            *(table(f"Translations ({lang}) by their own label", counts) for lang, counts
+              in summary["pairs"].get("translations_by_label", {}).items()),
             table(
                 "Noise",
                 {"estimated noise ratio": summary.get("estimated_noise_ratio"), **summary.get("detection", {})},

@@ -50,11 +50,21 @@ class Tally:
     clean: np.ndarray = field(default_factory=lambda: np.zeros(SCORE_BINS, dtype=np.int64))
     kept_noisy: int = 0
     kept_clean: int = 0
+    by_language: Counter = field(default_factory=Counter)  # "lang:label" -> translations
 
     def __add__(self, other: Tally) -> Tally:
         return Tally(self.by_status + other.by_status, self.by_label + other.by_label,
                      self.noisy + other.noisy, self.clean + other.clean,
-                     self.kept_noisy + other.kept_noisy, self.kept_clean + other.kept_clean)
+                     self.kept_noisy + other.kept_noisy, self.kept_clean + other.kept_clean,
+                     self.by_language + other.by_language)
+
+    def language_labels(self) -> dict[str, dict[str, int]]:
+        """Each target language's translations by their own label."""
+        out: dict[str, dict[str, int]] = {}
+        for key, count in sorted(self.by_language.items()):
+            lang, _, label = key.partition(":")
+            out.setdefault(lang, {})[label] = int(count)
+        return out
 
     @property
     def pairs(self) -> int:
@@ -69,13 +79,14 @@ class Tally:
         return {"by_status": dict(sorted(self.by_status.items())),
                 "by_label": dict(sorted(self.by_label.items())),
                 "noisy": self.noisy.tolist(), "clean": self.clean.tolist(),
-                "kept_noisy": self.kept_noisy, "kept_clean": self.kept_clean}
+                "kept_noisy": self.kept_noisy, "kept_clean": self.kept_clean,
+                **({"by_language": dict(sorted(self.by_language.items()))} if self.by_language else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Tally:
         return cls(Counter(data["by_status"]), Counter(data["by_label"]),
                    np.asarray(data["noisy"], dtype=np.int64), np.asarray(data["clean"], dtype=np.int64),
-                   int(data["kept_noisy"]), int(data["kept_clean"]))
+                   int(data["kept_noisy"]), int(data["kept_clean"]), Counter(data.get("by_language", {})))
 
     def detection(self) -> dict[str, Any]:
         """Against ground truth (``is_noisy``) where the input carries it; empty otherwise."""
@@ -99,6 +110,10 @@ def audit_tally(table: pa.Table, keep_labels: set[str]) -> tuple[Tally, np.ndarr
     labels = table.column("label").to_pylist() if "label" in table.column_names else [None] * len(status)
     kept = np.asarray([label in keep_labels for label in labels], dtype=bool)
     tally = Tally(Counter(status), Counter(label for label in labels if label is not None))
+    for name in table.column_names:
+        if name.startswith("label_"):
+            lang = name.removeprefix("label_")
+            tally.by_language.update(f"{lang}:{v}" for v in table.column(name).to_pylist() if v)
     if "is_noisy" in table.column_names and "p_clean" in table.column_names:
         p_clean = np.asarray(table.column("p_clean").to_numpy(zero_copy_only=False), dtype=np.float64)
         truth = table.column("is_noisy").to_pylist()
@@ -118,9 +133,10 @@ class TallyAudit(beam.DoFn):
     def __init__(self, layout: RunLayout, cfg: PairsiftConfig) -> None:
         self.layout, self.keep = layout, set(cfg.output.keep_labels)
         self.seed, self.limit = cfg.seed, cfg.limits.max_fit_pairs
+        self.columns = AUDIT_COLUMNS + [f"label_{lang}" for lang in cfg.translate.target_langs]
 
     def process(self, path: str) -> Iterator[Any]:
-        table = read_table(path, columns=AUDIT_COLUMNS)
+        table = read_table(path, columns=self.columns)
         if not table.num_rows:
             return
         tally, kept = audit_tally(table, self.keep)

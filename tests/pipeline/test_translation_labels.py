@@ -68,3 +68,11 @@ def test_the_benchmark_reads_the_same_figures_off_the_run(translated_run: Path) 
     assert row["shipped"] == len(kept.filter(pl.col("label_pt") != "noisy"))
     assert 0.0 <= row["broken_shipped"] < row["broken_in_input"]
     assert "auc_english" not in row  # translation noise only: no English mismatch to detect
+
+
+def test_the_summary_and_report_count_translations_by_their_own_label(translated_run: Path) -> None:
+    audit = _audit(translated_run)
+    summary = json.loads((translated_run / "summary.json").read_text())
+    expected = {k: v for k, v in audit["label_pt"].value_counts().iter_rows()}
+    assert summary["pairs"]["translations_by_label"] == {"pt": expected}
+    assert "Translations (pt) by their own label" in (translated_run / "report.html").read_text()
