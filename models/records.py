@@ -62,6 +62,7 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "width",
     "height",
     "sha256",
+    "reason",
 )
 
 # Vector columns of OUT/embeddings (image_emb, text_emb, text_emb_ml, text_emb_<lang>).

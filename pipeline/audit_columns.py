@@ -24,7 +24,13 @@ from pairsift.models.storage.atomic import exists
 from pairsift.models.storage.tables import ordered_columns, read_table, typed_array
 from pairsift.models.training.scoring import audited_columns
 from pairsift.pipeline.layout import RunLayout
-from pairsift.transforms.curate import DUPLICATE_REASON, UNSCORED_REASON, clean_float, label_scores
+from pairsift.transforms.curate import (
+    DUPLICATE_REASON,
+    UNSCORED_REASON,
+    clean_float,
+    label_scores,
+    with_error_reasons,
+)
 
 
 @dataclass
@@ -83,7 +89,7 @@ def _stored(name: str, column: np.ndarray) -> list[Any]:
     an empty per-language label or drop note as null (no such translation, nothing dropped)."""
     if column.dtype.kind != "U":
         return [clean_float(v) for v in column.tolist()]
-    if name.startswith("label_") or name == "translations_dropped":
+    if name.startswith(("label_", "reason")) or name in ("translations_dropped", "noise_kind_pred"):
         return [v or None for v in column.tolist()]
     return column.tolist()
 
@@ -138,8 +144,12 @@ class AuditColumns:
 
     def table(self, schema: pa.Schema) -> pa.Table:
         """As :func:`~pairsift.models.storage.tables.rows_to_table` with ``schema`` writes the
-        same rows: the schema's columns typed, then any other column, inferred."""
+        same rows: the schema's columns typed, then any other column, inferred. Every
+        unlabelled row's ``reason`` is its status and error."""
         n = len(self)
+        c = self.columns
+        c["reason"] = with_error_reasons(c.get("reason", [None] * n), c["status"],
+                                         c.get("error", [None] * n), c.get("label", [None] * n))
         arrays = {f.name: typed_array(self.columns.get(f.name, [None] * n), f) for f in schema}
         table = pa.table(arrays, schema=schema)
         for name in ordered_columns([self.columns]):

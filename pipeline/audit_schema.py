@@ -29,7 +29,7 @@ FIXED_TYPES: dict[str, pa.DataType] = {
     "loss": _FLOAT, "similarity": _FLOAT, "consistency": _FLOAT,
     "translation_consistency": _FLOAT, "language": _STRING, "caption": _STRING,
     "width": _INT, "height": _INT, "sha256": _STRING, "index": _INT,
-    "noise_kind_pred": _STRING, "input_key": _STRING,
+    "noise_kind_pred": _STRING, "input_key": _STRING, "reason": _STRING,
 }
 
 
@@ -77,11 +77,12 @@ def audit_schema(pass1_files: Iterable[str], score_files: Iterable[str],
         for name in audited_columns(schema.names, langs):
             found.setdefault(name, _FLOAT)
     for name in ("key", "source_shard", "status", "error", "label", "p_clean", "uncertainty",
-                 "soft_label", "noise_kind_pred"):  # always there, if all null
+                 "soft_label", "noise_kind_pred", "reason"):  # always there, if all null
         found.setdefault(name, FIXED_TYPES[name])
     for lang in langs:  # the per-language division (pass 2 writes them; null for untranslated)
         found.setdefault(f"label_{lang}", _STRING)
         found.setdefault(f"p_clean_{lang}", _FLOAT)
+        found.setdefault(f"reason_{lang}", _STRING)
     if langs:
         found.setdefault("translations_dropped", _STRING)
     types = {n: FIXED_TYPES.get(n, t) for n, t in found.items()}

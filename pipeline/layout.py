@@ -125,6 +125,11 @@ class RunLayout:
         return self.fit_file("tally.json")
 
     @property
+    def gallery(self) -> str:
+        """The pairs report.html shows, picked from the audit by the tally job."""
+        return self.fit_file("gallery.json")
+
+    @property
     def final_sample(self) -> str:
         """The kept pairs the final model trains on, with their clean posteriors."""
         return self.fit_file("final_sample.parquet")

@@ -113,7 +113,8 @@ def _run_final_model(ctx: RunContext) -> None:
 
 
 def _run_summary(ctx: RunContext) -> None:
-    from pairsift.pipeline.summary import build_summary, fit_summary, write_report
+    from pairsift.pipeline.report.build import write_report
+    from pairsift.pipeline.summary import build_summary, fit_summary
 
     assert ctx.noise_fit is not None and ctx.tally is not None
     summary = build_summary(
@@ -131,8 +132,21 @@ def _run_summary(ctx: RunContext) -> None:
     summary["peak_rss_mib"] = dict(ctx.peak_rss_mib)
     # summary.json holds timings, so it is the one output that differs between runs
     write_json(ctx.layout.summary, summary)
-    write_report(ctx.layout.report, summary, read_json(ctx.layout.histograms)["loss"])
+    started = time.monotonic()
+    write_report(ctx.layout, summary, ctx.noise_fit, ctx.tally, input_description(ctx))
+    log.info("summary: report.html written in %.1f s", time.monotonic() - started)
     ctx.summary = summary
+
+
+def input_description(ctx: RunContext) -> str:
+    """The input in a few words: the shards' folder (or first path) and how many there are."""
+    if not ctx.shards:
+        return f"{len(ctx.parts)} embedding part(s)" if ctx.parts else "no input shards"
+    first = ctx.shards[0].path
+    folder = first.rsplit("/", 1)[0] if "/" in first else first
+    if all(s.path.startswith(folder) for s in ctx.shards):
+        return f"{len(ctx.shards):,} shard(s) under {folder}"
+    return f"{len(ctx.shards):,} shard(s), the first {first}"
 
 
 def _curated(ctx: RunContext) -> list[str]:
@@ -175,7 +189,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("score", lambda c: [c.layout.histograms], _run_score),
     Stage("mixture", lambda c: [c.layout.noise_fit], _run_mixture),
     Stage("pass2", _curated, _run_pass2),
-    Stage("tally", lambda c: [c.layout.tally, c.layout.final_sample], _run_tally),
+    Stage("tally", lambda c: [c.layout.tally, c.layout.final_sample, c.layout.gallery], _run_tally),
     Stage("final_model", lambda c: [c.layout.final_done], _run_final_model),
     Stage("summary", lambda c: [c.layout.summary, c.layout.report], _run_summary),
 )

@@ -1,17 +1,13 @@
-"""OUT/summary.json and OUT/report.html from the tally job's counts (pipeline/tally.py): pairs
+"""OUT/summary.json from the tally job's counts (pipeline/tally.py): pairs
 by status and label, the noise ratio, detection quality."""
 
 from __future__ import annotations
 
-import html
 import importlib.metadata
 from typing import Any
 
-import numpy as np
-
 from pairsift.models.config import MixtureConfig
 from pairsift.models.noise.fit import NoiseFit
-from pairsift.models.storage.atomic import atomic_open
 from pairsift.pipeline.tally import Tally
 
 VERSIONED = ("pairsift", "torch", "apache-beam", "open_clip_torch", "transformers", "pyarrow")
@@ -88,52 +84,3 @@ def build_summary(
     if tally.by_language:
         summary["pairs"]["translations_by_label"] = tally.language_labels()
     return summary
-
-
-def _histogram_svg(counts: list[int], width: int = 600, height: int = 160) -> str:
-    if not counts or max(counts) == 0:
-        return ""
-    bins = np.asarray(counts, dtype=float)
-    nonzero = np.flatnonzero(bins)
-    bins = bins[nonzero[0] : nonzero[-1] + 1]
-    groups = max(1, len(bins) // 100)
-    usable = len(bins) - len(bins) % groups
-    coarse = bins[:usable].reshape(-1, groups).sum(axis=1) if usable else bins
-    bar_w = width / len(coarse)
-    top = coarse.max()
-    bars = "".join(
-        f'<rect x="{i * bar_w:.1f}" y="{height - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="#4a7bd0"/>'
-        for i, h in enumerate(coarse / top * height)
-    )
-    return f'<svg width="{width}" height="{height}" role="img" aria-label="loss histogram">{bars}</svg>'
-
-
-def write_report(path: str, summary: dict[str, Any], histogram: list[int]) -> None:
-    def table(title: str, data: dict[str, Any]) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in data.items()
-        )
-        return f"<h2>{html.escape(title)}</h2><table>{rows}</table>"
-
-    body = "".join(
-        [
-            "<h1>pairsift report</h1>",
-            "".join(f"<p><strong>Warning:</strong> {html.escape(w)}</p>"
-                    for w in summary.get("warnings", [])),
-            table("Pairs by status", summary["pairs"]["by_status"]),
-            table("Pairs by label", summary["pairs"]["by_label"]),
-            *(table(f"Translations ({lang}) by their own label", counts) for lang, counts
-              in summary["pairs"].get("translations_by_label", {}).items()),
-            table(
-                "Noise",
-                {"estimated noise ratio": summary.get("estimated_noise_ratio"), **summary.get("detection", {})},
-            ),
-            "<h2>Per-pair loss (the beta mixture's input)</h2>",
-            _histogram_svg(histogram),
-            table("Timings (s)", summary["timings_s"]),
-        ]
-    )
-    style = "body{font-family:sans-serif;margin:2em}td{padding:2px 12px;border-bottom:1px solid #ddd}"
-    with atomic_open(path, "w") as handle:
-        handle.write(f"<!doctype html><html><head><meta charset='utf-8'><title>pairsift report</title>"
-                     f"<style>{style}</style></head><body>{body}</body></html>\n")

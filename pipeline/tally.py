@@ -34,8 +34,10 @@ from pairsift.pipeline.dedup import (
 )
 from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
+from pairsift.pipeline.report.selection import GalleryCandidates, columns_for, file_candidates
 
 SCORE_BINS = 1 << 16  # noise-score histogram bins: the AUC from them is within 1e-4 of exact
+P_CLEAN_BINS = 100  # the report's p_clean histogram
 AUDIT_COLUMNS = ["source_shard", "key", "index", "status", "label", "p_clean", "is_noisy"]
 
 
@@ -51,12 +53,23 @@ class Tally:
     kept_noisy: int = 0
     kept_clean: int = 0
     by_language: Counter = field(default_factory=Counter)  # "lang:label" -> translations
+    by_shard: Counter = field(default_factory=Counter)  # "shard\0label or status" -> pairs
+    p_clean: np.ndarray = field(default_factory=lambda: np.zeros(P_CLEAN_BINS, dtype=np.int64))
 
     def __add__(self, other: Tally) -> Tally:
         return Tally(self.by_status + other.by_status, self.by_label + other.by_label,
                      self.noisy + other.noisy, self.clean + other.clean,
                      self.kept_noisy + other.kept_noisy, self.kept_clean + other.kept_clean,
-                     self.by_language + other.by_language)
+                     self.by_language + other.by_language, self.by_shard + other.by_shard,
+                     self.p_clean + other.p_clean)
+
+    def shard_outcomes(self) -> dict[str, dict[str, int]]:
+        """Each input shard's pairs by outcome (the label, or the status of an unlabelled pair)."""
+        out: dict[str, dict[str, int]] = {}
+        for key, count in sorted(self.by_shard.items()):
+            shard, _, outcome = key.partition("\0")
+            out.setdefault(shard, {})[outcome] = int(count)
+        return out
 
     def language_labels(self) -> dict[str, dict[str, int]]:
         """Each target language's translations by their own label."""
@@ -80,13 +93,18 @@ class Tally:
                 "by_label": dict(sorted(self.by_label.items())),
                 "noisy": self.noisy.tolist(), "clean": self.clean.tolist(),
                 "kept_noisy": self.kept_noisy, "kept_clean": self.kept_clean,
-                **({"by_language": dict(sorted(self.by_language.items()))} if self.by_language else {})}
+                **({"by_language": dict(sorted(self.by_language.items()))} if self.by_language else {}),
+                "by_shard": {k.replace("\0", "/", 1): v for k, v in sorted(self.by_shard.items())},
+                "p_clean": self.p_clean.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Tally:
+        shards = Counter({_shard_key(k): v for k, v in data.get("by_shard", {}).items()})
+        p_clean = np.asarray(data.get("p_clean", np.zeros(P_CLEAN_BINS)), dtype=np.int64)
         return cls(Counter(data["by_status"]), Counter(data["by_label"]),
                    np.asarray(data["noisy"], dtype=np.int64), np.asarray(data["clean"], dtype=np.int64),
-                   int(data["kept_noisy"]), int(data["kept_clean"]), Counter(data.get("by_language", {})))
+                   int(data["kept_noisy"]), int(data["kept_clean"]), Counter(data.get("by_language", {})),
+                   shards, p_clean)
 
     def detection(self) -> dict[str, Any]:
         """Against ground truth (``is_noisy``) where the input carries it; empty otherwise."""
@@ -104,12 +122,27 @@ class Tally:
         return out
 
 
+def _shard_key(stored: str) -> str:
+    """A ``by_shard`` key as tally.json writes it ("shard/outcome"; shard names hold no "/"
+    after the last one's outcome) back to the in-memory form."""
+    shard, _, outcome = stored.rpartition("/")
+    return f"{shard}\0{outcome}"
+
+
 def audit_tally(table: pa.Table, keep_labels: set[str]) -> tuple[Tally, np.ndarray]:
     """One audit file's tally, and which of its rows were kept."""
     status = table.column("status").to_pylist()
     labels = table.column("label").to_pylist() if "label" in table.column_names else [None] * len(status)
     kept = np.asarray([label in keep_labels for label in labels], dtype=bool)
     tally = Tally(Counter(status), Counter(label for label in labels if label is not None))
+    shards = table.column("source_shard").to_pylist()
+    tally.by_shard = Counter(f"{shard}\0{label or s}"
+                             for shard, label, s in zip(shards, labels, status, strict=True))
+    if "p_clean" in table.column_names:
+        p = np.asarray(table.column("p_clean").to_numpy(zero_copy_only=False), dtype=np.float64)
+        p = p[np.isfinite(p) & np.asarray([label is not None for label in labels], dtype=bool)]
+        bins = np.minimum((np.clip(p, 0.0, 1.0) * P_CLEAN_BINS).astype(np.int64), P_CLEAN_BINS - 1)
+        tally.p_clean = np.bincount(bins, minlength=P_CLEAN_BINS)
     for name in table.column_names:
         if name.startswith("label_"):
             lang = name.removeprefix("label_")
@@ -133,7 +166,8 @@ class TallyAudit(beam.DoFn):
     def __init__(self, layout: RunLayout, cfg: PairsiftConfig) -> None:
         self.layout, self.keep = layout, set(cfg.output.keep_labels)
         self.seed, self.limit = cfg.seed, cfg.limits.max_fit_pairs
-        self.columns = AUDIT_COLUMNS + [f"label_{lang}" for lang in cfg.translate.target_langs]
+        self.langs = list(cfg.translate.target_langs)
+        self.columns = list(dict.fromkeys(AUDIT_COLUMNS + columns_for(self.langs)))
 
     def process(self, path: str) -> Iterator[Any]:
         table = read_table(path, columns=self.columns)
@@ -141,6 +175,7 @@ class TallyAudit(beam.DoFn):
             return
         tally, kept = audit_tally(table, self.keep)
         yield tally
+        yield beam.pvalue.TaggedOutput("gallery", file_candidates(table, self.keep, self.langs, self.seed))
         rows = np.flatnonzero(kept)
         if rows.size:
             yield beam.pvalue.TaggedOutput("kept", SampleCandidates(
@@ -174,7 +209,9 @@ class WriteFinalSample(beam.DoFn):
 def build_tally(pipeline: beam.Pipeline, cfg: PairsiftConfig, layout: RunLayout,
                 audit_files: list[str]) -> None:
     tallied = (pipeline | "AuditFiles" >> beam.Create(audit_files) | "Spread" >> beam.Reshuffle()
-               | "Tally" >> beam.ParDo(TallyAudit(layout, cfg)).with_outputs("kept", main="tally"))
+               | "Tally" >> beam.ParDo(TallyAudit(layout, cfg)).with_outputs("kept", "gallery", main="tally"))
+    _ = (tallied.gallery | "Gallery" >> beam.CombineGlobally(SumOf(GalleryCandidates))
+         | "WriteGallery" >> beam.ParDo(WriteSum(layout.gallery)))
     _ = (tallied.tally | "Sum" >> beam.CombineGlobally(SumOf(Tally))
          | "WriteTally" >> beam.ParDo(WriteSum(layout.tally)))
     _ = (tallied.kept | "KeptSample" >> beam.CombineGlobally(MergeCandidates(cfg.limits.max_fit_pairs, "float64"))
@@ -183,8 +220,9 @@ def build_tally(pipeline: beam.Pipeline, cfg: PairsiftConfig, layout: RunLayout,
 
 def run_tally(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOptions) -> Tally:
     """Run the tally job unless both its outputs exist; returns the tally."""
-    if not (exists(layout.tally) and exists(layout.final_sample)):
+    outputs = [layout.tally, layout.final_sample, layout.gallery]
+    if not all(exists(path) for path in outputs):
         pipeline = new_pipeline(options, "tally")
         build_tally(pipeline, cfg, layout, list_files(layout.audit, ".parquet"))
-        run_pipeline(pipeline, "tally", must_exist=[layout.tally, layout.final_sample])
+        run_pipeline(pipeline, "tally", must_exist=outputs)
     return Tally.from_dict(read_json(layout.tally))

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from pairsift.models.config import OutputConfig
-from pairsift.models.noise.fit import NoiseFit
+from pairsift.models.noise.fit import NoiseFit, division_reasons
+from pairsift.models.noise.reasons import Rule
 from pairsift.models.records import Status, is_internal_column
 
 # the reasons of an embedded pair that gets no label (pipeline/audit_columns.py gives the same)
@@ -24,35 +25,56 @@ UNSCORED_REASON = "no score for an embedded pair"
 def label_scores(
     scores: dict[str, np.ndarray], fit: NoiseFit, output: OutputConfig | None = None
 ) -> dict[str, np.ndarray]:
-    """The noise fit's division of a shard's scored pairs: label, p_clean, soft_label,
-    uncertainty, noise_kind_pred; per target language ``label_<lang>`` and ``p_clean_<lang>``
-    ("" / NaN without that translation), and ``translations_dropped``, which says for a kept
-    pair which of its translations do not ship and why. Under ``write_translations``
-    "drop_pair" a noisy translation makes the pair noisy."""
+    """The noise fit's division of a shard's scored pairs: label, reason, p_clean,
+    soft_label, uncertainty, noise_kind_pred (partial / complete, for noisy pairs); per target
+    language ``label_<lang>``, ``p_clean_<lang>`` and ``reason_<lang>`` ("" / NaN without that
+    translation), and ``translations_dropped``, which says for a kept pair which of its
+    translations do not ship and why. Under ``write_translations`` "drop_pair" a noisy
+    translation makes the pair noisy (reason ``noisy.translation``)."""
     if not scores or len(next(iter(scores.values()))) == 0:
         return {}
     output = output or OutputConfig()
     division = fit.label(scores)
     label = np.asarray(division.label).astype(object)
+    reason = np.asarray(division_reasons(division, scores), dtype=object)
     out = {
         "p_clean": np.asarray(division.p_clean, dtype=np.float64),
         "soft_label": np.asarray(division.soft_label, dtype=np.float64),
         "uncertainty": np.asarray(division.uncertainty, dtype=np.float64),
-        "noise_kind_pred": np.asarray(fit.noise_kind(scores["loss"])).astype(str),
     }
-    reasons: list[list[str]] = [[] for _ in range(len(label))]
+    dropped: list[list[str]] = [[] for _ in range(len(label))]
     languages = fit.label_languages(scores)
     for lang, view in languages.items():
         out[f"label_{lang}"], out[f"p_clean_{lang}"] = view["label"], view["p_clean"]
+        out[f"reason_{lang}"] = view["reason"]
         for i in np.flatnonzero(view["label"] == "noisy"):
-            reasons[i].append(f"{lang}: translation labelled noisy "
+            dropped[i].append(f"{lang}: translation labelled noisy "
                               f"(p_clean_{lang} {view['p_clean'][i]:.3f})")
     if output.write_translations == "drop_pair":
-        label[np.asarray([bool(r) for r in reasons], dtype=bool)] = "noisy"
+        drops = np.asarray([bool(r) for r in dropped], dtype=bool) & (label != "noisy")
+        label[drops] = "noisy"
+        for i in np.flatnonzero(drops):
+            reason[i] = f"{Rule.NOISY_TRANSLATION.value}: {'; '.join(dropped[i])}, and " \
+                        "write_translations is drop_pair"
     if languages and output.write_translations in ("drop_translation", "drop_pair"):
-        out["translations_dropped"] = np.asarray(["; ".join(r) for r in reasons], dtype=str)
+        out["translations_dropped"] = np.asarray(["; ".join(r) for r in dropped], dtype=str)
+    out["noise_kind_pred"] = fit.noise_kind(scores["loss"], label)
     out["label"] = label.astype(str)
+    out["reason"] = reason.astype(str)
     return out
+
+
+def error_reason(status: str, error: str | None) -> str:
+    """The ``reason`` of a pair without a label: its status, then the error in words."""
+    return f"{status}: {error}" if error else status
+
+
+def with_error_reasons(reason: list[Any], status: list[str], error: list[Any],
+                       label: list[Any]) -> list[Any]:
+    """``reason`` with every unlabelled pair's reason taken from its status and error (a
+    labelled pair keeps the division's), so every audit row says why it ended as it did."""
+    return [r if lab is not None else error_reason(s, e)
+            for r, s, e, lab in zip(reason, status, error, label, strict=True)]
 
 
 def clean_float(value: Any) -> float | None:

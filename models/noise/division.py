@@ -39,7 +39,7 @@ with p_model = α_self/S, then (UML) Fisher softening ỹ = ½ + w·(y − ½). 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ from pairsift.models.noise.consistency import share_threshold
 from pairsift.models.noise.evidential import fisher_soften
 from pairsift.models.noise.histogram import bin_centres
 from pairsift.models.noise.mixture import BetaMixture
+from pairsift.models.noise.reasons import Cuts, Rule
 
 LABELS = ("clean", "hard", "noisy")
 
@@ -59,6 +60,9 @@ class Division:
     """Per-pair outcome: ``label`` (clean/hard/noisy), ``p_clean``, ``soft_label``, ``uncertainty``.
 
     ``uncertainty_threshold`` is the u_thr the division used (NaN for methods without one).
+    ``rule`` names, per pair, the rule that decided its label (:class:`~pairsift.models.noise.
+    reasons.Rule` codes) and ``cuts`` the global values it compared against: together with
+    the pair's own numbers they are its reason (:func:`~pairsift.models.noise.reasons.explain`).
     """
 
     label: np.ndarray
@@ -66,6 +70,8 @@ class Division:
     soft_label: np.ndarray
     uncertainty: np.ndarray
     uncertainty_threshold: float = float("nan")
+    rule: np.ndarray | None = None
+    cuts: Cuts = field(default_factory=Cuts)
 
     def counts(self) -> dict[str, int]:
         return {name: int((self.label == name).sum()) for name in LABELS}
@@ -316,43 +322,56 @@ def divide(
     view = OpinionView.of(scores, cfg)
     p_clean = _p_clean(scores, mixture, view)
     soft = _soft_labels(p_clean, view, cfg)
+    cuts = Cuts(clean_threshold=cfg.clean_threshold, noisy_posterior=cfg.noisy_posterior)
     if cfg.method == "bmm" or not cfg.use_uncertainty:
-        label = np.where(p_clean >= cfg.clean_threshold, "clean", "noisy")
-        return Division(label, p_clean, soft, unc)
+        clean = p_clean >= cfg.clean_threshold
+        rule = np.where(clean, Rule.CLEAN_POSTERIOR.value, Rule.NOISY_POSTERIOR.value)
+        return Division(np.where(clean, "clean", "noisy"), p_clean, soft, unc, rule=rule, cuts=cuts)
     if uncertainty_threshold is None:
         uncertainty_threshold = relative_threshold(unc, p_clean, cfg)
-    label = _guided_labels(scores, view.top, mixture, cfg, unc, p_clean, uncertainty_threshold,
-                           keep_posterior)
+    cuts.uncertainty_threshold = uncertainty_threshold
+    rule = _guided_rules(scores, view.top, mixture, cfg, unc, p_clean, cuts, keep_posterior)
+    label = np.asarray([code.partition(".")[0] for code in rule.tolist()], dtype=object).astype(str)
     soft = np.where(label == "hard", view.belief, soft)
-    return Division(label, p_clean, np.clip(soft, 0.0, 1.0), unc, uncertainty_threshold)
+    return Division(label, p_clean, np.clip(soft, 0.0, 1.0), unc, uncertainty_threshold,
+                    rule=rule, cuts=cuts)
 
 
-def _guided_labels(
+def _guided_rules(
     scores: dict[str, np.ndarray], top: np.ndarray, mixture: BetaMixture | None,
-    cfg: DivisionConfig, unc: np.ndarray, p_clean: np.ndarray, threshold: float,
+    cfg: DivisionConfig, unc: np.ndarray, p_clean: np.ndarray, cuts: Cuts,
     keep_posterior: float | None,
 ) -> np.ndarray:
     """UCPM's uncertainty-guided division, with the mixture's agreement and the null's count
     (see the module doc): determined pairs are clean or noisy by their opinion, the rest
-    hard, and the noise-share cut drops what the empirical null counts as noise."""
+    hard, and the noise-share cut drops what the empirical null counts as noise. Returns each
+    pair's deciding :class:`Rule` code (its label is the code's first part); of the rules
+    that drop a pair, the noise-share cut is named first. The cuts used go into ``cuts``."""
     n = unc.shape[0]
-    determined = unc < threshold
+    determined = unc < cuts.uncertainty_threshold
     agrees = p_clean >= cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
-    label = np.full(n, "hard", dtype=object)
-    label[determined & top & agrees] = "clean"
+    rule = np.full(n, Rule.HARD_UNCERTAIN.value, dtype=object)
+    rule[determined & top] = np.where(agrees[determined & top], Rule.CLEAN_CERTAIN.value,
+                                      Rule.HARD_MIXTURE_DOUBTS.value)
+    rule[determined & ~top] = Rule.HARD_RIVAL.value
+    noisy = np.zeros(n, dtype=bool)
     cut = share_cut(mixture, cfg)
     if cut is not None and fused(mixture, scores):  # rank by the fused posterior instead
         assert mixture is not None
         if keep_posterior is None:
             keep_posterior = share_threshold(p_clean, None, 1.0 - mixture.noise_ratio)
-        label[p_clean < keep_posterior] = "noisy"
+        cuts.keep_posterior = float(keep_posterior)
+        noisy = p_clean < keep_posterior
+        rule[noisy] = Rule.NOISY_SHARE.value
     elif cut is not None:  # the null's count decides kept or not; the opinion, clean or hard
-        label[_get(scores, "loss") > cut] = "noisy"
+        cuts.loss_cut = float(cut)
+        noisy = _get(scores, "loss") > cut
+        rule[noisy] = Rule.NOISY_LOSS_CUT.value
     if cut is None or cfg.keep_rule == "both":
         doubts = p_clean < cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
-        label[determined & ~top & doubts] = "noisy"
-        label[~determined & (p_clean < cfg.noisy_posterior)] = "noisy"
-    return label.astype(str)
+        rule[determined & ~top & doubts & ~noisy] = Rule.NOISY_RIVAL.value
+        rule[~determined & (p_clean < cfg.noisy_posterior) & ~noisy] = Rule.NOISY_UNLIKELY.value
+    return rule.astype(str)
 
 
 def _baseline_division(
@@ -360,18 +379,22 @@ def _baseline_division(
 ) -> Division:
     """The baselines' divisions: none (all clean), the CLIP-score filter, NCR's GMM."""
     n = unc.shape[0]
+    cuts = Cuts(clean_threshold=cfg.clean_threshold, similarity_threshold=cfg.similarity_threshold)
     if cfg.method == "none":
         ones = np.ones(n)
-        return Division(np.full(n, "clean"), ones, ones.copy(), unc)
+        return Division(np.full(n, "clean"), ones, ones.copy(), unc,
+                        rule=np.full(n, Rule.CLEAN_UNFILTERED.value), cuts=cuts)
     if cfg.method == "gmm":
         p_clean = _gmm_posterior(_get(scores, "loss"))
-        label = np.where(p_clean > cfg.clean_threshold, "clean", "noisy")
-        return Division(label, p_clean, p_clean.copy(), unc)
+        clean = p_clean > cfg.clean_threshold
+        return Division(np.where(clean, "clean", "noisy"), p_clean, p_clean.copy(), unc,
+                        rule=_rules(clean, Rule.CLEAN_GMM, Rule.NOISY_GMM), cuts=cuts)
     sim = _get(scores, "similarity")
     if cfg.similarity_threshold is not None:  # row-wise: usable shard by shard
         kept = sim >= cfg.similarity_threshold
         p_clean = np.clip((sim + 1.0) / 2.0, 0.0, 1.0)
-        return Division(np.where(kept, "clean", "noisy"), p_clean, kept.astype(float), unc)
+        return Division(np.where(kept, "clean", "noisy"), p_clean, kept.astype(float), unc,
+                        rule=_rules(kept, Rule.CLEAN_SIMILARITY, Rule.NOISY_SIMILARITY), cuts=cuts)
     if not 0.0 < cfg.keep_fraction <= 1.0:
         raise ValueError("keep_fraction must be in (0, 1]")
     order = np.argsort(-sim, kind="stable")
@@ -380,4 +403,9 @@ def _baseline_division(
     rank = np.empty(n)
     rank[order] = np.arange(n)
     p_clean = 1.0 - rank / max(n - 1, 1)
-    return Division(np.where(kept, "clean", "noisy"), p_clean, kept.astype(float), unc)
+    return Division(np.where(kept, "clean", "noisy"), p_clean, kept.astype(float), unc,
+                    rule=_rules(kept, Rule.CLEAN_SIMILARITY, Rule.NOISY_SIMILARITY), cuts=cuts)
+
+
+def _rules(kept: np.ndarray, clean: Rule, noisy: Rule) -> np.ndarray:
+    return np.where(kept, clean.value, noisy.value)

@@ -38,6 +38,7 @@ from pairsift.models.noise.division import (
 from pairsift.models.noise.histogram import bin_centres, histogram, histogram2d
 from pairsift.models.noise.mixture import BetaMixture
 from pairsift.models.noise.null import storey_lower
+from pairsift.models.noise.reasons import PairNumbers, explain
 from pairsift.models.noise.translation_margin import MARGIN_NULL_LAMBDA
 
 UNCERTAINTY_BINS = (128, 1000)  # (loss, u): u to 0.001; the loss axis only picks kept bins
@@ -250,7 +251,7 @@ class NoiseFit:
 
     def label_languages(self, scores: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
         """Each target language's division of the pairs that carry its translation:
-        ``{lang: {"label", "p_clean"}}`` with "" / NaN for a pair without one."""
+        ``{lang: {"label", "p_clean", "reason"}}`` with "" / NaN / "" for a pair without one."""
         out: dict[str, dict[str, np.ndarray]] = {}
         for lang, fit in self.languages.items():
             view = language_view(scores, lang)
@@ -259,17 +260,27 @@ class NoiseFit:
             n = len(view["loss"])
             has = np.isfinite(view["loss"]) & np.isfinite(view["uncertainty"])
             label, p_clean = np.full(n, "", dtype=object), np.full(n, np.nan)
+            reason = np.full(n, "", dtype=object)
             if has.any():
-                division = fit.label({k: v[has] for k, v in view.items()})
+                mine = {k: v[has] for k, v in view.items()}
+                division = fit.label(mine)
                 label[has], p_clean[has] = division.label, division.p_clean
-            out[lang] = {"label": label.astype(str), "p_clean": p_clean}
+                reason[has] = division_reasons(division, mine, f"p_clean_{lang}",
+                                               "translation margin")
+            out[lang] = {"label": label.astype(str), "p_clean": p_clean,
+                         "reason": reason.astype(str)}
         return out
 
-    def noise_kind(self, losses: np.ndarray) -> np.ndarray:
-        """partial / complete / clean per loss; "" without a mixture."""
-        if self.mixture is None:
-            return np.full(len(losses), "", dtype=object)
-        return self.mixture.noise_kind(losses)
+    def noise_kind(self, losses: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """RCAR's kind of a noisy pair's mismatch, "partial" or "complete" (by the noisy
+        component's split of the loss), and "" for a kept pair or without a mixture: the kind
+        only describes pairs the division dropped, whatever rule dropped them."""
+        out = np.full(len(losses), "", dtype=object)
+        noisy = np.asarray(label) == "noisy"
+        if self.mixture is not None and noisy.any():
+            partial = self.mixture.posterior_partial(np.asarray(losses)[noisy]) >= 0.5
+            out[noisy] = np.where(partial, "partial", "complete")
+        return out.astype(str)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -309,6 +320,23 @@ def language_view(scores: dict[str, np.ndarray], lang: str) -> dict[str, np.ndar
     if margin is not None:
         view["consistency"] = np.asarray(margin, dtype=np.float64)
     return view
+
+
+def division_reasons(
+    division: Division, scores: dict[str, np.ndarray], p_name: str = "p_clean",
+    consistency_name: str = "neighbour consistency",
+) -> np.ndarray:
+    """Each pair's ``reason`` (:func:`~pairsift.models.noise.reasons.explain`) from the
+    division's rule codes and cuts and the numbers it compared."""
+    if division.rule is None:
+        return np.full(len(division.label), "", dtype=object)
+    numbers = PairNumbers(
+        p_clean=np.asarray(division.p_clean, dtype=np.float64),
+        uncertainty=np.asarray(division.uncertainty, dtype=np.float64),
+        loss=scores.get("loss"), similarity=scores.get("similarity"),
+        consistency=scores.get("consistency"), p_name=p_name, consistency_name=consistency_name,
+    )
+    return explain(division.rule, numbers, division.cuts)
 
 
 def translation_config(cfg: PairsiftConfig) -> PairsiftConfig:

@@ -291,6 +291,12 @@ class BetaMixture:
         lo, hi = self.consistency.lo, self.consistency.hi
         return (1.0 - _TIE_BREAK) * fused + _TIE_BREAK * np.clip((c - lo) / (hi - lo), 0.0, 1.0)
 
+    def component_densities(self, losses: np.ndarray) -> np.ndarray:
+        """[n, 2] weighted densities of the clean and noisy components over raw losses (what
+        a plot overlays on the loss histogram; they sum to the fitted loss density)."""
+        x = self.normalise(losses)
+        return np.exp(self._log_joint(x)) / (self.x_max - self.x_min)
+
     def keep_loss(self) -> float | None:
         """Raw loss below which the estimated clean share 1 − π0 of the pairs lies; None without
         an empirical null or when it reads no clean share (π0 = 1)."""

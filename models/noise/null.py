@@ -59,6 +59,28 @@ def storey_lower(counts: np.ndarray, null_counts: np.ndarray, lam: float) -> flo
     return float(np.clip(below_obs / below_null, 0.0, 1.0)) if below_null > 0 else 0.0
 
 
+def storey_interval(counts: np.ndarray, null_counts: np.ndarray, lam: float,
+                    z: float = 1.96) -> tuple[float, float, float] | None:
+    """Storey's π0 as :meth:`EmpiricalNull.fit` reads it (observed over null share above the
+    null's λ-quantile, whole bins) with a normal-theory interval: both shares are binomial, so
+    Var(log π0) ≈ (1 − a)/(n·a) + (1 − a0)/(n0·a0) (delta method). ``(low, π0, high)``,
+    clipped to [0, 1]; None where either share is empty. It counts sampling error only: a
+    null that is not exchangeable with the real noise biases π0 beyond this interval."""
+    counts = np.asarray(counts, dtype=np.float64)
+    null_counts = np.asarray(null_counts, dtype=np.float64)
+    n, n0 = counts.sum(), null_counts.sum()
+    if n < 2 or n0 < 2:
+        return None
+    cut = int(np.searchsorted(np.cumsum(null_counts) / n0, lam, side="left"))
+    above_null, above_obs = null_counts[cut + 1 :].sum() / n0, counts[cut + 1 :].sum() / n
+    if above_null <= 0 or above_obs <= 0:
+        return None
+    pi0 = above_obs / above_null
+    spread = z * np.sqrt((1 - above_obs) / (n * above_obs) + (1 - above_null) / (n0 * above_null))
+    clip = lambda v: float(np.clip(v, 0.0, 1.0))  # noqa: E731
+    return clip(pi0 * np.exp(-spread)), clip(pi0), clip(pi0 * np.exp(spread))
+
+
 def smoothed_density(x: np.ndarray, w: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Gaussian-kernel density of weighted points on ``grid`` (Silverman's bandwidth)."""
     n = float(w.sum())

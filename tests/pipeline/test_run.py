@@ -84,14 +84,14 @@ def test_summary_reports_noise_ratio_and_auc(finished_run: Path) -> None:
     assert summary["warnings"] == [] and "Warning:" not in (finished_run / "report.html").read_text()
 
 
-def test_report_shows_the_fit_warning(tmp_path: Path) -> None:
-    from pairsift.pipeline.summary import fit_warnings, write_report
+def test_report_shows_the_fit_warning() -> None:
+    from pairsift.pipeline.report.build import _summary_section
+    from pairsift.pipeline.summary import fit_warnings
 
     warnings = fit_warnings({"null": {"noise_ratio": 0.97}})
-    summary = {"warnings": warnings, "pairs": {"by_status": {"ok": 3}, "by_label": {"noisy": 3}},
-               "timings_s": {}}
-    write_report(str(tmp_path / "report.html"), summary, [0, 3, 0])
-    page = (tmp_path / "report.html").read_text()
+    summary = {"warnings": warnings, "estimated_noise_ratio": 0.97, "timings_s": {},
+               "pairs": {"input": 3, "kept": 0, "by_status": {"ok": 3}, "by_label": {"noisy": 3}}}
+    page = _summary_section(summary, None, "1 shard(s) under IN", "OUT").body
     assert "Warning:" in page and "encoder" in page
 
 
