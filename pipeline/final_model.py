@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from functools import partial
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from pairsift.models.storage.atomic import exists, read_json, write_json
 from pairsift.models.storage.tables import read_table
 from pairsift.pipeline.fit import load_pairs, save_model
 from pairsift.pipeline.layout import RunLayout
+from pairsift.pipeline.progress import StageProgress
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +75,17 @@ def run_final_model(cfg: PairsiftConfig, layout: RunLayout, kept_pairs: int) -> 
     weights = posterior_weights(p_clean, cfg.train.final_weight_power)
     log.info("final model: training %s heads on %d kept pairs (weights p_clean^%g)",
              loss, len(data), cfg.train.final_weight_power)
-    result = train(data, final_cfg, identity_init=aligned, weights=weights,
-                   progress=lambda e: log.info("final model: %s", e))
+    with StageProgress("final model", total=final_cfg.train.epochs, unit="epochs") as epochs:
+        result = train(data, final_cfg, identity_init=aligned, weights=weights,
+                       progress=partial(_log_epoch, epochs))
     info = {"trained_on": "kept", "loss": loss, "pairs": int(len(data)),
             "train_loss": result.history[-1]["train_loss"] if result.history else None}
     save_model(layout.model, result.heads, final_cfg, sorted(data.text_tgt),
                {"pairs": int(len(data)), "curated_by": cfg.division.method})
     write_json(done_path, info)
     return info
+
+
+def _log_epoch(epochs: StageProgress, entry: dict) -> None:
+    log.info("final model: %s", entry)
+    epochs.advance()

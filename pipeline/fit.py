@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +22,7 @@ from pairsift.models.records import is_embedding_column
 from pairsift.models.storage.atomic import exists, read_json, write_json
 from pairsift.models.storage.tables import embedding_matrix, read_rows, read_table, write_table
 from pairsift.pipeline.layout import RunLayout
+from pairsift.pipeline.progress import StageProgress
 
 if TYPE_CHECKING:
     from pairsift.models.pairdata import PairEmbeddings
@@ -148,8 +150,9 @@ def run_fit(cfg: PairsiftConfig, layout: RunLayout) -> dict:
     assert data.keys is not None  # to_pair_embeddings carries the keys
     folds = fold_of_keys(data.keys, max(cfg.train.division_folds, 1))
     neighbours = neighbour_consistency(data, cfg, cfg.seed)
-    result = train(data, cfg, identity_init=aligned, progress=_log_epoch, folds=folds,
-                   neighbours=neighbours, divide_last=False)
+    with StageProgress("fit (train heads)", total=cfg.train.epochs, unit="epochs") as epochs:
+        result = train(data, cfg, identity_init=aligned, progress=partial(_log_epoch, epochs),
+                       folds=folds, neighbours=neighbours, divide_last=False)
     save_heads(result.heads, layout.heads)
     state = build_scoring_state(result.heads, data, cfg.train, cfg.seed)
     state.fold_heads = result.fold_heads
@@ -216,6 +219,7 @@ def save_translation_anchors(data: PairEmbeddings, cfg: PairsiftConfig, layout: 
         log.info("fit: %d %s translation-margin anchors", len(index), lang)
 
 
-def _log_epoch(entry: dict) -> None:
+def _log_epoch(epochs: StageProgress, entry: dict) -> None:
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}
     log.info("fit: %s", shown)
+    epochs.advance()

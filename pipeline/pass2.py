@@ -33,7 +33,8 @@ from pairsift.pipeline.io.readers import InputShard, byte_ranged, keeps_image_co
 from pairsift.pipeline.io.shard_writer import shard_complete, write_shard
 from pairsift.pipeline.kept_samples import KeptImage, kept_samples
 from pairsift.pipeline.layout import RunLayout
-from pairsift.pipeline.options import new_pipeline, run_pipeline
+from pairsift.pipeline.options import is_local, new_pipeline, run_pipeline
+from pairsift.pipeline.progress import StageProgress, following_files
 from pairsift.transforms.curate import finish_audit_row
 
 log = logging.getLogger(__name__)
@@ -209,14 +210,21 @@ def run_pass2(
     pipeline = new_pipeline(options, "pass 2")
     build_pass2(pipeline, shards, todo, cfg, layout)
     written = [layout.audit_file(output_name(i)) for i, _ in todo]
-    return run_pipeline(pipeline, "pass 2", must_exist=written)
+    # an interrupted shard's audit file is written again: it counts once the job has ended
+    fresh = [path for path in written if not exists(path)]
+    with StageProgress("pass 2 (curate)", total=len(shards), done=len(shards) - len(todo),
+                       unit="shards") as progress:
+        with following_files(progress, fresh, exists, poll=is_local(options)):
+            counters = run_pipeline(pipeline, "pass 2", must_exist=written)
+        progress.advance(len(written) - len(fresh))
+    return counters
 
 
 def forget_tally(layout: RunLayout) -> None:
     """New audit rows make the tally job's counts and kept sample stale: it runs again."""
     from pairsift.models.storage.atomic import remove
 
-    for path in (layout.tally, layout.final_sample):
+    for path in (layout.tally, layout.final_sample, layout.gallery):
         remove(path)
 
 

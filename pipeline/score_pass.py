@@ -30,7 +30,8 @@ from pairsift.models.storage.tables import embedding_matrix, read_matching, read
 from pairsift.models.training.scoring import loss_range, target_view_columns
 from pairsift.pipeline.combiners import SumOf, WriteSum
 from pairsift.pipeline.layout import RunLayout
-from pairsift.pipeline.options import new_pipeline, run_pipeline, worker_threads
+from pairsift.pipeline.options import is_local, new_pipeline, run_pipeline, worker_threads
+from pairsift.pipeline.progress import StageProgress, following_files
 from pairsift.transforms.score import (
     score_in_chunks,
 )
@@ -284,7 +285,13 @@ def run_score_pass(cfg: PairsiftConfig, layout: RunLayout, options: PipelineOpti
     shard_names = embedding_shard_names(layout)
     pipeline = new_pipeline(options, "score pass")
     build_score_pass(pipeline, worker_threads(cfg, options), layout, shard_names)
-    return run_pipeline(pipeline, "score pass", must_exist=[layout.histograms])
+    # a resumed run's shards already scored count as done; the rest count as their files appear
+    scored = [layout.scores_file(name) for name in shard_names]
+    waiting = [path for path in scored if not exists(path)]
+    with StageProgress("score pass", total=len(scored), done=len(scored) - len(waiting),
+                       unit="shards") as progress:
+        with following_files(progress, waiting, exists, poll=is_local(options)):
+            return run_pipeline(pipeline, "score pass", must_exist=[layout.histograms])
 
 
 def build_score_pass(pipeline: beam.Pipeline, cfg: PairsiftConfig, layout: RunLayout,
