@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Creates/refreshes the virtualenv with everything pairsift needs, system packages included.
+# Creates/refreshes the virtualenv with everything pairsift needs, system packages included
+# (chromium: the test that renders report.html as a reviewer sees it).
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 VENV="${1:-.venv}"
-DEBS="tuxpaint-stamps-default apertium apertium-eng-spa dataset-fashion-mnist libcairo2"
+DEBS="tuxpaint-stamps-default apertium apertium-eng-spa dataset-fashion-mnist libcairo2 chromium"
 
 missing=""
 for pkg in $DEBS; do

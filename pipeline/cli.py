@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pairsift.pipeline.run_cli",  # run
     "pairsift.pipeline.demo",  # demo
     "pairsift.pipeline.train_cli",  # train, eval
+    "pairsift.pipeline.audit_cli",  # audit
 )
 # other installed packages add commands through entry points (the benchmarks package adds
 # `pairsift data` and `pairsift bench ...`), so the product never imports them

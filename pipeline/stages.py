@@ -18,7 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.noise.fit import NoiseFit
-from pairsift.models.storage.atomic import exists, read_json, write_json
+from pairsift.models.storage.atomic import exists, write_json
 from pairsift.pipeline.io.readers import InputShard
 from pairsift.pipeline.layout import RunLayout
 

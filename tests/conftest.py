@@ -99,3 +99,17 @@ def translated_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg.translate.target_langs = ["pt"]
     run_pinned(str(root / "in"), str(root / "out"), cfg)
     return root / "out"
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pairsift demo` as a user runs it (a subprocess), at 400 pairs (about 20 s): the run
+    whose report, audit and reasons the reviewer-facing tests read. Returns its OUT folder."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("demo")
+    done = subprocess.run([sys.executable, "-m", "pairsift.pipeline.cli", "demo", "--output", str(root),
+                           "--pairs", "400"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root / "run"

@@ -322,7 +322,8 @@ def divide(
     view = OpinionView.of(scores, cfg)
     p_clean = _p_clean(scores, mixture, view)
     soft = _soft_labels(p_clean, view, cfg)
-    cuts = Cuts(clean_threshold=cfg.clean_threshold, noisy_posterior=cfg.noisy_posterior)
+    cuts = Cuts(clean_threshold=cfg.clean_threshold, noisy_posterior=cfg.noisy_posterior,
+                mixture_agrees=cfg.mixture_agrees)
     if cfg.method == "bmm" or not cfg.use_uncertainty:
         clean = p_clean >= cfg.clean_threshold
         rule = np.where(clean, Rule.CLEAN_POSTERIOR.value, Rule.NOISY_POSTERIOR.value)
@@ -367,7 +368,8 @@ def _guided_rules(
         cuts.loss_cut = float(cut)
         noisy = _get(scores, "loss") > cut
         rule[noisy] = Rule.NOISY_LOSS_CUT.value
-    if cut is None or cfg.keep_rule == "both":
+    cuts.posterior_rules = cut is None or cfg.keep_rule == "both"
+    if cuts.posterior_rules:
         doubts = p_clean < cfg.clean_threshold if cfg.mixture_agrees else np.ones(n, dtype=bool)
         rule[determined & ~top & doubts & ~noisy] = Rule.NOISY_RIVAL.value
         rule[~determined & (p_clean < cfg.noisy_posterior) & ~noisy] = Rule.NOISY_UNLIKELY.value

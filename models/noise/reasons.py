@@ -48,6 +48,8 @@ class Cuts:
 
     uncertainty_threshold: float | None = None
     clean_threshold: float = 0.5
+    mixture_agrees: bool = True  # determined labels also needed p_clean's agreement
+    posterior_rules: bool = True  # the rival-belief and unlikely rules could drop a pair
     noisy_posterior: float = 0.5
     keep_posterior: float | None = None  # fused posterior's noise-share cut
     loss_cut: float | None = None  # loss-only noise-share cut
@@ -77,8 +79,8 @@ def number_pair(a: float, b: float) -> tuple[str, str]:
     for digits in (3, 4, 5, 6, 9):
         left, right = f"{a:.{digits}f}", f"{b:.{digits}f}"
         if (left == right) == (a == b):
-            break
-    return left, right
+            return left, right
+    return repr(a), repr(b)  # closer than 1e-9: every digit
 
 
 def compare(name: str, value: float, op: str, other: float, other_name: str = "") -> str:
@@ -112,9 +114,11 @@ def _text(rule: Rule, i: int, numbers: PairNumbers, cuts: Cuts) -> str:
     p_name, u_thr = numbers.p_name, cuts.uncertainty_threshold
     share = _share_clause(i, numbers, cuts)
     inside = f"; inside the noise-share cut ({share})" if share else ""
+    agrees = (f", and the mixture agrees ({compare(p_name, p, '≥', cuts.clean_threshold)})"
+              if cuts.mixture_agrees else "")
     if rule is Rule.CLEAN_CERTAIN:
-        return (f"certain ({compare('u', u, '<', u_thr)}), its own caption holds the most belief, "
-                f"and the mixture agrees ({compare(p_name, p, '≥', cuts.clean_threshold)}){inside}")
+        return (f"certain ({compare('u', u, '<', u_thr)}), its own caption holds the most belief"
+                f"{agrees}{inside}")
     if rule is Rule.HARD_UNCERTAIN:
         posterior = (f", not more likely noise ({compare(p_name, p, '≥', cuts.noisy_posterior)})"
                      if not share else "")
@@ -124,14 +128,16 @@ def _text(rule: Rule, i: int, numbers: PairNumbers, cuts: Cuts) -> str:
                 f"belief, but the mixture doubts it ({compare(p_name, p, '<', cuts.clean_threshold)})"
                 f"{inside}")
     if rule is Rule.HARD_RIVAL:
-        return (f"certain ({compare('u', u, '<', u_thr)}) that another caption holds more belief, "
-                f"but the mixture does not count it as noise ({compare(p_name, p, '≥', cuts.clean_threshold)})"
-                f"{inside}")
+        why = (f", but the mixture does not count it as noise "
+               f"({compare(p_name, p, '≥', cuts.clean_threshold)})" if cuts.posterior_rules
+               else ", but only the noise-share count drops pairs (keep_rule noise_share)")
+        return f"certain ({compare('u', u, '<', u_thr)}) that another caption holds more belief{why}{inside}"
     if rule in (Rule.NOISY_SHARE, Rule.NOISY_LOSS_CUT):
         return f"{share}: outside the clean share the empirical null counts"
     if rule is Rule.NOISY_RIVAL:
-        return (f"certain ({compare('u', u, '<', u_thr)}) that another caption holds more belief, "
-                f"and the mixture agrees ({compare(p_name, p, '<', cuts.clean_threshold)})")
+        doubts = (f", and the mixture agrees ({compare(p_name, p, '<', cuts.clean_threshold)})"
+                  if cuts.mixture_agrees else "")
+        return f"certain ({compare('u', u, '<', u_thr)}) that another caption holds more belief{doubts}"
     if rule is Rule.NOISY_UNLIKELY:
         return (f"uncertain ({compare('u', u, '≥', u_thr)}) and more likely noise than clean "
                 f"({compare(p_name, p, '<', cuts.noisy_posterior)})")

@@ -99,7 +99,7 @@ def pair_card(row: dict[str, Any], thumbs: dict[PairId, str], lang: str | None =
     p_clean, uncertainty, reason and where it came from."""
     pair = (str(row.get("source_shard")), str(row.get("key")))
     uri = thumbs.get(pair)
-    picture = (f'<img src="{uri}" alt="{esc(pair[1])}" loading="lazy">' if uri
+    picture = (f'<img src="{uri}" alt="{esc(pair[1])}">' if uri
                else '<div class="noimg">no thumbnail</div>')
     caption = f'<p class="cap">{esc(row.get("caption") or "")}</p>'
     if lang is not None:
