@@ -307,16 +307,24 @@ def build_score_pass(pipeline: beam.Pipeline, cfg: PairsiftConfig, layout: RunLa
     )
 
 
-def fit_noise(cfg: PairsiftConfig, layout: RunLayout) -> NoiseFit:
-    """The one noise fit, on the global histograms → OUT/fit/noise_fit.json."""
+def noise_histograms(layout: RunLayout) -> NoiseHistograms:
+    """The global histograms the noise fit reads: the score pass's sums, with the neighbour
+    consistency's null counts that the fit saved beside its anchors."""
     from pairsift.models.noise.neighbour_index import NeighbourIndex
-    from pairsift.pipeline.summary import fit_warnings
 
     hists = NoiseHistograms.from_dict(read_json(layout.histograms))
     if NeighbourIndex.exists(layout.neighbours):  # the fit's null (ScoreShard._null_scores)
         null_counts = NeighbourIndex.meta(layout.neighbours).get("null_counts")
         if null_counts is not None:  # absent: anchors saved by an earlier version
             hists.null_consistency = np.asarray(null_counts, dtype=np.int64)
+    return hists
+
+
+def fit_noise(cfg: PairsiftConfig, layout: RunLayout) -> NoiseFit:
+    """The one noise fit, on the global histograms → OUT/fit/noise_fit.json."""
+    from pairsift.pipeline.summary import fit_warnings
+
+    hists = noise_histograms(layout)
     if cfg.mixture.null_model == "shuffled" and hists.null_loss.sum() < 2:
         log.warning("mixture: too few null losses (%d), using the two components",
                     int(hists.null_loss.sum()))

@@ -129,12 +129,8 @@ def _shard_key(stored: str) -> str:
     return f"{shard}\0{outcome}"
 
 
-def audit_tally(table: pa.Table, keep_labels: set[str]) -> tuple[Tally, np.ndarray]:
-    """One audit file's tally, and which of its rows were kept."""
-    status = table.column("status").to_pylist()
-    labels = table.column("label").to_pylist() if "label" in table.column_names else [None] * len(status)
-    kept = np.asarray([label in keep_labels for label in labels], dtype=bool)
-    tally = Tally(Counter(status), Counter(label for label in labels if label is not None))
+def _report_counts(tally: Tally, table: pa.Table, status: list[str], labels: list[Any]) -> None:
+    """The report's counts: pairs per shard by outcome, labelled pairs by p_clean."""
     shards = table.column("source_shard").to_pylist()
     tally.by_shard = Counter(f"{shard}\0{label or s}"
                              for shard, label, s in zip(shards, labels, status, strict=True))
@@ -143,6 +139,15 @@ def audit_tally(table: pa.Table, keep_labels: set[str]) -> tuple[Tally, np.ndarr
         p = p[np.isfinite(p) & np.asarray([label is not None for label in labels], dtype=bool)]
         bins = np.minimum((np.clip(p, 0.0, 1.0) * P_CLEAN_BINS).astype(np.int64), P_CLEAN_BINS - 1)
         tally.p_clean = np.bincount(bins, minlength=P_CLEAN_BINS)
+
+
+def audit_tally(table: pa.Table, keep_labels: set[str]) -> tuple[Tally, np.ndarray]:
+    """One audit file's tally, and which of its rows were kept."""
+    status = table.column("status").to_pylist()
+    labels = table.column("label").to_pylist() if "label" in table.column_names else [None] * len(status)
+    kept = np.asarray([label in keep_labels for label in labels], dtype=bool)
+    tally = Tally(Counter(status), Counter(label for label in labels if label is not None))
+    _report_counts(tally, table, status, labels)
     for name in table.column_names:
         if name.startswith("label_"):
             lang = name.removeprefix("label_")

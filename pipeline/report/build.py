@@ -39,6 +39,12 @@ GALLERIES = (  # (name, title, how to read it)
 )
 
 
+TRUTH_FACTS = (("true_noise_ratio", "true noise share"),
+               ("detection_roc_auc", "noisy-pair detection ROC-AUC"),
+               ("kept_precision", "precision of the kept pairs"),
+               ("kept_recall", "recall of the clean pairs"))
+
+
 def noise_interval(hists: NoiseHistograms, fit: NoiseFit) -> tuple[float, float, float] | None:
     """The English fit's noise share with its 95 % interval, where an empirical null read it."""
     mixture = fit.mixture
@@ -58,14 +64,18 @@ def _summary_section(summary: dict[str, Any], interval: tuple[float, float, floa
              ("kept (written to OUT/shards)", pairs["kept"]),
              ("estimated noise share", share_text)]
     detection = summary.get("detection") or {}
-    for name in ("true_noise_ratio", "detection_roc_auc", "kept_precision", "kept_recall"):
+    for name, words in TRUTH_FACTS:
         if detection.get(name) is not None:
-            facts.append((name.replace("_", " ") + " (ground truth in the input)", detection[name]))
+            facts.append((f"{words} (the input's ground truth)", detection[name]))
     warnings = "".join(f'<div class="warn"><strong>Warning:</strong> {esc(w)}</div>'
                        for w in summary.get("warnings", []))
+    languages = "".join(
+        f"<h3>Translations ({esc(lang)}) by their own label</h3>"
+        + table(sorted(counts.items()), ("label", "translations"))
+        for lang, counts in pairs.get("translations_by_label", {}).items())
     body = (warnings + '<div class="summary">' + table(facts)
             + table(sorted(pairs["by_label"].items()), ("label", "pairs"))
-            + table(sorted(pairs["by_status"].items()), ("status", "pairs")) + "</div>")
+            + table(sorted(pairs["by_status"].items()), ("status", "pairs")) + "</div>" + languages)
     return Section("Summary", "What went in, what came out, and how much of the input the fit "
                    "believes is mismatched. Every input pair has exactly one audit row; a pair "
                    "is kept when its label is clean or hard.", body, "summary")
@@ -144,7 +154,9 @@ def build_report(layout: RunLayout, summary: dict[str, Any], fit: NoiseFit, tall
                  input_desc: str) -> str:
     """The report's HTML (see the module doc)."""
     started = time.monotonic()
-    hists = NoiseHistograms.from_dict(read_json(layout.histograms))
+    from pairsift.pipeline.score_pass import noise_histograms
+
+    hists = noise_histograms(layout)
     chosen = GalleryCandidates()
     if exists(layout.gallery):
         saved = read_json(layout.gallery)

@@ -19,7 +19,8 @@ table{border-collapse:collapse}td,th{padding:2px 10px;border-bottom:1px solid #e
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
 .warn{background:#fff3cd;border:1px solid #e0c36a;padding:.6em 1em;margin:.6em 0}
-.summary{display:flex;flex-wrap:wrap;gap:2em}
+.summary{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
+nav ul{display:flex;flex-wrap:wrap;gap:.3em 1.4em;list-style:none;padding:0}
 figure.pair{width:206px;margin:0;border:1px solid #ddd;border-radius:4px;padding:6px;font-size:12px}
 figure.pair img,.noimg{display:block;width:112px;height:112px;object-fit:contain;background:#f4f4f4}
 .noimg{font-size:11px;color:#888;text-align:center;line-height:112px}

@@ -16,10 +16,10 @@ def _choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
 
 def test_benchmark_commands_arrive_through_entry_points() -> None:
     top = _choices(build_parser())
-    assert {"run", "demo", "train", "eval", "data", "bench"} <= set(top)
+    assert {"run", "demo", "train", "eval", "audit", "data", "bench"} <= set(top)
     bench = _choices(top["bench"])
     assert set(bench) == {"bound", "compare", "crosslingual", "embed", "embed-probe", "from-embeddings", "driver-memory", "kill-resume", "quality", "score", "stages", "translation-labels",
-                          "translate"}
+                          "translate", "report"}
 
 
 def test_unknown_flag_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
