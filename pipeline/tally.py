@@ -65,19 +65,11 @@ class Tally:
 
     def shard_outcomes(self) -> dict[str, dict[str, int]]:
         """Each input shard's pairs by outcome (the label, or the status of an unlabelled pair)."""
-        out: dict[str, dict[str, int]] = {}
-        for key, count in sorted(self.by_shard.items()):
-            shard, _, outcome = key.partition("\0")
-            out.setdefault(shard, {})[outcome] = int(count)
-        return out
+        return _nested(self.by_shard, "\0")
 
     def language_labels(self) -> dict[str, dict[str, int]]:
         """Each target language's translations by their own label."""
-        out: dict[str, dict[str, int]] = {}
-        for key, count in sorted(self.by_language.items()):
-            lang, _, label = key.partition(":")
-            out.setdefault(lang, {})[label] = int(count)
-        return out
+        return _nested(self.by_language, ":")
 
     @property
     def pairs(self) -> int:
@@ -120,6 +112,15 @@ class Tally:
         out["kept_precision"] = self.kept_clean / kept if kept else None
         out["kept_recall"] = self.kept_clean / clean if clean else None
         return out
+
+
+def _nested(counts: Counter, separator: str) -> dict[str, dict[str, int]]:
+    """Counts keyed "outer<separator>inner" as {outer: {inner: count}}, sorted."""
+    out: dict[str, dict[str, int]] = {}
+    for key, count in sorted(counts.items()):
+        outer, _, inner = key.partition(separator)
+        out.setdefault(outer, {})[inner] = int(count)
+    return out
 
 
 def _shard_key(stored: str) -> str:

@@ -117,14 +117,15 @@ def file_candidates(table: pa.Table, keep_labels: set[str], langs: list[str],
         p_lang = np.nan_to_num(_floats(table, f"p_clean_{lang}"), nan=1.0)
         picks[f"translation_{lang}"] = _by(p_lang, tie, has, TRANSLATION_GALLERY)
     index = np.nan_to_num(_floats(table, "index"), nan=0.0)
-    for name in sorted(set(status.tolist()) - {Status.OK.value}):
-        picks[f"status_{name}"] = _by(index, tie, status == name, STATUS_EXAMPLES)
+    shard_rank = np.unique(np.asarray(shards, dtype=str), return_inverse=True)[1]
+    for name in sorted(set(status.tolist()) - {Status.OK.value}):  # input order: shard, index
+        picks[f"status_{name}"] = _by(index, tie, status == name, STATUS_EXAMPLES, shard_rank)
     wanted = [c for c in columns_for(langs) if c in table.column_names]
     out: dict[str, list[tuple[tuple, dict[str, Any]]]] = {}
     for name, (rows, values) in picks.items():
         if rows.size == 0:
             continue
-        chosen = table.select(wanted).take(pa.array(rows)).to_pylist()
+        chosen = [_finite(row) for row in table.select(wanted).take(pa.array(rows)).to_pylist()]
         # the shard joins the sort key for status examples: input order across files
         first = [str(shards[i]) if name.startswith("status_") else "" for i in rows.tolist()]
         out[name] = [((f, float(v), int(tie[i])), row) for f, v, i, row
@@ -132,7 +133,14 @@ def file_candidates(table: pa.Table, keep_labels: set[str], langs: list[str],
     return GalleryCandidates(out)
 
 
-def _by(value: np.ndarray, tie: np.ndarray, mask: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((tie, value))
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with NaN floats as None (gallery.json is plain JSON; NaN never equals itself)."""
+    return {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+
+
+def _by(value: np.ndarray, tie: np.ndarray, mask: np.ndarray, limit: int,
+        first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``limit`` rows of ``mask`` of smallest (``first``, ``value``, ``tie``), and their values."""
+    order = np.lexsort((tie, value) if first is None else (tie, value, first))
     rows = _smallest(order, mask, limit)
     return rows, value[rows]
