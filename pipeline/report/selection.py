@@ -120,17 +120,23 @@ def file_candidates(table: pa.Table, keep_labels: set[str], langs: list[str],
     shard_rank = np.unique(np.asarray(shards, dtype=str), return_inverse=True)[1]
     for name in sorted(set(status.tolist()) - {Status.OK.value}):  # input order: shard, index
         picks[f"status_{name}"] = _by(index, tie, status == name, STATUS_EXAMPLES, shard_rank)
+    return GalleryCandidates(_rows_of(table, picks, langs, shards, tie))
+
+
+def _rows_of(table: pa.Table, picks: dict[str, tuple[np.ndarray, np.ndarray]], langs: list[str],
+             shards: list[Any], tie: np.ndarray) -> dict[str, list[tuple[tuple, dict[str, Any]]]]:
+    """Each gallery's picked rows with their merge keys (shard first for status examples:
+    input order across files)."""
     wanted = [c for c in columns_for(langs) if c in table.column_names]
     out: dict[str, list[tuple[tuple, dict[str, Any]]]] = {}
     for name, (rows, values) in picks.items():
         if rows.size == 0:
             continue
         chosen = [_finite(row) for row in table.select(wanted).take(pa.array(rows)).to_pylist()]
-        # the shard joins the sort key for status examples: input order across files
         first = [str(shards[i]) if name.startswith("status_") else "" for i in rows.tolist()]
         out[name] = [((f, float(v), int(tie[i])), row) for f, v, i, row
                      in zip(first, values.tolist(), rows.tolist(), chosen, strict=True)]
-    return GalleryCandidates(out)
+    return out
 
 
 def _finite(row: dict[str, Any]) -> dict[str, Any]:
