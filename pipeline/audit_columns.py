@@ -27,7 +27,6 @@ from pairsift.pipeline.layout import RunLayout
 from pairsift.transforms.curate import (
     DUPLICATE_REASON,
     UNSCORED_REASON,
-    clean_float,
     label_scores,
     with_error_reasons,
 )
@@ -87,8 +86,12 @@ class ShardLabels:
 def _stored(name: str, column: np.ndarray) -> list[Any]:
     """A label column's cells as the audit stores them: floats rounded, strings as they are,
     an empty per-language label or drop note as null (no such translation, nothing dropped)."""
-    if column.dtype.kind != "U":
-        return [clean_float(v) for v in column.tolist()]
+    if column.dtype.kind != "U":  # clean_float's values, a column at a time
+        values = np.asarray(column, dtype=np.float64)
+        finite = np.isfinite(values)
+        if finite.all():
+            return [round(v, 6) for v in values.tolist()]
+        return [round(v, 6) if ok else None for v, ok in zip(values.tolist(), finite.tolist(), strict=True)]
     if name.startswith(("label_", "reason")) or name in ("translations_dropped", "noise_kind_pred"):
         return [v or None for v in column.tolist()]
     return column.tolist()
