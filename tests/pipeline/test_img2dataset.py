@@ -89,6 +89,11 @@ def test_every_img2dataset_row_is_an_audit_row(
     gone = rows.filter(pl.col("key").is_in(failed["key"].to_list()))
     assert set(gone["status"]) == {"download_error"}
     assert (gone["error"] == gone["theirs"]).all() and gone["error"].str.contains("404").all()
+    assert (gone["reason"] == "download_error: " + gone["error"]).all()
+    labelled = audit.filter(pl.col("label").is_not_null())  # each label says why, in its terms
+    assert (labelled["reason"].str.split(".").list.first() == labelled["label"]).all()
+    noisy = labelled.filter(pl.col("label") == "noisy")
+    assert noisy["noise_kind_pred"].is_in(["partial", "complete"]).all()
     assert set(audit["i2d_status"]) == {"success", "failed_to_download"}
     for column in ("url", "source_id", "original_width", "original_height", "exif", "error_message"):
         assert column in audit.columns, column  # img2dataset's columns pass through
