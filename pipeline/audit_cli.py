@@ -34,6 +34,7 @@ class AuditQuery:
     """Which audit rows to show, in what order, how many."""
 
     key: str | None = None
+    shard: str | None = None
     labels: list[str] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
     lang: str | None = None
@@ -51,10 +52,16 @@ class AuditQuery:
             out.extend(KEPT_LABELS if label == "kept" else [label])
         return out
 
+    def filter_columns(self) -> list[str]:
+        """The columns :meth:`keep` reads (to count matches without reading whole rows)."""
+        return ["key", "input_key", "source_shard", "status", self.label_column]
+
     def keep(self, frame: pl.DataFrame) -> pl.DataFrame:
         """The rows of one audit file this query selects."""
         if self.key is not None:
             frame = frame.filter((pl.col("key") == self.key) | _input_key_is(frame, self.key))
+        if self.shard is not None:
+            frame = frame.filter(pl.col("source_shard") == self.shard)
         if self.statuses:
             frame = frame.filter(pl.col("status").is_in(self.statuses))
         if self.labels:
@@ -67,16 +74,25 @@ def _input_key_is(frame: pl.DataFrame, key: str) -> pl.Expr:
     return pl.col("input_key") == key if "input_key" in frame.columns else pl.lit(False)
 
 
-def read_audit_file(path: str) -> pl.DataFrame:
+def read_audit_file(path: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """One audit file (``columns``: only those it has of them)."""
     fs, p = filesystem(path)
     with fs.open(p, "rb") as handle:
-        return pl.read_parquet(handle.read())
+        data = handle.read()
+    if columns is not None:
+        have = set(pl.read_parquet_schema(data))
+        columns = [c for c in columns if c in have]
+    return pl.read_parquet(data, columns=columns)
 
 
 def check_columns(query: AuditQuery, columns: list[str]) -> None:
     """An unknown --sort column or --lang is one clear error naming the closest valid one."""
-    wanted = [c for c in (query.sort, query.label_column if query.lang else None) if c]
-    for name in wanted:
+    if query.lang and query.label_column not in columns:
+        labelled = sorted(c.removeprefix("label_") for c in columns if c.startswith("label_"))
+        raise SystemExit(f"this run labelled no {query.lang!r} translations (pairsift run "
+                         f"--langs {query.lang} does); labelled languages: "
+                         f"{', '.join(labelled) or 'none'}")
+    for name in [query.sort] if query.sort else []:
         if name not in columns:
             close = difflib.get_close_matches(name, columns, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -91,16 +107,16 @@ def run_query(out: str, query: AuditQuery) -> tuple[pl.DataFrame, int]:
     best: pl.DataFrame | None = None
     matched = 0
     for path in files:
-        frame = read_audit_file(path)
+        full = best is None or query.sort is not None or query.limit is None \
+            or best.height < query.limit
+        frame = read_audit_file(path, None if full else query.filter_columns())
         if best is None:
             check_columns(query, frame.columns)
         chosen = query.keep(frame)
         matched += chosen.height
-        best = chosen if best is None else pl.concat([best, chosen], how="diagonal_relaxed")
-        best = _trim(best, query)
-        if query.sort is None and query.limit is not None and best.height >= query.limit \
-                and query.key is None:
-            break  # input order: the first rows found are the answer
+        if full:  # in input order, once the first rows fill the limit the rest are only counted
+            best = chosen if best is None else pl.concat([best, chosen], how="diagonal_relaxed")
+            best = _trim(best, query)
     assert best is not None
     return best, matched
 
@@ -152,9 +168,12 @@ def write_html(out: str, frame: pl.DataFrame, query: AuditQuery, html_path: str)
     rows = frame.to_dicts()
     thumbs = thumbnails(RunLayout(out), {(str(r["source_shard"]), str(r["key"])) for r in rows})
     title = describe(query)
-    page = Page(f"pairsift audit: {title}", f"{len(rows):,} pairs of the run in <code>{out}</code>.")
+    count = f"{len(rows):,} pair{'' if len(rows) == 1 else 's'}"
+    page = Page(f"pairsift audit: {title}", f"{count} of the run in <code>{out}</code>.")
     page.sections = [Section(title, "Each card: thumbnail, caption, label, p_clean, uncertainty "
-                             "and the reason the division gave.", gallery(rows, thumbs, query.lang))]
+                             "and the reason (for a labelled pair the rule of the division that "
+                             "decided it; otherwise the status and error).",
+                             gallery(rows, thumbs, query.lang))]
     with atomic_open(html_path, "w") as handle:
         handle.write(page.render())
 
@@ -181,27 +200,42 @@ def _names(text: str | None, valid: tuple[str, ...], what: str) -> list[str]:
 
 
 def audit_command(args: argparse.Namespace) -> int:
+    if not exists(args.out):
+        raise SystemExit(f"{args.out} does not exist: give the OUT folder of a pairsift run")
     if not exists(RunLayout(args.out).audit):
         raise SystemExit(f"{args.out} has no audit/ folder: give the OUT folder of a pairsift run")
+    if args.key is not None and (args.label or args.status or args.sort):
+        raise SystemExit("--key prints one pair whatever its label or status: leave out "
+                         "--label, --status and --sort (--shard picks among pairs sharing a key)")
     query = AuditQuery(
-        key=args.key, labels=_names(args.label, LABELS, "label"),
+        key=args.key, shard=args.shard, labels=_names(args.label, LABELS, "label"),
         statuses=_names(args.status, tuple(s.value for s in Status), "status"), lang=args.lang,
         sort=args.sort, descending=args.desc, limit=None if args.key else args.limit,
     )
     frame, matched = run_query(args.out, query)
     if args.key is not None and frame.height == 0:
-        raise SystemExit(f"no pair with key {args.key!r} in {args.out}")
+        where = f" in shard {args.shard!r}" if args.shard else ""
+        raise SystemExit(f"no pair with key {args.key!r}{where} in {args.out}")
     if args.html:
         write_html(args.out, frame, query, args.html)
         print(f"wrote {args.html}: {frame.height:,} of {matched:,} matching pairs", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(frame.to_dicts(), default=str, ensure_ascii=False, indent=1))
     elif args.key is not None:
+        if frame.height > 1:
+            print(f"{frame.height} pairs have key {args.key!r} (--shard picks one):\n")
         print("\n\n".join(format_row(row) for row in frame.to_dicts()))
     elif not args.html:
         print(format_table(frame, query))
         print(f"{frame.height:,} of {matched:,} matching pairs ({describe(query)})", file=sys.stderr)
     return 0
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -214,7 +248,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lang", help="ask about this target language's own labels (label_<lang>)")
     parser.add_argument("--sort", help="sort by this audit column (e.g. p_clean, uncertainty, loss)")
     parser.add_argument("--desc", action="store_true", help="sort in descending order")
-    parser.add_argument("--limit", type=int, default=20, help="at most this many rows (default 20)")
+    parser.add_argument("--shard", help="only pairs of this input shard (source_shard)")
+    parser.add_argument("--limit", type=positive, default=20, help="at most this many rows (default 20)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--html", metavar="FILE", help="write the selection as a gallery page")
     parser.set_defaults(func=audit_command)

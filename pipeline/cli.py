@@ -41,7 +41,12 @@ def _plugin_registrars(group: str) -> list[Callable[[argparse._SubParsersAction]
     return registrars
 
 
-def build_parser() -> argparse.ArgumentParser:
+PRODUCT_COMMANDS = frozenset({"run", "demo", "train", "eval", "audit"})
+
+
+def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; ``plugins=False`` leaves out the installed plugins' commands
+    (a product command does not pay for importing the benchmarks)."""
     parser = argparse.ArgumentParser(
         prog="pairsift",
         description="Clean web-scraped image–caption pairs: find mismatched pairs, "
@@ -57,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(commands)
     for group, subparsers in ((TOP_GROUP, commands), (BENCH_GROUP, bench_commands)):
-        for register in _plugin_registrars(group):
+        for register in _plugin_registrars(group) if plugins else []:
             register(subparsers)
     return parser
 
@@ -82,8 +87,12 @@ def setup_logging(verbose: bool) -> None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(_DropImportNoise())
     if not verbose:  # keep pairsift's progress lines readable; Beam's own INFO is for -v
-        for name in ("apache_beam", "timm", "open_clip"):
+        for name in ("apache_beam", "timm", "open_clip", "matplotlib"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # cloud clients log each retry with its traceback; the failure reaches the user as
+        # one line (console_main), the details with -v
+        for name in ("gcsfs", "google", "google_auth_httplib2", "s3fs", "aiobotocore"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         # a failing DoFn's traceback, logged by the runner before the job's error reaches
         # console_main, which prints its cause as one line (--debug or -v show it all)
         for name in BEAM_FAILURE_LOGGERS:
@@ -96,8 +105,9 @@ GLOBAL_FLAGS = ("-v", "--verbose", "--debug")  # accepted anywhere on the comman
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     setup_logging(verbose=bool({"-v", "--verbose", "--debug"} & set(given)))
-    parser = build_parser()
-    args, extra = parser.parse_known_args([a for a in given if a not in GLOBAL_FLAGS])
+    words = [a for a in given if a not in GLOBAL_FLAGS]
+    parser = build_parser(plugins=not words or words[0] not in PRODUCT_COMMANDS)
+    args, extra = parser.parse_known_args(words)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

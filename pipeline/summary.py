@@ -39,6 +39,30 @@ def fit_warnings(mixture: dict[str, Any]) -> list[str]:
     ]
 
 
+DROPPED_WARN_SHARE = 0.8  # a run that drops more of its labelled pairs than this says so
+
+
+def outcome_warnings(by_label: dict[str, int], encoder_spec: str) -> list[str]:
+    """What a user must hear about the outcome: towers without pretrained weights, or a run
+    that dropped nearly everything (whatever the null read)."""
+    from pairsift.models.encoders.factory import random_init_towers
+
+    out = []
+    towers = random_init_towers(encoder_spec)
+    if towers:
+        out.append(f"the encoder {encoder_spec!r} has no pretrained weights for its "
+                   f"{' and '.join(towers)} tower{'s' if len(towers) > 1 else ''} (random init): "
+                   "its labels only exercise the code. Name pretrained weights with --encoder "
+                   "(e.g. open_clip:NAME/TAG) for labels that mean anything.")
+    labelled = sum(by_label.values())
+    dropped = by_label.get("noisy", 0)
+    if labelled >= 20 and dropped / labelled > DROPPED_WARN_SHARE:
+        out.append(f"{dropped:,} of {labelled:,} labelled pairs ({dropped / labelled:.0%}) were "
+                   "dropped as noisy: check the most confidently noisy pairs in report.html "
+                   "before trusting the shards; an unsuitable encoder does this.")
+    return out
+
+
 def fit_summary(fit: NoiseFit) -> dict[str, Any]:
     """The noise fit as summary.json reports it: the mixture's parameters and the cuts."""
     params = {} if fit.mixture is None else fit.mixture.to_dict()
@@ -70,7 +94,8 @@ def build_summary(
             "labelled_noisy_ratio": (by_label.get("noisy", 0) / labelled) if labelled else None,
         },
         "estimated_noise_ratio": mixture.get("noise_ratio"),
-        "warnings": fit_warnings(mixture),
+        "warnings": fit_warnings(mixture) + outcome_warnings(
+            by_label, str((config.get("encoder") or {}).get("spec", "default"))),
         "detection": tally.detection(),
         "mixture": mixture,
         "fit": {k: v for k, v in fit_info.items() if k != "history"},

@@ -78,6 +78,19 @@ def _image_tower(spec: str) -> tuple[str, str | None]:
     return _split_tag(body)
 
 
+def random_init_towers(spec: str) -> list[str]:
+    """The towers of a pair spec that get no pretrained weights (``open_clip:NAME`` without a
+    tag, ``timm:NAME`` without one): their labels only test the code, and a run says so."""
+    spec = _resolve(spec)
+    kind, _, body = spec.partition(":")
+    if kind == "open_clip":
+        return [] if _split_tag(body)[1] else ["image", "text"]
+    if kind == "towers":
+        image = parse_towers(body)["image"]
+        return [] if _image_tower(image)[1] else ["image"]
+    return []
+
+
 _BUILD_LOCK = threading.Lock()
 
 

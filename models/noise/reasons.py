@@ -141,7 +141,8 @@ class _Group:
 
     def u_vs(self, op: str, words: str) -> list[str]:
         u = self.numbers.uncertainty[self.idx]
-        return [words.format(c) for c in compare_many("u", u, op, float(self.cuts.uncertainty_threshold))]
+        thr = float(self.cuts.uncertainty_threshold)
+        return [words.format(c) for c in compare_many("u", u, op, thr, "u_thr")]
 
     def p_vs(self, op: str, cut: float, words: str, on: bool = True) -> list[str]:
         if not on:
@@ -155,19 +156,19 @@ def _join(*parts: list[str]) -> list[str]:
 
 
 def _clean_certain(g: _Group) -> list[str]:
-    return _join(g.u_vs("<", "certain ({}), its own caption holds the most belief"),
+    return _join(g.u_vs("<", "determined ({}), its own caption holds the most belief"),
                  g.p_vs("≥", g.cuts.clean_threshold, ", and the mixture agrees", g.cuts.mixture_agrees),
                  g.inside)
 
 
 def _hard_uncertain(g: _Group) -> list[str]:
     posterior = g.p_vs("≥", g.cuts.noisy_posterior, ", not more likely noise")
-    return _join(g.u_vs("≥", "uncertain ({})"),
+    return _join(g.u_vs("≥", "not determined ({})"),
                  [c if not s else "" for c, s in zip(posterior, g.share, strict=True)], g.inside)
 
 
 def _hard_mixture_doubts(g: _Group) -> list[str]:
-    return _join(g.u_vs("<", "certain ({}) and its own caption holds the most belief"),
+    return _join(g.u_vs("<", "determined ({}) and its own caption holds the most belief"),
                  g.p_vs("<", g.cuts.clean_threshold, ", but the mixture doubts it"), g.inside)
 
 
@@ -175,7 +176,7 @@ def _hard_rival(g: _Group) -> list[str]:
     why = (g.p_vs("≥", g.cuts.clean_threshold, ", but the mixture does not count it as noise")
            if g.cuts.posterior_rules
            else [", but only the noise-share count drops pairs (keep_rule noise_share)"] * len(g.idx))
-    return _join(g.u_vs("<", "certain ({}) that another caption holds more belief"), why, g.inside)
+    return _join(g.u_vs("<", "determined ({}): another caption holds more belief"), why, g.inside)
 
 
 def _noisy_share(g: _Group) -> list[str]:
@@ -183,12 +184,12 @@ def _noisy_share(g: _Group) -> list[str]:
 
 
 def _noisy_rival(g: _Group) -> list[str]:
-    return _join(g.u_vs("<", "certain ({}) that another caption holds more belief"),
+    return _join(g.u_vs("<", "determined ({}): another caption holds more belief"),
                  g.p_vs("<", g.cuts.clean_threshold, ", and the mixture agrees", g.cuts.mixture_agrees))
 
 
 def _noisy_unlikely(g: _Group) -> list[str]:
-    return _join(g.u_vs("≥", "uncertain ({})"),
+    return _join(g.u_vs("≥", "not determined ({})"),
                  g.p_vs("<", g.cuts.noisy_posterior, " and more likely noise than clean"))
 
 

@@ -87,16 +87,23 @@ def _plot_sections(hists: NoiseHistograms, fit: NoiseFit, tally: Any) -> list[Se
         "Each pair's loss (low: its caption matches its image better than other captions do). "
         "The dashed curve is the loss of deliberately mismatched pairs (captions swapped), "
         "scaled by the estimated noise share: where it covers the observed bars, those pairs "
-        "are noise. The solid vertical line is the noise-share cut: pairs to its right are the "
-        "share the null counts as noise; the dotted one is where p_clean falls below the clean "
-        "threshold.", plots.loss_plot(hists, fit), "mixture")]
+        "are noise. The green and red curves are the beta mixture's two components, each with "
+        "its own fitted weight (the noise share in the summary is the null's, which the labels "
+        "use). The solid line marks the noise share counted on the loss alone; where the "
+        "neighbour consistency is fused in, the labels cut p_clean instead (next plot). The "
+        "dotted line is where p_clean, by the loss alone, falls below the clean threshold.",
+        plots.loss_plot(hists, fit), "mixture")]
     out.append(Section(
         "Clean posterior", "p_clean of every labelled pair (log scale). Pairs left of the solid "
-        "line (the noise-share cut on the fused posterior) are noisy.",
+        "line (the noise-share cut) are noisy; a few to its right may be dropped by the "
+        "uncertainty rules, and their reasons say so.",
         plots.posterior_plot(tally.p_clean, fit), "posterior"))
     out.append(Section(
-        "Uncertainty", "Evidential uncertainty of each pair's opinion. Kept pairs above the "
-        "threshold are hard (soft label); below it the opinion is determined.",
+        "Uncertainty", "Evidential uncertainty of each pair's opinion. The threshold is relative "
+        "to this run (a quantile of u over the pairs the mixture keeps, "
+        "division.uncertainty_quantile), since u's scale moves with the towers: kept pairs "
+        "below it are determined (clean when their own caption holds the most belief), those "
+        "above it hard, shipped with a soft label.",
         plots.uncertainty_plot(hists, fit), "uncertainty"))
     if hists.consistency.sum() and hists.null_consistency.sum():
         out.append(Section(

@@ -81,6 +81,12 @@ def number(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def precise(value: Any) -> str:
+    """A score on a card: 6 significant digits, as the audit stores it, so it never reads as
+    equal to a cut its reason says it is below."""
+    return f"{value:.6g}" if isinstance(value, float) else number(value)
+
+
 def table(rows: Iterable[tuple[Any, ...]], header: tuple[str, ...] | None = None) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in header) if header else ""
     body = "".join(
@@ -113,8 +119,8 @@ def pair_card(row: dict[str, Any], thumbs: dict[PairId, str], lang: str | None =
     truth = ""
     if row.get("is_noisy") is not None:
         truth = f" · truth {'noisy' if row['is_noisy'] else 'clean'}"
-    meta = (f'<p class="meta">{label_badge(label)} {esc(p_name)} {esc(number(p_clean))} · '
-            f'u {esc(number(row.get("uncertainty")))}{esc(truth)}</p>')
+    meta = (f'<p class="meta">{label_badge(label)} {esc(p_name)} {esc(precise(p_clean))} · '
+            f'u {esc(precise(row.get("uncertainty")))}{esc(truth)}</p>')
     return (f'<figure class="pair" data-key="{esc(pair[1])}" data-label="{esc(label or "")}">'
             f"{picture}<figcaption>{caption}{meta}"
             f'<p class="reason">{esc(reason or row.get("error") or "")}</p>'

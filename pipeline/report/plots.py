@@ -100,7 +100,7 @@ def _loss_cuts(ax: plt.Axes, fit: NoiseFit, grid: np.ndarray) -> None:
     keep = mixture.keep_loss()
     if keep is not None:
         what = ("noise-share cut" if fit.keep_posterior is None
-                else "the loss's noise-share count\n(the division cuts the fused posterior)")
+                else "noise share counted on the loss alone\n(the labels cut p_clean: next plot)")
         ax.axvline(keep, color="black", linewidth=1.4, gid="cut-noise-share",
                    label=f"{what}: loss {keep:.3f}")
     posterior = mixture.posterior_clean(grid)
@@ -114,7 +114,7 @@ def posterior_plot(counts: np.ndarray, fit: NoiseFit) -> str:
     """Labelled pairs by p_clean, with the cut the division keeps by."""
     counts = np.asarray(counts, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, counts.size + 1)
-    with figure(height=2.4) as (fig, ax):
+    with figure(width=8.5, height=2.4) as (fig, ax):
         ax.stairs(counts, edges, fill=True, alpha=0.5, color=COLOURS["observed"])
         if fit.keep_posterior is not None:
             ax.axvline(fit.keep_posterior, color="black", linewidth=1.4, gid="cut-keep-posterior",
@@ -124,7 +124,7 @@ def posterior_plot(counts: np.ndarray, fit: NoiseFit) -> str:
         ax.set_yscale("symlog", linthresh=1.0)
         ax.set_xlabel("p_clean (posterior that the pair matches)")
         ax.set_ylabel("pairs")
-        ax.legend(loc="upper center", frameon=False, fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
         return svg(fig)
 
 
@@ -154,8 +154,11 @@ def consistency_plot(observed: np.ndarray, null: np.ndarray, value_range: tuple[
         ax.stairs(density(edges, counts, counts.sum()), edges, fill=True, alpha=0.4,
                   color=COLOURS["observed"], label=f"observed ({int(np.sum(observed)):,})")
         share = 1.0 if noise_ratio is None else noise_ratio
+        label = f"null × noise share {share:.2f}"
+        if share < 0.05:  # scaled, it would be a flat line: show its shape
+            share, label = 1.0, f"null (noise share {noise_ratio:.2f}: not scaled)"
         ax.stairs(share * density(null_edges, null_counts, null_counts.sum()), null_edges,
-                  color=COLOURS["null"], linestyle="--", label=f"null × noise share {share:.2f}")
+                  color=COLOURS["null"], linestyle="--", label=label)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("density")
         ax.legend(loc="upper left", frameon=False, fontsize=8)
@@ -172,20 +175,23 @@ def shard_plot(outcomes: dict[str, dict[str, int]], max_shards: int = 40) -> str
     others = sorted({k for counts in outcomes.values() for k in counts} - set(kinds))
     if len(names) > max_shards:
         return _shard_spread(outcomes)
-    with figure(height=max(1.8, 0.22 * len(names) + 0.8)) as (fig, ax):
+    outcomes_order = kinds + others
+    with figure(width=8.0, height=max(1.8, 0.22 * len(names) + 0.8)) as (fig, ax):
         left = np.zeros(len(names))
-        palette = plt.get_cmap("Greys")
-        for i, kind in enumerate(kinds + others):
+        rows = np.arange(len(names))  # positions, not category units: shard names look numeric
+        palette = plt.get_cmap("tab10")
+        for i, kind in enumerate(outcomes_order):
             values = np.asarray([outcomes[n].get(kind, 0) for n in names], dtype=np.float64)
             if not values.any():
                 continue
-            colour = COLOURS.get(kind, palette(0.35 + 0.5 * i / max(1, len(kinds + others))))
-            ax.barh(names, values, left=left, color=colour, label=kind)
+            colour = COLOURS.get(kind, palette((i - len(kinds)) % 10))
+            ax.barh(rows, values, left=left, color=colour, label=kind)
             left += values
+        ax.set_yticks(rows, names)
         ax.invert_yaxis()
         ax.set_xlabel("pairs")
         ax.set_ylabel("input shard")
-        ax.legend(loc="lower right", frameon=False, fontsize=8, ncols=min(4, len(kinds + others)))
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
         return svg(fig)
 
 

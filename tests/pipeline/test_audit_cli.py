@@ -79,11 +79,35 @@ def test_language_labels_are_asked_with_lang(translated_run: Path, capsys: pytes
     assert all(r["label_pt"] == "noisy" and r["reason_pt"].startswith("noisy.") for r in rows)
 
 
+def test_the_match_count_covers_the_whole_audit_in_input_order(
+        demo_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    audit_rows = frame(demo_run)
+    noisy = audit_rows.filter(pl.col("label") == "noisy").height
+    _, _, err = audit(capsys, str(demo_run), "--label", "noisy", "--limit", "3")
+    assert f"3 of {noisy:,} matching pairs" in err
+    _, _, err = audit(capsys, str(demo_run))
+    assert f"20 of {audit_rows.height:,} matching pairs" in err
+
+
+def test_a_key_shared_by_two_shards_prints_both_and_shard_picks_one(
+        finished_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shared = frame(finished_run).group_by("key").len().filter(pl.col("len") > 1)
+    key = shared["key"][0] if shared.height else frame(finished_run)["key"][0]
+    code, out, _ = audit(capsys, str(finished_run), "--key", key)
+    rows = frame(finished_run).filter(pl.col("key") == key)
+    assert code == 0 and out.count("\nreason ") + out.startswith("reason ") == rows.height
+    shard = rows["source_shard"][0]
+    code, out, _ = audit(capsys, str(finished_run), "--key", key, "--shard", shard, "--format", "json")
+    assert code == 0 and [r["source_shard"] for r in json.loads(out)] == [shard]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--label", "nosy"], "did you mean 'noisy'"),
     (["--sort", "pclean"], "did you mean 'p_clean'"),
     (["--status", "decode_eror"], "did you mean 'decode_error'"),
     (["--key", "no-such-key"], "no pair with key"),
+    (["--key", "000000001", "--label", "clean"], "--key prints one pair"),
+    (["--lang", "pt"], "this run labelled no 'pt' translations"),
 ])
 def test_mistakes_are_one_clear_line(demo_run: Path, capsys: pytest.CaptureFixture[str],
                                      args: list[str], message: str) -> None:
@@ -94,3 +118,12 @@ def test_mistakes_are_one_clear_line(demo_run: Path, capsys: pytest.CaptureFixtu
 def test_a_folder_that_is_no_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = audit(capsys, str(tmp_path))
     assert code == 1 and "no audit/ folder" in err
+    code, _, err = audit(capsys, str(tmp_path / "missing"))
+    assert code == 1 and "does not exist" in err
+
+
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_a_limit_below_one_is_refused(demo_run: Path, capsys: pytest.CaptureFixture[str], limit: str) -> None:
+    with pytest.raises(SystemExit) as raised:
+        audit(capsys, str(demo_run), "--limit", limit)
+    assert raised.value.code == 2 and "at least 1" in capsys.readouterr().err

@@ -95,6 +95,18 @@ def test_report_shows_the_fit_warning() -> None:
     assert "Warning:" in page and "encoder" in page
 
 
+def test_random_init_towers_and_a_run_that_drops_nearly_all_are_warned_of() -> None:
+    from pairsift.pipeline.summary import outcome_warnings
+
+    assert outcome_warnings({"clean": 40, "hard": 40, "noisy": 20}, "default") == []
+    tiny = outcome_warnings({"clean": 40, "noisy": 20}, "open_clip:pairsift-tiny")
+    assert len(tiny) == 1 and "no pretrained weights" in tiny[0] and "image and text towers" in tiny[0]
+    assert outcome_warnings({"clean": 40}, "open_clip:ViT-B-32/laion2b_s34b_b79k") == []
+    dropped = outcome_warnings({"hard": 3, "noisy": 118}, "default")
+    assert len(dropped) == 1 and "118 of 121" in dropped[0]
+    assert outcome_warnings({"noisy": 9}, "default") == []  # too few pairs to judge
+
+
 def test_no_warning_for_a_null_with_a_clean_share() -> None:
     from pairsift.pipeline.summary import fit_warnings
 

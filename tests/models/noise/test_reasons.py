@@ -164,7 +164,7 @@ def _check_pair(i: int, text: str, division: Division, scores: dict[str, np.ndar
     for name, printed in _QUOTED.findall(text):
         if values[name] is None or not _same_to_printed_precision(printed, float(values[name])):
             problems.append(f"quotes {name} {printed}, the pair's is {values[name]}")
-    u_thr = re.search(r"\(u -?\d+\.\d+ [<≥] (-?\d+\.\d+)\)", text)
+    u_thr = re.search(r"\(u -?\d+\.\d+ [<≥] u_thr (-?\d+\.\d+)\)", text)
     if u_thr and not _same_to_printed_precision(u_thr.group(1), cuts.uncertainty_threshold):
         problems.append(f"quotes u_thr {u_thr.group(1)}, the cut is {cuts.uncertainty_threshold}")
     return problems
