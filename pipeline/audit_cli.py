@@ -199,7 +199,8 @@ def _names(text: str | None, valid: tuple[str, ...], what: str) -> list[str]:
     return names
 
 
-def audit_command(args: argparse.Namespace) -> int:
+def query_of(args: argparse.Namespace) -> AuditQuery:
+    """The query the flags ask for, after the checks a mistyped command fails."""
     if not exists(args.out):
         raise SystemExit(f"{args.out} does not exist: give the OUT folder of a pairsift run")
     if not exists(RunLayout(args.out).audit):
@@ -207,11 +208,15 @@ def audit_command(args: argparse.Namespace) -> int:
     if args.key is not None and (args.label or args.status or args.sort):
         raise SystemExit("--key prints one pair whatever its label or status: leave out "
                          "--label, --status and --sort (--shard picks among pairs sharing a key)")
-    query = AuditQuery(
+    return AuditQuery(
         key=args.key, shard=args.shard, labels=_names(args.label, LABELS, "label"),
         statuses=_names(args.status, tuple(s.value for s in Status), "status"), lang=args.lang,
         sort=args.sort, descending=args.desc, limit=None if args.key else args.limit,
     )
+
+
+def audit_command(args: argparse.Namespace) -> int:
+    query = query_of(args)
     frame, matched = run_query(args.out, query)
     if args.key is not None and frame.height == 0:
         where = f" in shard {args.shard!r}" if args.shard else ""
