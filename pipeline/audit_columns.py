@@ -25,8 +25,8 @@ from pairsift.models.storage.tables import ordered_columns, read_table, typed_ar
 from pairsift.models.training.scoring import audited_columns
 from pairsift.pipeline.layout import RunLayout
 from pairsift.transforms.curate import (
-    DUPLICATE_REASON,
     UNSCORED_REASON,
+    duplicate_error,
     label_scores,
     with_error_reasons,
 )
@@ -42,6 +42,7 @@ class ShardLabels:
     duplicate: np.ndarray
     values: dict[str, list[Any]]
     position: dict[str, int] = field(default_factory=dict)
+    originals: dict[str, str] = field(default_factory=dict)  # duplicate key -> "shard/key" it copies
 
     def __post_init__(self) -> None:
         self.position = {key: i for i, key in enumerate(self.keys)}
@@ -55,6 +56,7 @@ class ShardLabels:
         keys = table.column("key").to_pylist()
         if "duplicate" not in table.column_names:
             return cls(keys, np.zeros(len(keys), dtype=bool), {})
+        originals = duplicate_originals(layout, shard_name)
         duplicate = np.asarray(table.column("duplicate").to_numpy(zero_copy_only=False), dtype=bool)
         unique = np.flatnonzero(~duplicate)
         names = [n for n in table.column_names if n not in ("key", "duplicate")]
@@ -69,7 +71,11 @@ class ShardLabels:
             for i, value in zip(unique.tolist(), stored, strict=True):
                 cells[i] = value
             values[name] = cells
-        return cls(keys, duplicate, values)
+        return cls(keys, duplicate, values, originals=originals)
+
+    def original_of(self, key: str) -> str | None:
+        """The pair a duplicate copies ("shard/key"), where the dedup job recorded it."""
+        return self.originals.get(key)
 
     def is_duplicate(self, key: str) -> bool:
         i = self.position.get(key)
@@ -81,6 +87,18 @@ class ShardLabels:
         if i is None or self.duplicate[i] or not self.values:
             return None
         return {name: cells[i] for name, cells in self.values.items()}
+
+
+def duplicate_originals(layout: RunLayout, shard_name: str) -> dict[str, str]:
+    """Each duplicate of the shard → the pair it copies (the dedup job's side file; empty for
+    a shard without duplicates, or one written before it recorded them)."""
+    path = layout.duplicates_file(shard_name)
+    if not exists(path):
+        return {}
+    table = read_table(path)
+    if "duplicate_of" not in table.column_names:
+        return {}
+    return dict(zip(table.column("key").to_pylist(), table.column("duplicate_of").to_pylist(), strict=True))
 
 
 def _stored(name: str, column: np.ndarray) -> list[Any]:
@@ -129,7 +147,7 @@ class AuditColumns:
                 continue
             j = scored.position.get(key)
             if j is not None and scored.duplicate[j]:
-                status[i], error[i] = Status.DUPLICATE.value, DUPLICATE_REASON
+                status[i], error[i] = Status.DUPLICATE.value, duplicate_error(scored.original_of(key))
             elif j is None or not scored.values:
                 status[i], error[i] = Status.EMBED_ERROR.value, UNSCORED_REASON
             else:

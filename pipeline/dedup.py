@@ -139,10 +139,14 @@ class DivideBucket(beam.DoFn):
         rows = rows.take(rows.in_order(rows.value))
         first = np.ones(len(rows), dtype=bool)
         first[1:] = rows.value[1:] != rows.value[:-1]
-        copies = rows.take(np.flatnonzero(~first))
+        copy_at = np.flatnonzero(~first)
+        copies = rows.take(copy_at)
+        # each copy's original: the first pair of its run of equal fingerprints (input order)
+        origin = np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0))[copy_at]
+        originals = np.asarray([f"{rows.shard[i]}/{rows.key[i]}" for i in origin.tolist()], dtype=object)
         for shard in np.unique(copies.shard):
-            mine = copies.take(np.flatnonzero(copies.shard == shard))
-            yield beam.pvalue.TaggedOutput(DUPLICATES, (str(shard), mine))
+            mine = np.flatnonzero(copies.shard == shard)
+            yield beam.pvalue.TaggedOutput(DUPLICATES, (str(shard), (copies.take(mine), originals[mine])))
         yield SampleCandidates(rows.take(np.flatnonzero(first)).smallest(self.limit),
                                int(first.sum()), len(copies))
 
@@ -196,13 +200,18 @@ class WriteDuplicates(beam.DoFn):
     def __init__(self, layout: RunLayout) -> None:
         self.layout = layout
 
-    def process(self, element: tuple[str, Iterable[IdRows]]) -> Iterator[str]:
+    def process(self, element: tuple[str, Iterable[tuple[IdRows, np.ndarray]]]) -> Iterator[str]:
+        """A shard's duplicates, in input order, each with the pair it copies ("shard/key")."""
         shard, parts = element
-        rows = IdRows.concat(list(parts))
-        rows = rows.take(np.argsort(rows.index, kind="stable"))
+        parts = list(parts)
+        rows = IdRows.concat([p[0] for p in parts])
+        originals = np.concatenate([p[1] for p in parts])
+        order = np.argsort(rows.index, kind="stable")
+        rows = rows.take(order)
         write_table(self.layout.duplicates_file(shard),
                     pa.table({"key": pa.array(rows.key.tolist(), pa.string()),
-                              "index": pa.array(rows.index, pa.int64())}))
+                              "index": pa.array(rows.index, pa.int64()),
+                              "duplicate_of": pa.array(originals[order].tolist(), pa.string())}))
         beam.metrics.Metrics.counter("pairsift", "duplicates").inc(len(rows))
         yield shard
 

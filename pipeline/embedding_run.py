@@ -100,7 +100,8 @@ def write_part_audit(layout: RunLayout, cfg: PairsiftConfig, fit: NoiseFit, sche
     base = {r["key"]: r for r in read_table(layout.embeddings_file(name), skip_embeddings=True).to_pylist()}
     labels = ShardLabels.of(layout, name, fit, cfg)
     audit = [
-        finish_audit_row(row, key, name, labels.is_duplicate(key), labels.scored(key))
+        finish_audit_row(row, key, name, labels.is_duplicate(key), labels.scored(key),
+                         labels.original_of(key))
         for key, row in base.items()
     ]
     reasons = with_error_reasons([r.get("reason") for r in audit], [r["status"] for r in audit],

@@ -127,7 +127,8 @@ class CurateShard(beam.DoFn):
                 failure = sample.error  # the shard itself failed to read: no pair of its own
                 continue
             row = finish_audit_row(pass1.get(sample.key), sample.key, shard.name,
-                                   scored.is_duplicate(sample.key), scored.scored(sample.key))
+                                   scored.is_duplicate(sample.key), scored.scored(sample.key),
+                                   scored.original_of(sample.key))
             if row["status"] == Status.OK.value and sample.image_bytes is None:
                 # embedded in pass 1, but this read failed (a URL that failed the second time)
                 row.update(status=Status.REREAD_ERROR.value, label=None,

@@ -19,6 +19,12 @@ from pairsift.models.records import Status, is_internal_column
 
 # the reasons of an embedded pair that gets no label (pipeline/audit_columns.py gives the same)
 DUPLICATE_REASON = "same image bytes and caption as an earlier pair"
+
+
+def duplicate_error(original: str | None) -> str:
+    """A duplicate's error, naming the pair it copies ("shard/key") where the dedup job
+    recorded it."""
+    return f"{DUPLICATE_REASON} ({original})" if original else DUPLICATE_REASON
 UNSCORED_REASON = "no score for an embedded pair"
 
 
@@ -90,6 +96,7 @@ def finish_audit_row(
     source_shard: str,
     duplicate: bool,
     scored: dict[str, Any] | None,
+    original: str | None = None,
 ) -> dict[str, Any]:
     """The audit row of one input pair from its pass-1 row (or its absence) and its scores."""
     if base is None:
@@ -106,7 +113,7 @@ def finish_audit_row(
         return row
     if duplicate:
         row["status"] = Status.DUPLICATE.value
-        row["error"] = DUPLICATE_REASON
+        row["error"] = duplicate_error(original)
         return row
     if scored is None:
         row["status"] = Status.EMBED_ERROR.value

@@ -41,10 +41,15 @@ def test_every_labelled_row_has_a_reason_consistent_with_its_label(run_name: str
 
 
 def test_rows_without_a_label_give_status_and_error(finished_run: Path) -> None:
-    audit = pl.read_parquet(finished_run / "audit" / "*.parquet").filter(pl.col("label").is_null())
+    everything = pl.read_parquet(finished_run / "audit" / "*.parquet")
+    audit = everything.filter(pl.col("label").is_null())
     assert audit.height == 4
     for row in audit.iter_rows(named=True):
         assert row["reason"] == f"{row['status']}: {row['error']}"
+    # the duplicate names the pair it copies: the first pair of the first shard
+    first = everything.filter(pl.col("index") == 0).sort("source_shard").row(0, named=True)
+    duplicate = audit.filter(pl.col("status") == "duplicate").row(0, named=True)
+    assert duplicate["error"].endswith(f"as an earlier pair ({first['source_shard']}/{first['key']})")
 
 
 def test_each_translation_label_has_its_own_reason(translated_run: Path) -> None:
