@@ -88,6 +88,7 @@ ABLATION_RECIPES: dict[str, str] = {
     "-uncertainty": "pairsift-no-uncertainty",
     "-self_correction": "pairsift-no-self-correction",
     "-mixture_agrees": "pairsift-no-mixture-agreement",
+    "-crossfit": "pairsift-no-crossfit",
     "-null_model": "pairsift-no-null",
     "-noise_share": "pairsift-no-noise-share",
     "-consistency": "pairsift-no-consistency",
@@ -247,6 +248,16 @@ class ShippedRow:
     final_heads: ProjectionHeads
 
 
+def shipped_scores(train_pairs: PairEmbeddings, cfg: PairsiftConfig) -> dict[str, np.ndarray]:
+    """Each training pair's similarity, loss and uncertainty as `pairsift run`'s score pass
+    gives them: from the very heads pairsift divides with (out-of-fold where the fit
+    cross-fits), so the CLIP-score and GMM rows rank the same scores pairsift does."""
+    shards = setting_shards(train_pairs)
+    with tempfile.TemporaryDirectory(prefix="pairsift-bench-") as out:
+        labels = label_embedded(shards, with_changes(cfg, {}), out)
+    return {name: labels.columns[name] for name in ("similarity", "loss", "uncertainty")}
+
+
 def shipped_division(shards: list[EmbeddedShard], cfg: PairsiftConfig) -> ShippedRow:
     """Every benchmark row named "pairsift": the stages `pairsift run` executes after pass 1
     (fit, score pass, noise fit, per-shard labelling, final model) on these shards."""
@@ -283,8 +294,7 @@ def run_job(
         if method == "oracle":
             kept = ~noisy
     elif method in ("clip_score", "gmm"):
-        warm = train(data.train, contrastive_config(cfg, cfg.train.warmup_epochs)).heads
-        scores = pair_scores(warm, data.train, cfg)
+        scores = shipped_scores(data.train, cfg)
         if method == "clip_score":
             auc = _auc(noisy, -scores["similarity"])
             fraction = max(1.0 - true_noise, 1.0 / len(noisy))

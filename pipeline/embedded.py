@@ -21,7 +21,7 @@ from pairsift.models.records import Status
 from pairsift.models.storage.tables import write_rows
 from pairsift.pipeline.layout import RunLayout
 
-LABEL_COLUMNS = ("label", "p_clean", "soft_label", "uncertainty")
+LABEL_COLUMNS = ("label", "p_clean", "soft_label", "uncertainty", "similarity", "loss")
 
 
 @dataclass
@@ -60,7 +60,7 @@ class EmbeddedLabels:
 
     shard: list[str]
     key: list[str]
-    columns: dict[str, np.ndarray]  # label, p_clean, soft_label, uncertainty
+    columns: dict[str, np.ndarray]  # label, p_clean, soft_label, uncertainty, similarity, loss
     noise_fit: NoiseFit
     fit_info: dict[str, Any]
 

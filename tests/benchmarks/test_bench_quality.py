@@ -118,3 +118,27 @@ def test_bench_rejects_noise_it_cannot_replay_from_cache() -> None:
         ["bench", "quality", "--dataset", "synth", "--pairs", "20", "--noise-mode", "partial"])
     with pytest.raises(ValueError, match="caption and/or image"):
         args.func(args)
+
+
+def test_clip_score_and_gmm_rank_the_scores_pairsift_divides_with(make_clean, tiny_cfg) -> None:
+    """The baselines' scores are the shipped score pass's (the fit heads, out-of-fold where
+    it cross-fits): the same loss and similarity the pairsift row's audit holds."""
+    from pairsift.benchmarks.quality_runs import setting_shards, shipped_division, shipped_scores
+
+    emb, cfg = make_clean(), tiny_cfg()
+    data = make_setting_data(emb, Setting("caption", 0.4, seed=0))
+    scores = shipped_scores(data.train, cfg)
+    shipped = shipped_division(setting_shards(data.train), cfg)
+    for name in ("loss", "similarity"):
+        assert np.array_equal(scores[name], shipped.labels.columns[name])
+    gmm = run_job(emb, Setting("caption", 0.4, seed=0), "gmm", cfg)
+    assert 0.0 <= gmm.auc <= 1.0 and gmm.est_noise is not None
+
+
+def test_the_crossfit_ablation_scores_in_sample(make_clean, tiny_cfg) -> None:
+    from pairsift.benchmarks.quality_runs import ABLATIONS, with_changes
+
+    assert ABLATIONS["-crossfit"][1] == {"train": {"division_folds": 0}}
+    assert with_changes(tiny_cfg(), ABLATIONS["-crossfit"][1]).train.division_folds == 0
+    row = run_job(make_clean(), Setting("caption", 0.4, seed=0), "-crossfit", tiny_cfg())
+    assert 0.0 <= row.auc <= 1.0 and set(row.recall_at) >= {"rsum"}
