@@ -88,8 +88,24 @@ def render_table(results: list[RowResult]) -> str:
                 f"| {est} / {true} | {_recalls(rows, 'i2t')} | {_recalls(rows, 't2i')} "
                 f"| {_fmt([r.recall_at['rsum'] for r in rows], 1)} |"
             )
-        lines.append("")
+        lines += ["", *_paired_lines(methods), ""]
     return "\n".join(lines)
+
+
+def _paired_lines(methods: dict[str, list[RowResult]]) -> list[str]:
+    """pairsift (and its OUT/model) against the best fair baseline, paired by seed."""
+    from pairsift.benchmarks.paired import against_best
+
+    out = []
+    for ours in ("pairsift", "pairsift_filter"):
+        for figure, digits, get in (("detection AUC", 3, lambda r: r.auc),
+                                    ("rSum", 1, lambda r: r.recall_at.get("rsum"))):
+            per_method = {m: {r.setting.seed: get(r) for r in rows if get(r) is not None}
+                          for m, rows in methods.items()}
+            found = against_best(per_method, ours)
+            if found is not None:
+                out.append(f"- {method_title(ours)} − best baseline, {figure}: {found.text(digits)}")
+    return out
 
 
 def bench_source(dataset: str, args: argparse.Namespace):
