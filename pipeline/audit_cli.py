@@ -16,6 +16,7 @@ import argparse
 import difflib
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,11 +93,8 @@ def check_columns(query: AuditQuery, columns: list[str]) -> None:
         raise SystemExit(f"this run labelled no {query.lang!r} translations (pairsift run "
                          f"--langs {query.lang} does); labelled languages: "
                          f"{', '.join(labelled) or 'none'}")
-    for name in [query.sort] if query.sort else []:
-        if name not in columns:
-            close = difflib.get_close_matches(name, columns, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise SystemExit(f"the audit has no column {name!r}{hint}")
+    if query.sort and query.sort not in columns:
+        raise SystemExit(f"the audit has no column {query.sort!r}{_hint(query.sort, columns)}")
 
 
 def run_query(out: str, query: AuditQuery) -> tuple[pl.DataFrame, int]:
@@ -189,13 +187,16 @@ def describe(query: AuditQuery) -> str:
     return "; ".join(parts) or "all pairs"
 
 
+def _hint(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _names(text: str | None, valid: tuple[str, ...], what: str) -> list[str]:
     names = [n.strip() for n in (text or "").split(",") if n.strip()]
     for name in names:
         if name not in valid:
-            close = difflib.get_close_matches(name, valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise SystemExit(f"unknown {what} {name!r}{hint} (one of {', '.join(valid)})")
+            raise SystemExit(f"unknown {what} {name!r}{_hint(name, valid)} (one of {', '.join(valid)})")
     return names
 
 

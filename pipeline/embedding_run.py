@@ -32,7 +32,7 @@ from pairsift.pipeline.layout import RunLayout
 from pairsift.pipeline.options import new_pipeline, run_pipeline
 from pairsift.pipeline.pass1 import EMBEDDING_ROW_GROUP
 from pairsift.pipeline.pass2 import CurateShard, forget_tally, output_name, shard_stats
-from pairsift.transforms.curate import finish_audit_row, with_error_reasons
+from pairsift.transforms.curate import finish_audit_row
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,6 @@ def write_part_audit(layout: RunLayout, cfg: PairsiftConfig, fit: NoiseFit, sche
                          labels.original_of(key))
         for key, row in base.items()
     ]
-    reasons = with_error_reasons([r.get("reason") for r in audit], [r["status"] for r in audit],
-                                 [r.get("error") for r in audit], [r.get("label") for r in audit])
-    for row, reason in zip(audit, reasons, strict=True):
-        row["reason"] = reason
     write_rows(layout.audit_file(name), audit, schema=schema)
     return audit
 

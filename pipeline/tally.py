@@ -124,8 +124,8 @@ def _nested(counts: Counter, separator: str) -> dict[str, dict[str, int]]:
 
 
 def _shard_key(stored: str) -> str:
-    """A ``by_shard`` key as tally.json writes it ("shard/outcome"; shard names hold no "/"
-    after the last one's outcome) back to the in-memory form."""
+    """A ``by_shard`` key as tally.json writes it ("shard/outcome") back to the in-memory
+    "shard\\0outcome": the outcome (a label or status) holds no "/", so the last one splits."""
     shard, _, outcome = stored.rpartition("/")
     return f"{shard}\0{outcome}"
 

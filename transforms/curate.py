@@ -19,13 +19,13 @@ from pairsift.models.records import Status, is_internal_column
 
 # the reasons of an embedded pair that gets no label (pipeline/audit_columns.py gives the same)
 DUPLICATE_REASON = "same image bytes and caption as an earlier pair"
+UNSCORED_REASON = "no score for an embedded pair"
 
 
 def duplicate_error(original: str | None) -> str:
     """A duplicate's error, naming the pair it copies ("shard/key") where the dedup job
     recorded it."""
     return f"{DUPLICATE_REASON} ({original})" if original else DUPLICATE_REASON
-UNSCORED_REASON = "no score for an embedded pair"
 
 
 def label_scores(
@@ -98,7 +98,18 @@ def finish_audit_row(
     scored: dict[str, Any] | None,
     original: str | None = None,
 ) -> dict[str, Any]:
-    """The audit row of one input pair from its pass-1 row (or its absence) and its scores."""
+    """The audit row of one input pair from its pass-1 row (or its absence) and its scores;
+    an unlabelled row's ``reason`` is its status and error."""
+    row = _audit_row(base, key, source_shard, duplicate, scored, original)
+    if row["label"] is None:
+        row["reason"] = error_reason(row["status"], row.get("error"))
+    return row
+
+
+def _audit_row(
+    base: dict[str, Any] | None, key: str, source_shard: str, duplicate: bool,
+    scored: dict[str, Any] | None, original: str | None,
+) -> dict[str, Any]:
     if base is None:
         return {
             "key": key,

@@ -50,7 +50,7 @@ from pairsift.models.noise.consistency import share_threshold
 from pairsift.models.noise.evidential import fisher_soften
 from pairsift.models.noise.histogram import bin_centres
 from pairsift.models.noise.mixture import BetaMixture
-from pairsift.models.noise.reasons import Cuts, Rule
+from pairsift.models.noise.reasons import Cuts, Rule, labels_of
 
 LABELS = ("clean", "hard", "noisy")
 
@@ -332,7 +332,7 @@ def divide(
         uncertainty_threshold = relative_threshold(unc, p_clean, cfg)
     cuts.uncertainty_threshold = uncertainty_threshold
     rule = _guided_rules(scores, view.top, mixture, cfg, unc, p_clean, cuts, keep_posterior)
-    label = np.asarray([code.partition(".")[0] for code in rule.tolist()], dtype=object).astype(str)
+    label = labels_of(rule)
     soft = np.where(label == "hard", view.belief, soft)
     return Division(label, p_clean, np.clip(soft, 0.0, 1.0), unc, uncertainty_threshold,
                     rule=rule, cuts=cuts)

@@ -42,6 +42,15 @@ class Rule(str, Enum):
         return self.value.partition(".")[0]
 
 
+def labels_of(rules: np.ndarray) -> np.ndarray:
+    """Each rule code's label (its first part), one numpy pass per distinct code."""
+    rules = np.asarray(rules).astype(str)
+    out = np.empty(len(rules), dtype=object)
+    for code in set(rules.tolist()):
+        out[rules == code] = Rule(code).label
+    return out.astype(str)
+
+
 @dataclass
 class Cuts:
     """The global values a division compared pairs against (None: that rule did not apply)."""
@@ -67,7 +76,6 @@ class PairNumbers:
     consistency: np.ndarray | None = None
     p_name: str = "p_clean"
     consistency_name: str = "neighbour consistency"
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 _OPS = {"<": np.less, ">": np.greater, "≤": np.less_equal, "≥": np.greater_equal}
