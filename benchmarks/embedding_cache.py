@@ -39,6 +39,11 @@ class CleanEmbeddings:
     splits: np.ndarray | None = None  # str [N]: train | test
     seconds: float = 0.0  # time spent embedding (0 when fully cached)
     embedded: int = 0  # rows embedded now (not found in the cache)
+    near_miss: np.ndarray | None = None  # int64 [N]: near-miss group (None: the data has none)
+    # noise settings that rewrite captions (partial, mixed): (mode, rate, seed) -> (rows,
+    # their edited captions' embeddings), so a job needs no text tower
+    edited_text: dict[tuple[str, float, int], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict)
 
     def complete_rows(self) -> np.ndarray:
         """Items that have every target-language caption (NaN rows mark a missing one)."""
@@ -48,10 +53,13 @@ class CleanEmbeddings:
         return np.flatnonzero(ok)
 
     def subset(self, rows: np.ndarray) -> CleanEmbeddings:
+        if self.edited_text:
+            raise ValueError("subset the rows before adding edited captions")
         return CleanEmbeddings(
             self.image[rows], self.text[rows], {k: v[rows] for k, v in self.text_tgt.items()},
             None if self.groups is None else self.groups[rows],
             None if self.splits is None else self.splits[rows], self.seconds, self.embedded,
+            None if self.near_miss is None else self.near_miss[rows],
         )
 
 
@@ -198,4 +206,35 @@ def embed_source(
     groups = np.fromiter((source.group(i) for i in range(n)), dtype=np.int64, count=n)
     splits = np.array([source.split(i) for i in range(n)])
     return CleanEmbeddings(image, text, text_tgt, groups, splits,
-                           time.perf_counter() - started if embedded else 0.0, embedded)
+                           time.perf_counter() - started if embedded else 0.0, embedded,
+                           near_miss_groups(source))
+
+
+def near_miss_groups(source: PairSource) -> np.ndarray | None:
+    """Each item's near-miss group, or None where the source defines none."""
+    found = [source.near_miss_group(i) for i in range(len(source))]
+    if not found or any(g is None for g in found):
+        return None
+    return np.asarray(found, dtype=np.int64)
+
+
+def embed_captions(
+    captions: list[str], spec: str = "default", image_size: int | None = None,
+    cache_dir: str = DEFAULT_CACHE_DIR, device: str = "cpu", batch_size: int = 64,
+) -> tuple[np.ndarray, int]:
+    """English captions through the text tower of ``spec``, cached by content like the
+    clean rows: (embeddings [len, dim], how many were embedded now)."""
+    store = _Store(os.path.join(cache_dir, f"{_slug(spec)}-text.npz"))
+    encoder = None
+
+    def encode(batch: list[str]) -> torch.Tensor:
+        nonlocal encoder
+        if encoder is None:
+            from pairsift.models.encoders.factory import build_encoder
+
+            encoder = build_encoder(spec, device, image_size=image_size)  # as embed_source
+        return encoder.encode_texts(batch)
+
+    rows, count = _embed_texts(store, captions, encode, batch_size)
+    store.save()
+    return rows, count

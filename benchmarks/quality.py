@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from pairsift.benchmarks.embedding_cache import DEFAULT_CACHE_DIR, embed_source
+from pairsift.benchmarks.noise_settings import Setting, add_edited_captions, check_modes
 from pairsift.benchmarks.quality_runs import (
     RowResult,
-    Setting,
     eval_rows,
     method_title,
     methods_for,
@@ -170,6 +170,10 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
     modes = _words(args.noise_mode)
     settings = [Setting(mode, rate, seed) for mode in modes
                 for rate in _floats(args.noise) for seed in range(args.seeds)]
+    edited = add_edited_captions(emb, source, settings, args.encoder, image_size,
+                                 args.cache_dir, args.device, source_rows=complete)
+    if edited:
+        print(f"[{dataset}] embedded {edited} partially edited caption(s)", flush=True)
     methods = methods_for(langs, _words(args.methods) if args.methods else None)
     jobs = [(s, m) for s in settings for m in methods]
     order = sorted(range(len(jobs)), key=lambda i: -_COST.get(jobs[i][1].lstrip("-"),
@@ -241,12 +245,9 @@ def run(args: argparse.Namespace) -> int:
         args.threads = max(1, (os.cpu_count() or 1) // max(args.workers, 1))
     command = command_line("quality")
     modes = _words(args.noise_mode)
-    if not modes or set(modes) - {"caption", "image"}:
-        raise ValueError(
-            f"bench quality re-pairs cached embeddings, so it takes caption and/or image "
-            f"shuffle noise, not {args.noise_mode!r} (partial and translation noise change "
-            "the text: build them with `pairsift data --noise-mode ...` and run the pipeline)"
-        )
+    if not modes:
+        raise ValueError("--noise-mode names no mode")
+    check_modes(modes)
     _floats(args.noise)
     for dataset in _words(args.dataset):
         print(run_dataset(dataset, args, command), flush=True)
@@ -260,7 +261,8 @@ def register(subparsers: Any) -> None:
                         help="comma-separated: synth, tuxpaint, fashion-mnist")
     parser.add_argument("--noise", default="0.2,0.5,0.8", help="noise rates, comma-separated")
     parser.add_argument("--noise-mode", default="caption,image",
-                        help="caption (NCR shuffle) and/or image (DECL shuffle)")
+                        help="comma-separated: caption (NCR shuffle), image (DECL shuffle), "
+                        "neighbour (near-miss caption), partial (one word changed), mixed")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per setting")
     parser.add_argument("--pairs", type=int, default=None, help="dataset size (synth: 3000)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synth scenes")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from pairsift.benchmarks.embedding_cache import CleanEmbeddings
+from pairsift.benchmarks.noise_settings import Setting, noisy_text, setting_plan
 from pairsift.models.config import PairsiftConfig, TrainConfig
 from pairsift.models.metrics import detection_auc, kept_precision_recall, recall_at_k
 from pairsift.models.noise.division import divide
@@ -36,7 +37,6 @@ from pairsift.models.training.heads import ProjectionHeads, load_heads
 from pairsift.models.training.retrieval import load_heads_from_model
 from pairsift.models.training.scoring import build_scoring_state, score_batch
 from pairsift.models.training.trainer import train
-from pairsift.pipeline.datasets.noise import NoisePlan, clean_plan, make_plan
 from pairsift.pipeline.embedded import (
     EmbeddedLabels,
     EmbeddedShard,
@@ -45,17 +45,6 @@ from pairsift.pipeline.embedded import (
 )
 from pairsift.pipeline.final_model import run_final_model
 from pairsift.pipeline.layout import RunLayout
-
-
-@dataclass(frozen=True)
-class Setting:
-    mode: str  # caption | image
-    rate: float
-    seed: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.mode} {round(self.rate * 100)}%"
 
 
 @dataclass
@@ -174,13 +163,10 @@ def make_setting_data(emb: CleanEmbeddings, setting: Setting) -> SettingData:
     """Re-pair the cached rows under the setting's noise plan; the test split stays clean."""
     assert emb.splits is not None and emb.groups is not None
     train_rows = np.flatnonzero(emb.splits == "train")
-    plan: NoisePlan = (
-        clean_plan(len(emb.groups), setting.seed) if setting.rate == 0.0
-        else make_plan(emb.groups, train_rows, setting.mode, setting.rate, setting.seed)
-    )
+    plan = setting_plan(emb, setting)
     image_rows, text_rows = plan.image_rows()[train_rows], plan.text_rows()[train_rows]
     train_data = PairEmbeddings(
-        emb.image[image_rows], emb.text[text_rows],
+        emb.image[image_rows], noisy_text(emb, setting, plan)[train_rows],
         {lang: v[text_rows] for lang, v in emb.text_tgt.items()},
     )
     test = eval_rows(emb)

@@ -87,15 +87,7 @@ def noisy_texts(
     if mode == "neighbour":
         detail = f"near miss of {source.key(index)}"
     if mode == "partial":
-        rng = pair_rng(plan.seed, index)
-        edit = source.partial(index, rng)
-        if edit is None:
-            caption, detail = replace_content_word(
-                texts.caption, rng, getattr(source, "noun_vocabulary", lambda: [])()
-            )
-            texts = Texts(caption, dict(texts.captions))
-        else:
-            texts, detail = edit.texts, edit.detail
+        texts, detail = partial_texts(source, index, plan.seed)
     elif mode == "translation":
         captions = dict(texts.captions)
         changed: list[str] = []
@@ -112,6 +104,20 @@ def noisy_texts(
                 changed.append(f"{lang}:corrupted")
         texts, detail = Texts(texts.caption, captions), ",".join(changed)
     return texts, text_row, detail
+
+
+def partial_texts(source: PairSource, index: int, seed: int) -> tuple[Texts, str]:
+    """Item ``index``'s texts with one content word changed, and what changed: the source's
+    structured edit where it knows its captions, else a word-level replacement."""
+    rng = pair_rng(seed, index)
+    edit = source.partial(index, rng)
+    if edit is not None:
+        return edit.texts, edit.detail
+    texts = source.texts(index)
+    caption, detail = replace_content_word(
+        texts.caption, rng, getattr(source, "noun_vocabulary", lambda: [])()
+    )
+    return Texts(caption, dict(texts.captions)), detail
 
 
 def make_sample(

@@ -115,8 +115,8 @@ def test_bench_rejects_noise_it_cannot_replay_from_cache() -> None:
     from pairsift.pipeline.cli import build_parser
 
     args = build_parser().parse_args(
-        ["bench", "quality", "--dataset", "synth", "--pairs", "20", "--noise-mode", "partial"])
-    with pytest.raises(ValueError, match="caption and/or image"):
+        ["bench", "quality", "--dataset", "synth", "--pairs", "20", "--noise-mode", "translation"])
+    with pytest.raises(ValueError, match="translation noise: build it"):
         args.func(args)
 
 
