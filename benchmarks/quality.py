@@ -47,6 +47,11 @@ def _floats(text: str) -> list[float]:
     return values
 
 
+def _seeds(args: argparse.Namespace) -> range:
+    first = getattr(args, "first_seed", 0) or 0
+    return range(first, first + args.seeds)
+
+
 def _words(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -169,7 +174,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
         emb = emb.subset(complete)
     modes = _words(args.noise_mode)
     settings = [Setting(mode, rate, seed) for mode in modes
-                for rate in _floats(args.noise) for seed in range(args.seeds)]
+                for rate in _floats(args.noise) for seed in _seeds(args)]
     edited = add_edited_captions(emb, source, settings, args.encoder, image_size,
                                  args.cache_dir, args.device, source_rows=complete)
     if edited:
@@ -199,7 +204,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
         f"Command: `{command}`",
         "",
         f"- code: {version}",
-        f"- seeds: {', '.join(str(s) for s in range(args.seeds))} (noise plan and training); "
+        f"- seeds: {', '.join(str(s) for s in _seeds(args))} (noise plan and training); "
         f"data seed {args.data_seed}",
         f"- pairs: {n_train} train (noisy), {n_test} clean test items (one per distinct caption)",
         f"- encoder: `{args.encoder}` frozen towers, image size {image_size or 'native'}; "
@@ -263,7 +268,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--noise-mode", default="caption,image",
                         help="comma-separated: caption (NCR shuffle), image (DECL shuffle), "
                         "neighbour (near-miss caption), partial (one word changed), mixed")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per setting")
+    parser.add_argument("--seeds", type=int, default=1, help="K seeds per setting")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds FIRST..FIRST+K-1 (dev seeds 100.. tune, 0.. report)")
     parser.add_argument("--pairs", type=int, default=None, help="dataset size (synth: 3000)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synth scenes")
     parser.add_argument("--data-dir", default=None,
