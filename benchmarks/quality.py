@@ -37,7 +37,10 @@ from pairsift.models.config import PairsiftConfig
 
 DEFAULT_PAIRS = {"synth": 3000}
 DEFAULT_IMAGE_SIZE = {"synth": 96, "tuxpaint": 128, "fashion-mnist": 64}
-_COST = {"ncr": 3, "pairsift": 2}  # rough relative cost, to start long jobs first
+_COST = {"ncr": 3, "pairsift": 2}
+MODE_TITLES = {"caption": "caption shuffle", "image": "image shuffle",
+               "neighbour": "near-miss caption", "partial": "partial (one word)",
+               "mixed": "mixed (shuffle + near miss + partial)"}  # rough relative cost, to start long jobs first
 
 
 def _floats(text: str) -> list[float]:
@@ -79,10 +82,10 @@ def render_table(results: list[RowResult]) -> str:
         by_setting[(row.setting.mode, row.setting.rate)][row.method].append(row)
     lines: list[str] = []
     header = ("| method | detection AUC | loss AUC | kept precision | kept recall "
-              "| est. / true noise | i2t R@1/5/10 | t2i R@1/5/10 | rSum |")
+              "| est. / true noise | i2t R@1/5/10 | t2i R@1/5/10 | rSum | OUT/model rSum |")
     for (mode, rate), methods in by_setting.items():
-        lines += [f"### {mode} shuffle, {round(rate * 100)}% noise", "", header,
-                  "|" + "---|" * 9]
+        lines += [f"### {MODE_TITLES.get(mode, mode)}, {round(rate * 100)}% noise", "", header,
+                  "|" + "---|" * 10]
         for method, rows in methods.items():
             est = _fmt([r.est_noise for r in rows], 2)
             true = _fmt([r.true_noise for r in rows], 2)
@@ -91,10 +94,34 @@ def render_table(results: list[RowResult]) -> str:
                 f"| {_fmt([r.loss_auc for r in rows])} "
                 f"| {_fmt([r.precision for r in rows])} | {_fmt([r.recall for r in rows])} "
                 f"| {est} / {true} | {_recalls(rows, 'i2t')} | {_recalls(rows, 't2i')} "
-                f"| {_fmt([r.recall_at['rsum'] for r in rows], 1)} |"
+                f"| {_fmt([r.recall_at['rsum'] for r in rows], 1)} "
+                f"| {_fmt([r.model_rsum for r in rows], 1)} |"
             )
-        lines += ["", *_paired_lines(methods), ""]
+        lines += ["", *_paired_lines(methods), *_component_lines(methods), ""]
     return "\n".join(lines)
+
+
+def _component_lines(methods: dict[str, list[RowResult]]) -> list[str]:
+    """Each component's gain: pairsift − its ablation, paired by seed, on detection AUC and
+    OUT/model rSum (a gain whose interval excludes 0 is one these seeds support)."""
+    from pairsift.benchmarks.paired import paired_difference
+
+    full = methods.get("pairsift")
+    if not full:
+        return []
+    out = []
+    for method, rows in methods.items():
+        if not method.startswith("-"):
+            continue
+        for figure, digits, get in (("detection AUC", 3, lambda r: r.auc),
+                                    ("OUT/model rSum", 1, lambda r: r.model_rsum)):
+            found = paired_difference(
+                {r.setting.seed: get(r) for r in full if get(r) is not None},
+                {r.setting.seed: get(r) for r in rows if get(r) is not None}, method)
+            if found is not None:
+                out.append(f"- component {method.lstrip('-')}: pairsift − {method}, {figure}: "
+                           f"{found.text(digits).rsplit(' against ', 1)[0]}")
+    return out
 
 
 def _paired_lines(methods: dict[str, list[RowResult]]) -> list[str]:
@@ -220,7 +247,9 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
         "for methods that do not divide); loss AUC: the small-loss AUC under each method's final "
         "heads (diagnostic); kept precision/recall: share of kept pairs that are "
         "clean / share of clean pairs kept; est. noise: the fitted mixture's noisy weight for "
-        "pairsift, the share labelled noisy for GMM/NCR; retrieval on the clean test split",
+        "pairsift, the share labelled noisy for GMM/NCR; retrieval on the clean test split "
+        "(rSum: the row's own heads; OUT/model rSum: the heads `pairsift run` ships, for "
+        "pairsift and each ablation, which are judged on it)",
         "",
         render_table(results),
     ]

@@ -61,12 +61,14 @@ class RowResult:
     recall_at: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     loss_auc: float | None = None  # small-loss AUC under the final heads (diagnostic)
+    model_rsum: float | None = None  # pairsift and its ablations: rSum of OUT/model (shipped)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "mode": self.setting.mode, "rate": self.setting.rate,
                 "seed": self.setting.seed, "auc": self.auc, "precision": self.precision,
                 "recall": self.recall, "est_noise": self.est_noise,
-                "true_noise": self.true_noise, "loss_auc": self.loss_auc, **self.recall_at,
+                "true_noise": self.true_noise, "loss_auc": self.loss_auc,
+                "model_rsum": self.model_rsum, **self.recall_at,
                 "seconds": self.seconds}
 
 
@@ -271,6 +273,7 @@ def run_job(
     keep_all = np.ones_like(noisy)
     auc: float | None
     est: float | None = None
+    model_rsum: float | None = None
     kept = keep_all
     if method in ("all", "decl", "oracle"):
         rows = np.flatnonzero(~noisy) if method == "oracle" else np.arange(len(noisy))
@@ -307,12 +310,15 @@ def run_job(
         if est is None:
             est = float((~kept).mean())
         heads = shipped.final_heads if method == "pairsift_filter" else shipped.fit_heads
+        # what ships is OUT/model: every ablation is judged on it too
+        model_rsum = retrieval(shipped.final_heads, data.test)["rsum"]
     else:
         raise ValueError(f"unknown method {method!r}")
     pr = kept_precision_recall(kept, noisy)
     loss_auc = _auc(noisy, pair_scores(heads, data.train, cfg)["loss"])
     return RowResult(method, setting, auc, pr["precision"], pr["recall"], est, true_noise,
-                     retrieval(heads, data.test), time.perf_counter() - started, loss_auc)
+                     retrieval(heads, data.test), time.perf_counter() - started, loss_auc,
+                     model_rsum)
 
 
 def run_jobs(

@@ -142,3 +142,20 @@ def test_the_crossfit_ablation_scores_in_sample(make_clean, tiny_cfg) -> None:
     assert with_changes(tiny_cfg(), ABLATIONS["-crossfit"][1]).train.division_folds == 0
     row = run_job(make_clean(), Setting("caption", 0.4, seed=0), "-crossfit", tiny_cfg())
     assert 0.0 <= row.auc <= 1.0 and set(row.recall_at) >= {"rsum"}
+
+
+def test_ablations_are_judged_on_out_model(make_clean, tiny_cfg) -> None:
+    """Every pairsift-family row reports the rSum of the OUT/model it ships, and the table
+    pairs each ablation with the full method seed by seed."""
+    emb, cfg = make_clean(), tiny_cfg()
+    rows = [run_job(emb, Setting("caption", 0.4, seed), method, cfg)
+            for seed in (0, 1) for method in ("pairsift", "pairsift_filter", "-refurbish")]
+    by = {(r.method, r.setting.seed): r for r in rows}
+    for seed in (0, 1):
+        shipped = by[("pairsift_filter", seed)].recall_at["rsum"]
+        assert by[("pairsift", seed)].model_rsum == pytest.approx(shipped)
+        assert by[("-refurbish", seed)].model_rsum is not None
+    table = render_table(rows)
+    assert "OUT/model rSum" in table
+    assert "- component refurbish: pairsift − -refurbish, OUT/model rSum:" in table
+    assert run_job(emb, Setting("caption", 0.4, 0), "all", cfg).model_rsum is None
