@@ -32,6 +32,7 @@ from pairsift.benchmarks.quality_runs import (
     method_title,
     methods_for,
     run_jobs,
+    with_changes,
 )
 from pairsift.models.config import PairsiftConfig
 
@@ -160,7 +161,24 @@ def base_config(args: argparse.Namespace) -> PairsiftConfig:
         cfg.train.epochs = args.epochs
     if args.warmup_epochs is not None:
         cfg.train.warmup_epochs = args.warmup_epochs
-    return cfg
+    return with_changes(cfg, parse_settings(getattr(args, "set", None) or []))
+
+
+def parse_settings(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``section.key=value`` (value read as JSON, else kept as text) into config changes: a
+    dev-seed sweep changes one constant of every method's base config."""
+    changes: dict[str, dict[str, Any]] = defaultdict(dict)
+    for item in items:
+        name, sep, text = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not sep or not dot:
+            raise ValueError(f"--set takes section.key=value, got {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        changes[section][key] = value
+    return dict(changes)
 
 
 def code_version() -> str:
@@ -238,7 +256,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
         f"target languages: {', '.join(langs) or 'none'}",
         f"- training: epochs {base.train.epochs}, warm-up {base.train.warmup_epochs}, head dim "
         f"{base.train.head_dim}, batch {base.train.batch_size}; everything else the default "
-        "config",
+        f"config{'' if not args.set else ' but ' + ', '.join(args.set)}",
         f"- embedding: {emb.embedded} rows embedded this run in {emb.seconds:.0f}s (rest cached); "
         f"wall time {wall:.0f}s on {os.cpu_count()} CPU core(s), {args.workers} worker(s) × "
         f"{args.threads} torch thread(s), {platform.machine()}, torch {torch.__version__}",
@@ -310,6 +328,9 @@ def register(subparsers: Any) -> None:
                         help="target languages for the dual-view / mutual-learning rows")
     parser.add_argument("--encoder", default="default", help="encoder spec (see models/encoders)")
     parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                        help="change one constant of the base config (repeatable), e.g. "
+                        "train.final_weight_power=1: for dev-seed sweeps")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--warmup-epochs", type=int, default=None)
     parser.add_argument("--device", default="cpu", help="device for embedding")

@@ -159,3 +159,19 @@ def test_ablations_are_judged_on_out_model(make_clean, tiny_cfg) -> None:
     assert "OUT/model rSum" in table
     assert "- component refurbish: pairsift − -refurbish, OUT/model rSum:" in table
     assert run_job(emb, Setting("caption", 0.4, 0), "all", cfg).model_rsum is None
+
+
+def test_set_changes_the_base_config() -> None:
+    import argparse
+
+    from pairsift.benchmarks.quality import base_config, parse_settings
+
+    args = argparse.Namespace(epochs=None, warmup_epochs=None,
+                              set=["train.final_weight_power=1", "division.method=gmm"])
+    cfg = base_config(args)
+    assert cfg.train.final_weight_power == 1 and cfg.division.method == "gmm"
+    with pytest.raises(ValueError, match="section.key=value"):
+        parse_settings(["final_weight_power"])
+    with pytest.raises(ValueError, match="no train.nonsense"):
+        base_config(argparse.Namespace(epochs=None, warmup_epochs=None,
+                                       set=["train.nonsense=1"]))
