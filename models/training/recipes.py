@@ -3,56 +3,43 @@
 The trainer (:mod:`pairsift.models.training.trainer`) owns the epochs, the nets and the
 divisions; a recipe says whether it divides the pairs and how, and turns one batch (and, in
 the robust phase, its rows of the division) into the scalar to minimise, composed from
-:mod:`pairsift.models.training.losses`. ``train.loss`` names the recipe.
+:mod:`pairsift.models.training.losses`. ``train.loss`` names the recipe. The base class is
+:mod:`pairsift.models.training.recipe_base`; the NCR and DECL baselines, trained as their
+papers do, live in :mod:`pairsift.models.training.baselines`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from abc import abstractmethod
 
-import numpy as np
 import torch
 
 from pairsift.models.config import PairsiftConfig
-from pairsift.models.noise.division import Division
 from pairsift.models.training import losses as L
-from pairsift.models.training.heads import ProjectionHeads
+from pairsift.models.training.baselines import DECLRecipe, NCRRecipe
+from pairsift.models.training.recipe_base import Batch, TrainingRecipe
+
+__all__ = ["RECIPES", "Batch", "TrainingRecipe", "training_recipe"]
 
 
-@dataclass
-class Batch:
-    """One batch of pair embeddings and, in the robust phase, its rows of the division."""
-
-    img: torch.Tensor
-    txt: torch.Tensor
-    tgt: dict[str, torch.Tensor]
-    div: dict[str, torch.Tensor] | None  # label masks, soft labels, uncertainty
-    weight: torch.Tensor | None = None  # per-pair weights of the plain losses (train weights=)
-
-
-def _warmup_loss(
-    b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int, multitask: bool
-) -> torch.Tensor:
-    """The top-k hinge on every pair; ``multitask`` (RCAR) adds InfoNCE, the evidential loss
-    and the complementary loss, which slow the memorisation of noisy pairs."""
+def _warmup_loss(b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
+    """RCAR's multi-task warm-up on every pair: the top-k hinge, InfoNCE, the evidential loss
+    and the complementary loss, which together slow the memorisation of noisy pairs."""
     t = cfg.train
     ramp = min(1.0, (epoch + 1) / max(t.warmup_epochs, 1))
     total = torch.zeros((), dtype=torch.float32)
     for txt in [emb["txt"], *emb["tgt"].values()]:
         total = total + L.hinge_topk(emb["img"], txt, t.margin, t.warmup_topk).mean()
-        if multitask:
-            total = total + L.info_nce(emb["img"], txt, t.temperature).mean()
-            total = (
-                total
-                + L.evidential_loss(emb["img"], txt, t.evidence_tau, t.kl_weight * ramp).mean()
-            )
-            total = (
-                total
-                + t.complementary_weight
-                * L.complementary_loss(emb["img"], txt, t.temperature).mean()
-            )
+        total = total + L.info_nce(emb["img"], txt, t.temperature).mean()
+        total = (
+            total
+            + L.evidential_loss(emb["img"], txt, t.evidence_tau, t.kl_weight * ramp).mean()
+        )
+        total = (
+            total
+            + t.complementary_weight
+            * L.complementary_loss(emb["img"], txt, t.temperature).mean()
+        )
     return total
 
 
@@ -131,59 +118,6 @@ def _mutual_learning(emb: dict, d: dict, cfg: PairsiftConfig) -> torch.Tensor:
     return total
 
 
-def _ncr_loss(b: Batch, emb: dict, cfg: PairsiftConfig) -> torch.Tensor:
-    t, d = cfg.train, b.div
-    assert d is not None
-    margin = L.soft_margin(d["soft"], t.margin)
-    total = torch.zeros((), dtype=torch.float32)
-    for txt in [emb["txt"], *emb["tgt"].values()]:
-        for part in (d["clean"] | d["hard"], d["noisy"]):
-            if int(part.sum()) >= 2:
-                total = total + L.hinge_topk(emb["img"][part], txt[part], margin[part], 1).mean()
-    return total
-
-
-class TrainingRecipe(ABC):
-    """One training method: its per-batch loss and whether (and how) it divides the pairs.
-
-    The trainer's loop (:func:`pairsift.models.training.trainer.train`) is the same for all
-    of them; a recipe only answers what differs. A dividing recipe warms up on every pair,
-    then re-divides all pairs once per epoch and trains on the division.
-    """
-
-    name = ""
-    divides = False  # re-divide every epoch after the warm-up
-    division_method: str | None = None  # None: the noise fit's (division.method)
-    crossfits = False  # may divide with fold heads that never trained on the pair
-    self_corrects = False  # keeps UCPM's per-pair uncertainty memory across epochs
-    uses_consistency = False  # fuses the neighbour consistency into the division
-    uses_translation_trust = False  # weighs target views by agreement with the source (NRF)
-    accepts_weights = False  # per-pair weights (the final model's posteriors)
-
-    def batch_loss(
-        self, heads: ProjectionHeads, b: Batch, cfg: PairsiftConfig, epoch: int
-    ) -> torch.Tensor:
-        emb = {
-            "img": heads.image(b.img),
-            "txt": heads.text(b.txt),
-            "tgt": {lang: heads.text(x, lang) for lang, x in b.tgt.items()},
-        }
-        if self.divides and b.div is None:
-            return self.warmup_loss(b, emb, cfg, epoch)
-        return self.loss(b, emb, cfg, epoch)
-
-    def warmup_loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
-        return _warmup_loss(b, emb, cfg, epoch, multitask=False)
-
-    @abstractmethod
-    def loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
-        """The batch's loss once the recipe trains on its division (or on every pair)."""
-
-    def refine_division(self, div: Division, scores: dict[str, np.ndarray]) -> Division:
-        """The division a net trains on, from the one the noise fit (or GMM) gave."""
-        return div
-
-
 class PairsiftRecipe(TrainingRecipe):
     """RCAR multi-task warm-up, then UCPM/RCAR/UML training on the noise fit's division."""
 
@@ -191,26 +125,10 @@ class PairsiftRecipe(TrainingRecipe):
     divides = crossfits = self_corrects = uses_consistency = uses_translation_trust = True
 
     def warmup_loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
-        return _warmup_loss(b, emb, cfg, epoch, multitask=True)
+        return _warmup_loss(b, emb, cfg, epoch)
 
     def loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
         return _pairsift_loss(b, emb, cfg)
-
-
-class NCRRecipe(TrainingRecipe):
-    """NCR: hinge warm-up, GMM division with co-rectified labels, soft-margin hinge."""
-
-    name = "ncr"
-    divides = True
-    division_method = "gmm"
-
-    def loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
-        return _ncr_loss(b, emb, cfg)
-
-    def refine_division(self, div: Division, scores: dict[str, np.ndarray]) -> Division:
-        """NCR co-rectified labels: p_clean·1 + (1 − p_clean)·model prediction."""
-        soft = div.p_clean + (1.0 - div.p_clean) * np.asarray(scores["match_prob"])
-        return dataclasses.replace(div, soft_label=np.clip(soft, 0.0, 1.0))
 
 
 class _PlainRecipe(TrainingRecipe):
@@ -252,20 +170,6 @@ class RCLRecipe(_PlainRecipe):
     def per_pair(self, img: torch.Tensor, txt: torch.Tensor, cfg: PairsiftConfig,
                  epoch: int) -> list[torch.Tensor]:
         return [L.complementary_loss(img, txt, cfg.train.temperature)]
-
-
-class DECLRecipe(_PlainRecipe):
-    """DECL: the evidential loss (KL annealed over the warm-up) plus the scheduled hinge."""
-
-    name = "decl"
-
-    def per_pair(self, img: torch.Tensor, txt: torch.Tensor, cfg: PairsiftConfig,
-                 epoch: int) -> list[torch.Tensor]:
-        t = cfg.train
-        ramp = min(1.0, (epoch + 1) / max(t.warmup_epochs, 1))
-        topk = L.hinge_schedule(epoch, t.warmup_epochs, t.warmup_topk)
-        return [L.evidential_loss(img, txt, t.evidence_tau, t.kl_weight * ramp),
-                L.hinge_topk(img, txt, t.margin, topk)]
 
 
 RECIPES: dict[str, TrainingRecipe] = {

@@ -3,9 +3,10 @@
 One loop for every recipe (:mod:`pairsift.models.training.recipes`, named by
 ``train.loss``): pairsift (RCAR warm-up, then each epoch the one noise fit divides every pair
 and the kept pairs train with the trusted margin and the soft-label-weighted evidential loss,
-noisy pairs only through the complementary loss, plus UML mutual learning), NCR (GMM
-co-divide, soft margin), DECL, RCL and plain contrastive. ``train.co_teaching`` trains two
-heads, each on the other's division (NCR co-divide).
+noisy pairs only through the complementary loss, plus UML mutual learning), the NCR and
+DECL baselines (each divides as its paper does, :mod:`pairsift.models.training.baselines`),
+RCL and plain contrastive. ``train.co_teaching`` trains two heads, each on the other's
+division (NCR co-divide).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from pairsift.models.training.epoch_division import (
     DividedPairs,
     NeighbourScores,
     crossfit_scorer,
-    divide_pairs,
     divide_with,
     fold_ids,
     neighbour_consistency,
@@ -351,7 +351,7 @@ def _epoch_divisions(
     out = []
     for net, memory in zip(nets, memories, strict=True):
         net.heads.eval()
-        divided = divide_pairs(net.heads, run.data, run.cfg, seed, memory, method, run.neighbours)
+        divided = run.recipe.divide(net.heads, run.data, run.cfg, seed, memory, run.neighbours)
         out.append(_refined(run.recipe, divided))
     return out
 
@@ -372,6 +372,8 @@ def _train_epoch(
     fold_division = divisions[0]
     for i, net in enumerate([*run.nets, *run.fold_nets]):
         d = divisions[i] if i < len(run.nets) else fold_division
+        # co-teaching: the other net, whose predictions NCR's unlabelled targets average in
+        peer = run.nets[1 - i].heads if len(run.nets) == 2 and i < 2 else None
         net.heads.train()
         order = net.rows[torch.randperm(net.rows.numel(), generator=run.gen)]
         for s in range(0, order.numel(), batch_size):
@@ -384,6 +386,7 @@ def _train_epoch(
                 {key: v[idx] for key, v in tgt_all.items()},
                 None if d is None else {key: v[idx] if v.ndim else v for key, v in d.items()},
                 None if run.weights is None else run.weights[idx],
+                peer,
             )
             loss = run.recipe.batch_loss(net.heads, batch, run.cfg, epoch)
             net.opt.zero_grad()

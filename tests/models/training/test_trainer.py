@@ -101,7 +101,7 @@ def test_every_method_trains(method: str) -> None:
     result = train(pairs.data, _cfg(method, epochs=3))
     losses = [h["train_loss"] for h in result.history]
     assert all(np.isfinite(losses)) and len(losses) == 3
-    assert (result.division is not None) == (method == "ncr")
+    assert (result.division is not None) == RECIPES[method].divides  # NCR and DECL divide
 
 
 @pytest.fixture(scope="module")
