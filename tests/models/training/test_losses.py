@@ -201,3 +201,27 @@ def test_complementary_loss_gradient_is_autograds(batch: int, temperature: float
     g_ref = torch.autograd.grad((ref * weight).sum(), (img, txt))
     for a, b in zip(g_ours, g_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def _autograd_info_nce(img: torch.Tensor, txt: torch.Tensor, temperature: float) -> torch.Tensor:
+    logits = (img @ txt.t()).clamp(-1.0, 1.0) / temperature
+    target = torch.arange(img.shape[0])
+    return 0.5 * (F.cross_entropy(logits, target, reduction="none")
+                  + F.cross_entropy(logits.t(), target, reduction="none"))
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.7])  # 1.7: unnormalised rows, the clamp cuts cells
+def test_info_nce_written_backward_equals_autograd(scale: float) -> None:
+    img, txt = _emb(12, d=6, seed=3)
+    img, txt = (img.detach() * scale).requires_grad_(), txt.detach().requires_grad_()
+    weights = torch.linspace(0.1, 2.0, 12)
+    ours = L.info_nce(img, txt, 0.07)
+    ref_img, ref_txt = img.detach().clone().requires_grad_(), txt.detach().clone().requires_grad_()
+    ref = _autograd_info_nce(ref_img, ref_txt, 0.07)
+    assert torch.allclose(ours, ref, atol=1e-5)
+    (ours * weights).sum().backward()
+    (ref * weights).sum().backward()
+    if scale > 1.0:
+        assert bool(((img.detach() @ txt.detach().t()).abs() > 1.0).any())
+    assert torch.allclose(img.grad, ref_img.grad, atol=1e-5)
+    assert torch.allclose(txt.grad, ref_txt.grad, atol=1e-5)
