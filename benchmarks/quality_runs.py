@@ -1,14 +1,17 @@
 """One benchmark job: a noise setting × a method, on cached clean embeddings.
 
 A setting re-pairs the cached rows with the dataset's noise plan (caption shuffle permutes
-caption rows among the noisy train pairs, image shuffle image rows); nothing is re-embedded.
+caption rows among the noisy train pairs, image shuffle image rows, near-miss noise gives a
+pair another caption of its near-miss group); only partially edited captions are embedded,
+once per setting (benchmarks/noise_settings.py).
 Every method trains projection heads with the models/ trainer under the same base config
 and is evaluated on the clean, caption-deduplicated test split.
 
 Detection score per method (higher = more likely noisy):
 - division methods (pairsift and its ablations, NCR, GMM): 1 − p_clean of their division;
+  DECL: 1 − the pair's share of its row's evidence (its division's ranking);
 - CLIP-score filter: −similarity;
-- methods that do not divide (all pairs, DECL, oracle): the per-pair loss against a fixed
+- methods that do not divide (all pairs, oracle): the per-pair loss against a fixed
   negative bank under the trained heads (the small-loss criterion).
 ``loss_auc`` is that small-loss AUC under every method's final heads: it separates "the
 heads learned to tell pairs apart" from "the division turned that into a calibrated p_clean".
@@ -109,8 +112,8 @@ BASELINES: dict[str, str] = {
     "pairsift_filter": "(d) pairsift OUT/model: contrastive on the kept pairs weighted by "
                        f"p_clean^{TrainConfig().final_weight_power:g} "
                        f"(if ≥ {TrainConfig().final_min_pairs})",
-    "ncr": "NCR training (co-divide, soft margin)",
-    "decl": "DECL training (evidential)",
+    "ncr": "NCR (two nets co-divide by a GMM on their hinge loss, co-rectified soft margin)",
+    "decl": "DECL (evidential MSE risk + dynamic hinge, divides by evidence)",
     "oracle": "(e) oracle: clean pairs only",
 }
 METHOD_ORDER: tuple[str, ...] = (
@@ -275,10 +278,9 @@ def run_job(
     est: float | None = None
     model_rsum: float | None = None
     kept = keep_all
-    if method in ("all", "decl", "oracle"):
+    if method in ("all", "oracle"):
         rows = np.flatnonzero(~noisy) if method == "oracle" else np.arange(len(noisy))
-        run_cfg = contrastive_config(cfg) if method != "decl" else recipe_config(cfg, "decl")
-        heads = train(data.train.subset(rows), run_cfg).heads
+        heads = train(data.train.subset(rows), contrastive_config(cfg)).heads
         auc = _auc(noisy, pair_scores(heads, data.train, cfg)["loss"])
         if method == "oracle":
             kept = ~noisy
@@ -295,8 +297,8 @@ def run_job(
             est = float((division.label == "noisy").mean())
         kept = division.kept
         heads = train(data.train.subset(np.flatnonzero(kept)), contrastive_config(cfg)).heads
-    elif method == "ncr":
-        result = train(data.train, recipe_config(cfg, "ncr"))
+    elif method in ("ncr", "decl"):  # each divides by its own rule while it trains
+        result = train(data.train, recipe_config(cfg, method))
         heads, division = result.heads, result.division
         assert division is not None
         auc, kept = _auc(noisy, 1.0 - division.p_clean), division.kept
