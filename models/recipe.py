@@ -129,7 +129,7 @@ class TrainConfig:
     final_min_pairs: int = 50  # retrain only when at least this many pairs were kept
     # each kept pair's loss weighted by p_clean**power (0: unweighted): the noise left in the
     # kept set sits among the lowest posteriors
-    final_weight_power: float = 2.0
+    final_weight_power: float = 4.0
     robust_topk: int = 8  # robust phase hinge: mean over the top-k in-batch negatives
     # centre a tower's embeddings inside the heads (models/training/heads.py): "auto" does it for towers
     # whose rows' mean cosine exceeds centre_threshold, never for identity-initialised heads;
