@@ -89,6 +89,13 @@ class ShardLabels:
         return {name: cells[i] for name, cells in self.values.items()}
 
 
+def _object_array(cells: list[Any]) -> np.ndarray:
+    """``cells`` as a 1-d object array (numpy would nest a list of lists)."""
+    out = np.empty(len(cells), dtype=object)
+    out[:] = cells
+    return out
+
+
 def duplicate_originals(layout: RunLayout, shard_name: str) -> dict[str, str]:
     """Each duplicate of the shard → the pair it copies (the dedup job's side file; empty for
     a shard without duplicates, or one written before it recorded them)."""
@@ -140,20 +147,23 @@ class AuditColumns:
         status = columns["status"]
         error = columns.setdefault("error", [None] * n)
         columns.setdefault("label", [None] * n)
-        filled = {name: list(columns.get(name, [None] * n)) for name in scored.values}
-        ok = Status.OK.value
-        for i, key in enumerate(columns["key"]):
-            if status[i] != ok:
-                continue
-            j = scored.position.get(key)
-            if j is not None and scored.duplicate[j]:
-                status[i], error[i] = Status.DUPLICATE.value, duplicate_error(scored.original_of(key))
-            elif j is None or not scored.values:
-                status[i], error[i] = Status.EMBED_ERROR.value, UNSCORED_REASON
-            else:
-                for name, cells in scored.values.items():
-                    filled[name][i] = cells[j]
-        columns.update(filled)
+        keys = columns["key"]
+        found = np.fromiter((scored.position.get(k, -1) for k in keys), dtype=np.int64, count=n)
+        ok = np.fromiter((s == Status.OK.value for s in status), dtype=bool, count=n)
+        has = found >= 0
+        duplicate = np.zeros(n, dtype=bool)
+        duplicate[has] = scored.duplicate[found[has]]
+        for i in np.flatnonzero(ok & duplicate).tolist():
+            status[i], error[i] = Status.DUPLICATE.value, duplicate_error(scored.original_of(keys[i]))
+        labelled = ok & has & ~duplicate if scored.values else np.zeros(n, dtype=bool)
+        for i in np.flatnonzero(ok & ~duplicate & ~labelled).tolist():
+            status[i], error[i] = Status.EMBED_ERROR.value, UNSCORED_REASON
+        rows, picks = np.flatnonzero(labelled), found[labelled]
+        for name, cells in scored.values.items():  # a column at a time, not a cell at a time
+            column = np.empty(n, dtype=object)
+            column[:] = columns.get(name, [None] * n)
+            column[rows] = _object_array(cells)[picks]
+            columns[name] = column.tolist()
         return cls(columns)
 
     def rows_where(self, labels: set[str]) -> Iterator[int]:

@@ -66,7 +66,13 @@ def test_a_compressed_tar_records_no_ranges(tmp_path: Path) -> None:
 
 def test_near_ranges_merge_into_one_read_and_far_ones_do_not() -> None:
     spans = merged_spans([0, 2000, 10_000_000, 1500], [1000, 100, 10, 100], gap=4096)
-    assert [(s, e, sorted(m)) for s, e, m in spans] == [(0, 2100, [0, 1, 3]), (10_000_000, 10_000_010, [2])]
+    assert spans.start.tolist() == [0, 10_000_000] and spans.end.tolist() == [2100, 10_000_010]
+    assert spans.of_range.tolist() == [0, 0, 1, 0]
+    # a range inside a longer one keeps the span's end at the furthest reach
+    nested = merged_spans([100, 0, 5000], [10, 1000, 10], gap=0)
+    assert nested.start.tolist() == [0, 5000] and nested.end.tolist() == [1000, 5010]
+    assert nested.of_range.tolist() == [0, 0, 1]
+    assert len(merged_spans([], [])) == 0
 
 
 def test_a_range_past_the_end_of_the_file_is_an_error(tmp_path: Path) -> None:
