@@ -103,8 +103,9 @@ def render_table(results: list[RowResult]) -> str:
 
 
 def _component_lines(methods: dict[str, list[RowResult]]) -> list[str]:
-    """Each component's gain: pairsift − its ablation, paired by seed, on detection AUC and
-    OUT/model rSum (a gain whose interval excludes 0 is one these seeds support)."""
+    """Each component's gain, paired by seed, on detection AUC and OUT/model rSum: pairsift −
+    its ablation for a component on by default, the addition − pairsift for one off by
+    default (a gain whose interval excludes 0 is one these seeds support)."""
     from pairsift.benchmarks.paired import paired_difference
 
     full = methods.get("pairsift")
@@ -112,15 +113,17 @@ def _component_lines(methods: dict[str, list[RowResult]]) -> list[str]:
         return []
     out = []
     for method, rows in methods.items():
-        if not method.startswith("-"):
+        if method[:1] not in "-+":  # "-x": x is on by default; "+x": off, added back
             continue
         for figure, digits, get in (("detection AUC", 3, lambda r: r.auc),
                                     ("OUT/model rSum", 1, lambda r: r.model_rsum)):
+            with_x, without_x = (full, rows) if method[0] == "-" else (rows, full)
             found = paired_difference(
-                {r.setting.seed: get(r) for r in full if get(r) is not None},
-                {r.setting.seed: get(r) for r in rows if get(r) is not None}, method)
+                {r.setting.seed: get(r) for r in with_x if get(r) is not None},
+                {r.setting.seed: get(r) for r in without_x if get(r) is not None}, method)
             if found is not None:
-                out.append(f"- component {method.lstrip('-')}: pairsift − {method}, {figure}: "
+                what = f"pairsift − {method}" if method[0] == "-" else f"{method} − pairsift"
+                out.append(f"- component {method[1:]}: {what}, {figure}: "
                            f"{found.text(digits).rsplit(' against ', 1)[0]}")
     return out
 
@@ -226,8 +229,8 @@ def run_dataset(dataset: str, args: argparse.Namespace, command: str) -> str:
         print(f"[{dataset}] embedded {edited} partially edited caption(s)", flush=True)
     methods = methods_for(langs, _words(args.methods) if args.methods else None)
     jobs = [(s, m) for s in settings for m in methods]
-    order = sorted(range(len(jobs)), key=lambda i: -_COST.get(jobs[i][1].lstrip("-"),
-                                                                2 if jobs[i][1].startswith("-") else 1))
+    order = sorted(range(len(jobs)), key=lambda i: -_COST.get(
+        jobs[i][1].lstrip("-+"), 2 if jobs[i][1][:1] in "-+" else 1))
     base = base_config(args)
 
     def report(row: RowResult, done: int, total: int) -> None:

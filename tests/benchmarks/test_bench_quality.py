@@ -149,15 +149,16 @@ def test_ablations_are_judged_on_out_model(make_clean, tiny_cfg) -> None:
     pairs each ablation with the full method seed by seed."""
     emb, cfg = make_clean(), tiny_cfg()
     rows = [run_job(emb, Setting("caption", 0.4, seed), method, cfg)
-            for seed in (0, 1) for method in ("pairsift", "pairsift_filter", "-refurbish")]
+            for seed in (0, 1) for method in ("pairsift", "pairsift_filter", "-consistency", "+refurbish")]
     by = {(r.method, r.setting.seed): r for r in rows}
     for seed in (0, 1):
         shipped = by[("pairsift_filter", seed)].recall_at["rsum"]
         assert by[("pairsift", seed)].model_rsum == pytest.approx(shipped)
-        assert by[("-refurbish", seed)].model_rsum is not None
+        assert by[("-consistency", seed)].model_rsum is not None
     table = render_table(rows)
     assert "OUT/model rSum" in table
-    assert "- component refurbish: pairsift − -refurbish, OUT/model rSum:" in table
+    assert "- component consistency: pairsift − -consistency, OUT/model rSum:" in table
+    assert "- component refurbish: +refurbish − pairsift, detection AUC:" in table
     assert run_job(emb, Setting("caption", 0.4, 0), "all", cfg).model_rsum is None
 
 

@@ -84,10 +84,11 @@ def test_soft_label_switches(mixture) -> None:
     s = _scores(sims, np.array([0.2, 0.6]))
     plain = divide(s, mixture, DivisionConfig(method="bmm", refurbish=False, fisher_soften=False))
     np.testing.assert_allclose(plain.soft_label, plain.p_clean)
-    refurb = divide(s, mixture, DivisionConfig(method="bmm", fisher_soften=False))
+    refurb = divide(s, mixture, DivisionConfig(method="bmm", refurbish=True))
     expected = plain.p_clean + (1 - plain.p_clean) * s["match_prob"]
     np.testing.assert_allclose(refurb.soft_label, expected)
-    soft = divide(s, mixture, DivisionConfig(method="bmm"))
+    assert DivisionConfig().refurbish is False and DivisionConfig().fisher_soften is False
+    soft = divide(s, mixture, DivisionConfig(method="bmm", refurbish=True, fisher_soften=True))
     assert np.all(np.abs(soft.soft_label - 0.5) <= np.abs(refurb.soft_label - 0.5) + 1e-12)
 
 

@@ -57,7 +57,8 @@ def test_pairsift_detects_noise_and_beats_plain_contrastive(noisy_half) -> None:
     assert _rsum(robust.heads, test_set.data) > _rsum(plain.heads, test_set.data) + 10
     epochs = [h["epoch"] for h in robust.history]
     assert epochs == list(range(12))
-    assert "noise_ratio" in robust.history[-1] and robust.memory is not None
+    # self-correction is off by default: no uncertainty memory is kept
+    assert "noise_ratio" in robust.history[-1] and robust.memory is None
 
 
 def test_deterministic_per_seed_and_round_trip(tmp_path) -> None:
@@ -123,19 +124,22 @@ def ablation_base():
         "translation_trust",
     ],
 )
-def test_ablation_switches_change_training(switch: str, ablation_base) -> None:
+def test_component_switches_change_training(switch: str, ablation_base) -> None:
+    """Each switch, flipped from its default (on or off), changes the heads or the labels."""
     pairs, base = ablation_base
     cfg = _cfg("pairsift", epochs=4)
     section, _, name = switch.rpartition(".")
-    setattr(getattr(cfg, section or "train"), name, False)
-    off = train(pairs.data, cfg)
-    assert np.isfinite(off.history[-1]["train_loss"])
+    target = getattr(cfg, section or "train")
+    setattr(target, name, not getattr(target, name))
+    flipped = train(pairs.data, cfg)
+    assert np.isfinite(flipped.history[-1]["train_loss"])
     if name == "self_correction":  # acts only on pairs whose u fluctuates: check the wiring
-        assert off.memory is None and base.memory is not None
-        assert len(base.memory.history) == base.memory.window
+        on, off = (flipped, base) if getattr(target, name) else (base, flipped)
+        assert off.memory is None and on.memory is not None
+        assert len(on.memory.history) == on.memory.window
         return
-    changed_heads = not torch.equal(off.heads.image_head.weight, base.heads.image_head.weight)
-    changed_labels = not np.array_equal(off.division.soft_label, base.division.soft_label)
+    changed_heads = not torch.equal(flipped.heads.image_head.weight, base.heads.image_head.weight)
+    changed_labels = not np.array_equal(flipped.division.soft_label, base.division.soft_label)
     assert changed_heads or changed_labels
 
 
