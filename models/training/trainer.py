@@ -2,7 +2,8 @@
 
 One loop for every recipe (:mod:`pairsift.models.training.recipes`, named by
 ``train.loss``): pairsift (RCAR warm-up, then each epoch the one noise fit divides every pair
-and the kept pairs train with the trusted margin and the soft-label-weighted evidential loss,
+and the kept pairs train with the margin hinge (UCPM's trusted margin where
+``train.trusted_margin`` is on) and the p_clean-weighted evidential loss,
 noisy pairs only through the complementary loss, plus UML mutual learning), the NCR and
 DECL baselines (each divides as its paper does, :mod:`pairsift.models.training.baselines`),
 RCL and plain contrastive. ``train.co_teaching`` trains two heads, each on the other's
