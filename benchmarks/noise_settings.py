@@ -18,7 +18,6 @@ from pairsift.pipeline.datasets.common import PairSource
 from pairsift.pipeline.datasets.noise import NoisePlan, clean_plan, make_plan
 from pairsift.pipeline.datasets.writer import partial_texts
 
-SHUFFLE_MODES = ("caption", "image")
 NEAR_MISS_MODES = ("neighbour", "mixed")
 EDITING_MODES = ("partial", "mixed")
 BENCH_MODES = ("caption", "image", "neighbour", "partial", "mixed")

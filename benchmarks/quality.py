@@ -38,10 +38,10 @@ from pairsift.models.config import PairsiftConfig
 
 DEFAULT_PAIRS = {"synth": 3000}
 DEFAULT_IMAGE_SIZE = {"synth": 96, "tuxpaint": 128, "fashion-mnist": 64}
-_COST = {"ncr": 3, "pairsift": 2}
+_COST = {"ncr": 3, "pairsift": 2}  # rough relative cost, to start long jobs first
 MODE_TITLES = {"caption": "caption shuffle", "image": "image shuffle",
                "neighbour": "near-miss caption", "partial": "partial (one word)",
-               "mixed": "mixed (shuffle + near miss + partial)"}  # rough relative cost, to start long jobs first
+               "mixed": "mixed (shuffle + near miss + partial)"}
 
 
 def _floats(text: str) -> list[float]:

@@ -181,10 +181,8 @@ def make_setting_data(emb: CleanEmbeddings, setting: Setting) -> SettingData:
 
 
 def retrieval(heads: ProjectionHeads, test: PairEmbeddings) -> dict[str, float]:
-    with torch.no_grad():
-        img = heads.image(torch.from_numpy(test.image)).numpy()
-        txt = heads.text(torch.from_numpy(test.text)).numpy()
-    return recall_at_k(img, txt)
+    img, txt = heads.embed_pairs(test.image, test.text)
+    return recall_at_k(img.numpy(), txt.numpy())
 
 
 def pair_scores(heads: ProjectionHeads, data: PairEmbeddings, cfg: PairsiftConfig) -> dict[str, np.ndarray]:

@@ -160,8 +160,7 @@ class AuditColumns:
             status[i], error[i] = Status.EMBED_ERROR.value, UNSCORED_REASON
         rows, picks = np.flatnonzero(labelled), found[labelled]
         for name, cells in scored.values.items():  # a column at a time, not a cell at a time
-            column = np.empty(n, dtype=object)
-            column[:] = columns.get(name, [None] * n)
+            column = _object_array(columns.get(name, [None] * n))
             column[rows] = _object_array(cells)[picks]
             columns[name] = column.tolist()
         return cls(columns)

@@ -36,12 +36,8 @@ from pairsift.models.pairdata import PairEmbeddings
 from pairsift.models.training import baseline_losses as BL
 from pairsift.models.training.epoch_division import DividedPairs, NeighbourScores
 from pairsift.models.training.heads import ProjectionHeads
-from pairsift.models.training.losses import hinge_topk, soft_margin
+from pairsift.models.training.losses import _sims, hinge_topk, soft_margin
 from pairsift.models.training.recipe_base import Batch, TrainingRecipe, embed_batch, text_views
-
-
-def _sims(img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
-    return (img @ txt.t()).clamp(-1.0, 1.0)
 
 
 def _batches(n: int, batch_size: int, seed: int) -> list[np.ndarray]:
@@ -50,20 +46,13 @@ def _batches(n: int, batch_size: int, seed: int) -> list[np.ndarray]:
     return np.array_split(order, max(1, -(-n // max(batch_size, 2))))
 
 
-def _embedded(heads: ProjectionHeads, data: PairEmbeddings) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.no_grad():
-        img = heads.image(torch.from_numpy(np.asarray(data.image, dtype=np.float32)))
-        txt = heads.text(torch.from_numpy(np.asarray(data.text, dtype=np.float32)))
-    return img, txt
-
-
 def ncr_per_sample_loss(
     heads: ProjectionHeads, data: PairEmbeddings, t: TrainConfig, seed: int
 ) -> np.ndarray:
     """NCR's per-sample loss of every pair under ``heads``: the mean hinge over its batch
     (:func:`~pairsift.models.training.baseline_losses.mean_hinge_costs`), margin
     ``train.margin``, in shuffled batches of ``train.batch_size``."""
-    img, txt = _embedded(heads, data)
+    img, txt = heads.embed_pairs(data.image, data.text)
     out = np.empty(len(data), dtype=np.float64)
     with torch.no_grad():
         for rows in _batches(len(data), t.batch_size, seed):
@@ -104,7 +93,6 @@ class NCRRecipe(TrainingRecipe):
 
     name = "ncr"
     divides = True
-    division_method = "gmm"
 
     def warmup_loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
         total = torch.zeros((), dtype=torch.float32)
@@ -156,7 +144,7 @@ def decl_division(
     """DECL's division of every pair under ``heads``, in shuffled batches: matched (clean)
     when its own two-way evidence share is the row's largest, else noisy. ``p_clean`` is
     that share (a ranking, not a posterior), ``uncertainty`` DECL's K/S_i2t + K/S_t2i."""
-    img, txt = _embedded(heads, data)
+    img, txt = heads.embed_pairs(data.image, data.text)
     n = len(data)
     matched, share, unc = np.zeros(n, dtype=bool), np.zeros(n), np.zeros(n)
     with torch.no_grad():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -100,6 +101,13 @@ class ProjectionHeads(nn.Module):
         if name in self.config.get("centred", ()):
             x = F.normalize(x - getattr(self, f"centre_{name}"), dim=-1)
         return F.normalize(head(x), dim=-1)
+
+    @torch.no_grad()
+    def embed_pairs(self, image: np.ndarray, text: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """A set of pairs' image and English caption embeddings through the heads, without
+        gradients (retrieval figures, a baseline's per-pair statistics)."""
+        return (self.image(torch.from_numpy(np.asarray(image, dtype=np.float32))),
+                self.text(torch.from_numpy(np.asarray(text, dtype=np.float32))))
 
     def image(self, x: torch.Tensor) -> torch.Tensor:
         return self._project(self.image_head, x, "image")

@@ -17,7 +17,7 @@ import torch
 from pairsift.models.config import PairsiftConfig
 from pairsift.models.training import losses as L
 from pairsift.models.training.baselines import DECLRecipe, NCRRecipe
-from pairsift.models.training.recipe_base import Batch, TrainingRecipe
+from pairsift.models.training.recipe_base import Batch, TrainingRecipe, text_views
 
 __all__ = ["RECIPES", "Batch", "TrainingRecipe", "training_recipe"]
 
@@ -28,7 +28,7 @@ def _warmup_loss(b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.
     t = cfg.train
     ramp = min(1.0, (epoch + 1) / max(t.warmup_epochs, 1))
     total = torch.zeros((), dtype=torch.float32)
-    for txt in [emb["txt"], *emb["tgt"].values()]:
+    for txt in text_views(emb):
         total = total + L.hinge_topk(emb["img"], txt, t.margin, t.warmup_topk).mean()
         total = total + L.info_nce(emb["img"], txt, t.temperature).mean()
         total = (
@@ -143,7 +143,7 @@ class _PlainRecipe(TrainingRecipe):
 
     def loss(self, b: Batch, emb: dict, cfg: PairsiftConfig, epoch: int) -> torch.Tensor:
         total = torch.zeros((), dtype=torch.float32)
-        for txt in [emb["txt"], *emb["tgt"].values()]:
+        for txt in text_views(emb):
             for per_pair in self.per_pair(emb["img"], txt, cfg, epoch):
                 if b.weight is None:
                     total = total + per_pair.mean()

@@ -73,10 +73,8 @@ def _margin_threshold(div: Division) -> float:
 
 
 def _rsum(heads: ProjectionHeads, val: PairEmbeddings) -> float:
-    with torch.no_grad():
-        img = heads.image(torch.from_numpy(np.asarray(val.image, dtype=np.float32))).numpy()
-        txt = heads.text(torch.from_numpy(np.asarray(val.text, dtype=np.float32))).numpy()
-    return recall_at_k(img, txt)["rsum"]
+    img, txt = heads.embed_pairs(val.image, val.text)
+    return recall_at_k(img.numpy(), txt.numpy())["rsum"]
 
 
 @dataclass

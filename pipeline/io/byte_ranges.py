@@ -46,10 +46,11 @@ def merged_spans(offsets: Sequence[int], sizes: Sequence[int], gap: int = MERGE_
     order = np.argsort(start, kind="stable")
     first = start[order]
     reach = np.maximum.accumulate(first + np.asarray(sizes, dtype=np.int64)[order])
-    opens = np.flatnonzero(np.concatenate([[True], first[1:] - reach[:-1] > gap]))
+    opens_span = np.concatenate([[True], first[1:] - reach[:-1] > gap])
+    opens = np.flatnonzero(opens_span)
     closes = np.append(opens[1:], len(order)) - 1
     of_range = np.empty(len(order), dtype=np.int64)
-    of_range[order] = np.cumsum(np.isin(np.arange(len(order)), opens)) - 1
+    of_range[order] = np.cumsum(opens_span) - 1  # the span each range (in file order) joins
     return Spans(first[opens], reach[closes], of_range)
 
 
